@@ -1,0 +1,7 @@
+// seqfuse: fused Transformer kernels for Node.js. The public surface (docs/api.md).
+export { SeqfuseError, type ErrorCode } from './errors.js';
+export type { DType, Device, TypedArray } from './dtype.js';
+export { Tensor, memory, type MemoryInfo, type RandomOptions, type TensorOptions } from './tensor.js';
+export { buildInfo, getIsa, getNumThreads, type Isa, setIsa, setNumThreads } from './runtime.js';
+export type { Op } from './ops/common.js';
+export { layerNorm, layerNormBackward, type NormBackwardOptions, type NormGrads, type NormOptions, rmsNorm, rmsNormBackward } from './ops/norm.js';

@@ -1,0 +1,50 @@
+// Loads the addon (a prebuild or build/Release/seqfuse.node) and declares its interface.
+// Only lib/ talks to it; every function here validates its arguments again in C++.
+import { createRequire } from 'node:module';
+import * as path from 'node:path';
+import { SeqfuseError } from './errors.js';
+
+/** A Tensor as the addon reads it (see native/napi/napi_util.cc tensor_arg). */
+export interface NativeTensor {
+  readonly _data: unknown;
+  readonly _dt: number;
+  readonly _dev: number;
+  readonly shape: readonly number[];
+}
+type T = NativeTensor;
+type OptT = NativeTensor | null;
+type Ret = undefined | Promise<void>;
+
+export interface NativeBinding {
+  init(errorClass: typeof SeqfuseError): void;
+  set_num_threads(n: number): void;
+  get_num_threads(): number;
+  set_isa(isa: string): void;
+  get_isa(): { active: string; best: string };
+  build_info(): { onednn: string; cuda: boolean };
+  cast(src: T, dst: T, async: boolean): Ret;
+  random(out: T, kind: number, seed: number | bigint, offset: number | bigint, a: number, b: number): undefined;
+  norm_fwd(x: T, gamma: T, beta: OptT, y: T, mean: OptT, rstd: OptT, eps: number, rms: boolean, async: boolean): Ret;
+  norm_bwd(dy: T, x: T, gamma: T, mean: OptT, rstd: OptT, dx: T, dgamma: OptT, dbeta: OptT, eps: number, rms: boolean,
+    async: boolean): Ret;
+}
+
+function load(): NativeBinding {
+  const root = path.join(__dirname, '..');
+  const req = createRequire(__filename);
+  try {
+    return req('node-gyp-build')(root) as NativeBinding;
+  } catch (e) {
+    const why = e instanceof Error ? e.message : String(e);
+    throw new SeqfuseError(
+      'ERR_BACKEND',
+      `seqfuse: could not load the native addon (${why}).\nPossible solutions:\n` +
+        '  - build it: `npm rebuild seqfuse` (needs a C++17 compiler, python3 and make)\n' +
+        '  - install oneDNN first: `sudo apt-get install libdnnl-dev` (Debian/Ubuntu) or `brew install onednn`\n' +
+        '  - check that libdnnl.so.2 and libgomp are on the loader path',
+    );
+  }
+}
+
+export const native: NativeBinding = load();
+native.init(SeqfuseError);

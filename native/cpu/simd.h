@@ -1,0 +1,241 @@
+// native/cpu/simd.h — the vector type `V` that CPU kernels are written against, one per ISA.
+//
+// Every kernel file in native/cpu is compiled three times (binding.gyp / CMakeLists.txt):
+//   SF_ISA=2  AVX-512 F/BW/VL/DQ + VNNI + BF16 (+FMA, F16C)   namespace seqfuse::cpu::avx512
+//   SF_ISA=1  AVX2 + FMA + F16C                                namespace seqfuse::cpu::avx2
+//   SF_ISA=0  portable C++, scalar V (W = 1): the `_ref` twin  namespace seqfuse::cpu::generic
+// The SF_ISA=0 pass also compiles the op entries (SF_ISA_MAIN), which pick a pass at run time
+// with SF_PICK (isa.h). Code inside the ISA namespaces must not instantiate STL templates or
+// non-static inline functions: the linker keeps one copy of a weak symbol, and an AVX-512 copy
+// must never serve the portable path. Everything here is `static` or in the ISA namespace.
+//
+// V's interface (R = register of W floats):
+//   zero set1 load(p) load(p,n) store(p,r) store(p,r,n)   p: float*, bf16_t*, f16_t*; n < W tail
+//   add sub mul div fma(a,b,c)=a*b+c max min abs neg sqrt rsqrt_ge(precise 1/sqrt)
+//   hsum hmax  lt(a,b) -> Mask  select(mask, a, b) = mask ? a : b  round pow2i(n) copysign
+//   unit(const uint32_t* u[, n]) = (u >> 8) * 2^-24   (see core/philox.h)
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include "core/dtype.h"
+
+#ifndef SF_ISA
+#define SF_ISA 0
+#endif
+
+#if SF_ISA == 2
+#define SF_ISA_NS avx512
+#elif SF_ISA == 1
+#define SF_ISA_NS avx2
+#else
+#define SF_ISA_NS generic
+#define SF_ISA_MAIN 1
+#endif
+
+#if SF_ISA >= 1
+#include <immintrin.h>
+#endif
+
+namespace seqfuse::cpu::SF_ISA_NS {
+
+#if SF_ISA == 2
+struct V {
+  using R = __m512;
+  using Mask = __mmask16;
+  static constexpr int W = 16;
+  static __mmask16 tail(int n) { return __mmask16((1u << n) - 1u); }
+  static R zero() { return _mm512_setzero_ps(); }
+  static R set1(float v) { return _mm512_set1_ps(v); }
+  static R load(const float* p) { return _mm512_loadu_ps(p); }
+  static R load(const float* p, int n) { return _mm512_maskz_loadu_ps(tail(n), p); }
+  static R from_bf16(__m256i h) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); }
+  static R load(const bf16_t* p) { return from_bf16(_mm256_loadu_si256((const __m256i*)p)); }
+  static R load(const bf16_t* p, int n) { return from_bf16(_mm256_maskz_loadu_epi16(tail(n), p)); }
+  static R load(const f16_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)p)); }
+  static R load(const f16_t* p, int n) { return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(tail(n), p)); }
+  static void store(float* p, R v) { _mm512_storeu_ps(p, v); }
+  static void store(float* p, R v, int n) { _mm512_mask_storeu_ps(p, tail(n), v); }
+  static __m256i to_bf16(R v) { return (__m256i)_mm512_cvtneps_pbh(v); }  // RNE, NaN-safe
+  static void store(bf16_t* p, R v) { _mm256_storeu_si256((__m256i*)p, to_bf16(v)); }
+  static void store(bf16_t* p, R v, int n) { _mm256_mask_storeu_epi16(p, tail(n), to_bf16(v)); }
+  static void store(f16_t* p, R v) { _mm256_storeu_si256((__m256i*)p, _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT)); }
+  static void store(f16_t* p, R v, int n) { _mm256_mask_storeu_epi16(p, tail(n), _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT)); }
+  static R add(R a, R b) { return _mm512_add_ps(a, b); }
+  static R sub(R a, R b) { return _mm512_sub_ps(a, b); }
+  static R mul(R a, R b) { return _mm512_mul_ps(a, b); }
+  static R div(R a, R b) { return _mm512_div_ps(a, b); }
+  static R fma(R a, R b, R c) { return _mm512_fmadd_ps(a, b, c); }
+  static R max(R a, R b) { return _mm512_max_ps(a, b); }
+  static R min(R a, R b) { return _mm512_min_ps(a, b); }
+  static R abs(R a) { return _mm512_abs_ps(a); }
+  static R neg(R a) { return _mm512_xor_ps(a, _mm512_set1_ps(-0.0f)); }
+  static R sqrt(R a) { return _mm512_sqrt_ps(a); }
+  static R copysign(R mag, R sgn) {
+    return _mm512_or_ps(_mm512_andnot_ps(_mm512_set1_ps(-0.0f), mag), _mm512_and_ps(_mm512_set1_ps(-0.0f), sgn));
+  }
+  static float hsum(R a) { return _mm512_reduce_add_ps(a); }
+  static float hmax(R a) { return _mm512_reduce_max_ps(a); }
+  static Mask lt(R a, R b) { return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ); }
+  static Mask ge(R a, R b) { return _mm512_cmp_ps_mask(a, b, _CMP_GE_OQ); }
+  static R select(Mask m, R a, R b) { return _mm512_mask_blend_ps(m, b, a); }
+  static R round(R a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+  static R pow2i(R n) {  // 2^n for integer-valued n in [-126, 127]
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23));
+  }
+  static R unit_bits(__m512i u) { return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(u, 8)), _mm512_set1_ps(5.9604644775390625e-8f)); }
+  static R unit(const uint32_t* u) { return unit_bits(_mm512_loadu_si512(u)); }
+  static R unit(const uint32_t* u, int n) { return unit_bits(_mm512_maskz_loadu_epi32(tail(n), u)); }
+};
+#elif SF_ISA == 1
+struct V {
+  using R = __m256;
+  using Mask = __m256;
+  static constexpr int W = 8;
+  static R zero() { return _mm256_setzero_ps(); }
+  static R set1(float v) { return _mm256_set1_ps(v); }
+  template <class T> static R load(const T* p, int n) {
+    T buf[W] = {};
+    for (int i = 0; i < n; ++i) buf[i] = p[i];
+    return load(buf);
+  }
+  template <class T> static void store(T* p, R v, int n) {
+    T buf[W];
+    store(buf, v);
+    for (int i = 0; i < n; ++i) p[i] = buf[i];
+  }
+  static R load(const float* p) { return _mm256_loadu_ps(p); }
+  static R load(const bf16_t* p) {
+    __m128i h = _mm_loadu_si128((const __m128i*)p);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  }
+  static R load(const f16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)p)); }
+  static void store(float* p, R v) { _mm256_storeu_ps(p, v); }
+  static void store(bf16_t* p, R v) {  // round to nearest even; NaN -> quiet NaN
+    __m256i u = _mm256_castps_si256(v);
+    __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+    __m256i r = _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff))), 16);
+    __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    r = _mm256_blendv_epi8(r, _mm256_set1_epi32(0x7fc0), nan);
+    __m128i lo = _mm256_castsi256_si128(r), hi = _mm256_extracti128_si256(r, 1);
+    _mm_storeu_si128((__m128i*)p, _mm_packus_epi32(lo, hi));
+  }
+  static void store(f16_t* p, R v) { _mm_storeu_si128((__m128i*)p, _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT)); }
+  static R add(R a, R b) { return _mm256_add_ps(a, b); }
+  static R sub(R a, R b) { return _mm256_sub_ps(a, b); }
+  static R mul(R a, R b) { return _mm256_mul_ps(a, b); }
+  static R div(R a, R b) { return _mm256_div_ps(a, b); }
+  static R fma(R a, R b, R c) { return _mm256_fmadd_ps(a, b, c); }
+  static R max(R a, R b) { return _mm256_max_ps(a, b); }
+  static R min(R a, R b) { return _mm256_min_ps(a, b); }
+  static R abs(R a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a); }
+  static R neg(R a) { return _mm256_xor_ps(a, _mm256_set1_ps(-0.0f)); }
+  static R sqrt(R a) { return _mm256_sqrt_ps(a); }
+  static R copysign(R mag, R sgn) {
+    return _mm256_or_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), mag), _mm256_and_ps(_mm256_set1_ps(-0.0f), sgn));
+  }
+  static float hsum(R a) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+  static float hmax(R a) {
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+  static Mask lt(R a, R b) { return _mm256_cmp_ps(a, b, _CMP_LT_OQ); }
+  static Mask ge(R a, R b) { return _mm256_cmp_ps(a, b, _CMP_GE_OQ); }
+  static R select(Mask m, R a, R b) { return _mm256_blendv_ps(b, a, m); }
+  static R round(R a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+  static R pow2i(R n) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23));
+  }
+  static R unit_bits(__m256i u) { return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(u, 8)), _mm256_set1_ps(5.9604644775390625e-8f)); }
+  static R unit(const uint32_t* u) { return unit_bits(_mm256_loadu_si256((const __m256i*)u)); }
+  static R unit(const uint32_t* u, int n) {
+    uint32_t buf[W] = {};
+    for (int i = 0; i < n; ++i) buf[i] = u[i];
+    return unit(buf);
+  }
+};
+#else
+struct V {  // scalar reference twin: the same kernels with one lane
+  using R = float;
+  using Mask = bool;
+  static constexpr int W = 1;
+  static R zero() { return 0.0f; }
+  static R set1(float v) { return v; }
+  template <class T> static R load(const T* p) { return to_f32(*p); }
+  template <class T> static R load(const T* p, int) { return to_f32(*p); }
+  template <class T> static void store(T* p, R v) { *p = from_f32<T>(v); }
+  template <class T> static void store(T* p, R v, int) { *p = from_f32<T>(v); }
+  static R add(R a, R b) { return a + b; }
+  static R sub(R a, R b) { return a - b; }
+  static R mul(R a, R b) { return a * b; }
+  static R div(R a, R b) { return a / b; }
+  static R fma(R a, R b, R c) { return std::fma(a, b, c); }
+  static R max(R a, R b) { return a > b ? a : b; }
+  static R min(R a, R b) { return a < b ? a : b; }
+  static R abs(R a) { return std::fabs(a); }
+  static R neg(R a) { return -a; }
+  static R sqrt(R a) { return std::sqrt(a); }
+  static R copysign(R mag, R sgn) { return std::copysign(mag, sgn); }
+  static float hsum(R a) { return a; }
+  static float hmax(R a) { return a; }
+  static Mask lt(R a, R b) { return a < b; }
+  static Mask ge(R a, R b) { return a >= b; }
+  static R select(Mask m, R a, R b) { return m ? a : b; }
+  static R round(R a) { return std::nearbyint(a); }
+  static R pow2i(R n) { return std::ldexp(1.0f, int(n)); }
+  static R unit(const uint32_t* u) { return float(*u >> 8) * 5.9604644775390625e-8f; }
+  static R unit(const uint32_t* u, int) { return unit(u); }
+};
+#endif
+
+using R = V::R;
+
+// --- vector math (shared by every ISA; accuracy noted per function) -----------------------
+// exp: Cephes expf polynomial on r = x - n ln2, |rel err| < 2 ulp; exp(x < -87.3) = 0.
+static inline R vexp(R x) {
+  const R lo = V::set1(-87.33654f);
+  R xc = V::min(V::max(x, lo), V::set1(88.72283f));
+  R n = V::round(V::mul(xc, V::set1(1.44269504088896341f)));
+  R r = V::fma(n, V::set1(-0.693359375f), xc);
+  r = V::fma(n, V::set1(2.12194440e-4f), r);
+  R p = V::set1(1.9875691500e-4f);
+  p = V::fma(p, r, V::set1(1.3981999507e-3f));
+  p = V::fma(p, r, V::set1(8.3334519073e-3f));
+  p = V::fma(p, r, V::set1(4.1665795894e-2f));
+  p = V::fma(p, r, V::set1(1.6666665459e-1f));
+  p = V::fma(p, r, V::set1(5.0000001201e-1f));
+  R y = V::fma(V::mul(p, r), r, V::add(r, V::set1(1.0f)));
+  return V::select(V::lt(x, lo), V::zero(), V::mul(y, V::pow2i(n)));
+}
+
+// erf: Abramowitz & Stegun 7.1.26, |abs err| < 1.5e-7 (the form PyTorch's and oneDNN's CPU GELU use).
+static inline R verf(R x) {
+  R ax = V::abs(x);
+  R t = V::div(V::set1(1.0f), V::fma(V::set1(0.3275911f), ax, V::set1(1.0f)));
+  R p = V::set1(1.061405429f);
+  p = V::fma(p, t, V::set1(-1.453152027f));
+  p = V::fma(p, t, V::set1(1.421413741f));
+  p = V::fma(p, t, V::set1(-0.284496736f));
+  p = V::fma(p, t, V::set1(0.254829592f));
+  p = V::mul(p, t);
+  R y = V::sub(V::set1(1.0f), V::mul(p, vexp(V::neg(V::mul(ax, ax)))));
+  return V::copysign(y, x);
+}
+
+// tanh(x) = sign(x) (1 - 2 / (exp(2|x|) + 1)); |abs err| ~1e-7 (relative error grows near 0).
+static inline R vtanh(R x) {
+  R e = vexp(V::min(V::mul(V::abs(x), V::set1(2.0f)), V::set1(88.0f)));
+  R y = V::sub(V::set1(1.0f), V::div(V::set1(2.0f), V::add(e, V::set1(1.0f))));
+  return V::copysign(y, x);
+}
+
+// sigmoid(x) = 1 / (1 + exp(-x))
+static inline R vsigmoid(R x) { return V::div(V::set1(1.0f), V::add(V::set1(1.0f), vexp(V::neg(x)))); }
+
+}  // namespace seqfuse::cpu::SF_ISA_NS

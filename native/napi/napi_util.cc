@@ -1,0 +1,267 @@
+// native/napi/napi_util.cc — see napi_util.h.
+#include "napi/napi_util.h"
+#include <cmath>
+#include <new>
+#include <sstream>
+#include "core/threads.h"
+
+namespace seqfuse::napi {
+
+// Per-env state: the SeqfuseError class handed over by lib/native.ts.
+struct EnvData {
+  Napi::FunctionReference error_class;
+};
+
+static EnvData& env_data(Napi::Env env) {
+  EnvData* d = env.GetInstanceData<EnvData>();
+  if (!d) {
+    d = new EnvData();
+    env.SetInstanceData(d);
+  }
+  return *d;
+}
+
+void set_error_class(Napi::Env env, Napi::Function cls) { env_data(env).error_class = Napi::Persistent(cls); }
+
+Napi::Error make_error(Napi::Env env, ErrorCode code, const std::string& message) {
+  EnvData& d = env_data(env);
+  if (!d.error_class.IsEmpty()) {
+    Napi::Object e = d.error_class.New({Napi::String::New(env, error_code_name(code)), Napi::String::New(env, message)});
+    return Napi::Error(env, e);
+  }
+  Napi::Error e = Napi::Error::New(env, message);
+  e.Set("code", Napi::String::New(env, error_code_name(code)));
+  return e;
+}
+
+Napi::Value guard(const Napi::CallbackInfo& info, Napi::Value (*impl)(const Napi::CallbackInfo&)) {
+  Napi::Env env = info.Env();
+  try {
+    return impl(info);
+  } catch (const Error& e) {
+    make_error(env, e.code, e.message).ThrowAsJavaScriptException();
+  } catch (const Napi::Error& e) {
+    e.ThrowAsJavaScriptException();
+  } catch (const std::bad_alloc&) {
+    make_error(env, ErrorCode::OOM, "out of memory").ThrowAsJavaScriptException();
+  } catch (const std::exception& e) {
+    make_error(env, ErrorCode::Backend, std::string("internal error: ") + e.what()).ThrowAsJavaScriptException();
+  } catch (...) {
+    make_error(env, ErrorCode::Backend, "internal error").ThrowAsJavaScriptException();
+  }
+  return env.Undefined();
+}
+
+std::string shape_str(const int64_t* s, int n) {
+  std::ostringstream os;
+  os << '[';
+  for (int i = 0; i < n; ++i) os << (i ? ", " : "") << s[i];
+  os << ']';
+  return os.str();
+}
+
+std::string TensorArg::shape_str() const { return napi::shape_str(shape, ndim); }
+
+static const char* js_type(const Napi::Value& v) {
+  switch (v.Type()) {
+    case napi_undefined: return "undefined";
+    case napi_null: return "null";
+    case napi_boolean: return "boolean";
+    case napi_number: return "number";
+    case napi_string: return "string";
+    case napi_bigint: return "bigint";
+    case napi_function: return "function";
+    default: return v.IsTypedArray() ? "typed array" : v.IsArray() ? "array" : "object";
+  }
+}
+
+TensorArg tensor_arg(const Napi::CallbackInfo& info, size_t i, const char* op, const char* name, bool optional) {
+  TensorArg t;
+  t.name = name;
+  Napi::Value v = info[i];
+  if (v.IsUndefined() || v.IsNull()) {
+    if (optional) return t;
+    fail(ErrorCode::Arg, op, ": expected a Tensor for ", name, " but received ", js_type(v));
+  }
+  if (!v.IsObject()) fail(ErrorCode::Arg, op, ": expected a Tensor for ", name, " but received ", js_type(v));
+  Napi::Object o = v.As<Napi::Object>();
+  Napi::Value dt = o.Get("_dt"), dev = o.Get("_dev"), sh = o.Get("shape");
+  if (!dt.IsNumber() || !dev.IsNumber() || !sh.IsArray())
+    fail(ErrorCode::Arg, op, ": expected a Tensor for ", name, " but received an ", js_type(v), " that is not one");
+  Napi::Value data = o.Get("_data");
+  if (data.IsNull() || data.IsUndefined()) fail(ErrorCode::Disposed, op, ": ", name, " was disposed");
+  int code = dt.As<Napi::Number>().Int32Value();
+  if (code < 0 || code >= kNumDTypes) fail(ErrorCode::DType, op, ": ", name, " has an unknown dtype code ", code);
+  t.dtype = DType(code);
+  int devc = dev.As<Napi::Number>().Int32Value();
+  if (devc != int(Device::CPU) && devc != int(Device::CUDA)) fail(ErrorCode::Device, op, ": ", name, " has an unknown device");
+  t.device = Device(devc);
+  Napi::Array shape = sh.As<Napi::Array>();
+  uint32_t nd = shape.Length();
+  if (nd > uint32_t(kMaxDims)) fail(ErrorCode::Shape, op, ": ", name, " has ", nd, " dims, at most ", kMaxDims, " are supported");
+  t.ndim = int(nd);
+  int64_t numel = 1;
+  for (uint32_t k = 0; k < nd; ++k) {
+    Napi::Value e = shape.Get(k);
+    double s = e.IsNumber() ? e.As<Napi::Number>().DoubleValue() : -1;
+    if (!(s >= 0) || s != std::floor(s) || s > 9007199254740991.0) fail(ErrorCode::Shape, op, ": ", name, " has an invalid shape");
+    t.shape[k] = int64_t(s);
+    numel *= t.shape[k];
+  }
+  t.numel = numel;
+  if (t.device == Device::CPU) {
+    if (!data.IsTypedArray()) fail(ErrorCode::Arg, op, ": ", name, " has no typed-array data");
+    Napi::TypedArray ta = data.As<Napi::TypedArray>();
+    size_t esize = ta.ElementSize();
+    if (int64_t(esize) != dtype_size(t.dtype) || int64_t(ta.ElementLength()) != numel)
+      fail(ErrorCode::Arg, op, ": ", name, " data does not match its dtype ", dtype_name(t.dtype), " and shape ", t.shape_str());
+    napi_value ab;
+    size_t len = 0, off = 0;
+    napi_typedarray_type tt;
+    void* p = nullptr;
+    napi_get_typedarray_info(info.Env(), ta, &tt, &len, &p, &ab, &off);
+    t.data = p;
+    t.holder = ta;
+  } else {
+    fail(ErrorCode::Backend, op, ": ", name, " is a CUDA tensor but this build of seqfuse has no CUDA backend");
+  }
+  t.present = true;
+  return t;
+}
+
+double number_arg(const Napi::CallbackInfo& info, size_t i, const char* op, const char* name, double lo, double hi) {
+  Napi::Value v = info[i];
+  if (!v.IsNumber()) fail(ErrorCode::Arg, op, ": expected a number for ", name, " but received ", js_type(v));
+  double x = v.As<Napi::Number>().DoubleValue();
+  if (!(x >= lo && x <= hi)) fail(ErrorCode::Arg, op, ": expected ", name, " in [", lo, ", ", hi, "] but received ", x);
+  return x;
+}
+
+bool bool_arg(const Napi::CallbackInfo& info, size_t i, const char* op, const char* name) {
+  Napi::Value v = info[i];
+  if (!v.IsBoolean()) fail(ErrorCode::Arg, op, ": expected a boolean for ", name, " but received ", js_type(v));
+  return v.As<Napi::Boolean>().Value();
+}
+
+uint64_t seed_arg(const Napi::CallbackInfo& info, size_t i, const char* op, const char* name) {
+  Napi::Value v = info[i];
+  if (v.IsBigInt()) {
+    bool lossless = true;
+    uint64_t s = v.As<Napi::BigInt>().Uint64Value(&lossless);
+    if (!lossless) fail(ErrorCode::Arg, op, ": expected ", name, " in [0, 2^64) but received a BigInt outside it");
+    return s;
+  }
+  double x = number_arg(info, i, op, name, 0, 9007199254740991.0);
+  if (x != std::floor(x)) fail(ErrorCode::Arg, op, ": expected an integer ", name, " but received ", x);
+  return uint64_t(x);
+}
+
+void check_device(const char* op, std::initializer_list<const TensorArg*> ts) {
+  const TensorArg* first = nullptr;
+  for (const TensorArg* t : ts) {
+    if (!t->present) continue;
+    if (!first) { first = t; continue; }
+    if (t->device != first->device)
+      fail(ErrorCode::Device, op, ": expected ", t->name, " on device '", device_name(first->device), "' (like ",
+           first->name, ") but received '", device_name(t->device), "'");
+  }
+}
+
+void check_dtype(const char* op, const TensorArg& t, DType want) {
+  if (t.present && t.dtype != want)
+    fail(ErrorCode::DType, op, ": expected ", dtype_name(want), " tensor for ", t.name, " but received ", dtype_name(t.dtype));
+}
+
+void check_float(const char* op, const TensorArg& t) {
+  if (t.present && !is_float(t.dtype))
+    fail(ErrorCode::DType, op, ": expected a f32, f16 or bf16 tensor for ", t.name, " but received ", dtype_name(t.dtype));
+}
+
+void check_same_dtype(const char* op, const TensorArg& t, const TensorArg& ref) {
+  if (t.present && t.dtype != ref.dtype)
+    fail(ErrorCode::DType, op, ": expected ", dtype_name(ref.dtype), " tensor for ", t.name, " (the dtype of ", ref.name,
+         ") but received ", dtype_name(t.dtype));
+}
+
+void check_shape(const char* op, const TensorArg& t, const int64_t* want, int n) {
+  if (!t.present) return;
+  bool ok = t.ndim == n;
+  for (int i = 0; ok && i < n; ++i) ok = t.shape[i] == want[i];
+  if (!ok) fail(ErrorCode::Shape, op, ": expected ", t.name, " of shape ", shape_str(want, n), " but received ", t.shape_str());
+}
+
+void check_same_shape(const char* op, const TensorArg& t, const TensorArg& ref) {
+  if (!t.present) return;
+  bool ok = t.ndim == ref.ndim;
+  for (int i = 0; ok && i < t.ndim; ++i) ok = t.shape[i] == ref.shape[i];
+  if (!ok)
+    fail(ErrorCode::Shape, op, ": expected ", t.name, " of shape ", ref.shape_str(), " (the shape of ", ref.name,
+         ") but received ", t.shape_str());
+}
+
+void check_vector(const char* op, const TensorArg& t, int64_t len) { check_shape(op, t, &len, 1); }
+
+void check_min_dims(const char* op, const TensorArg& t, int n) {
+  if (t.present && t.ndim < n)
+    fail(ErrorCode::Shape, op, ": expected ", t.name, " with at least ", n, " dims but received shape ", t.shape_str());
+}
+
+namespace {
+
+class OpWorker : public Napi::AsyncWorker {
+ public:
+  OpWorker(Napi::Env env, std::function<void()> work)
+      : Napi::AsyncWorker(env, "seqfuse"), work_(std::move(work)), deferred_(Napi::Promise::Deferred::New(env)) {}
+  void pin(napi_value v) { pins_.push_back(Napi::Persistent(Napi::Value(Env(), v).As<Napi::Object>())); }
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override {
+    try {
+      apply_num_threads();
+      work_();
+    } catch (const Error& e) {
+      code_ = e.code;
+      SetError(e.message);
+    } catch (const std::bad_alloc&) {
+      code_ = ErrorCode::OOM;
+      SetError("out of memory");
+    } catch (const std::exception& e) {
+      code_ = ErrorCode::Backend;
+      SetError(std::string("internal error: ") + e.what());
+    } catch (...) {
+      code_ = ErrorCode::Backend;
+      SetError("internal error");
+    }
+  }
+  void OnOK() override { deferred_.Resolve(Env().Undefined()); }
+  void OnError(const Napi::Error& e) override {
+    deferred_.Reject(make_error(Env(), code_, e.Message()).Value());
+  }
+
+ private:
+  std::function<void()> work_;
+  Napi::Promise::Deferred deferred_;
+  std::vector<Napi::ObjectReference> pins_;
+  ErrorCode code_ = ErrorCode::Backend;
+};
+
+}  // namespace
+
+Napi::Value run_op(const Napi::CallbackInfo& info, bool async, std::initializer_list<const TensorArg*> pins,
+                   std::function<void()> work) {
+  Napi::Env env = info.Env();
+  if (!async) {
+    apply_num_threads();
+    work();
+    return env.Undefined();
+  }
+  OpWorker* w = new OpWorker(env, std::move(work));
+  for (const TensorArg* t : pins)
+    if (t->present && t->holder) w->pin(t->holder);
+  Napi::Promise p = w->promise();
+  w->Queue();
+  return p;
+}
+
+}  // namespace seqfuse::napi

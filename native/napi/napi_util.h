@@ -1,0 +1,76 @@
+// native/napi/napi_util.h — the JS<->native boundary shared by every binding file:
+// reading Tensor arguments (checked before any memory is touched), typed-error conversion,
+// and running an op synchronously or on the libuv pool with its inputs pinned.
+#pragma once
+#include <napi.h>
+#include <cstdint>
+#include <functional>
+#include <initializer_list>
+#include <string>
+#include <vector>
+#include "core/dtype.h"
+#include "core/error.h"
+
+namespace seqfuse::napi {
+
+constexpr int kMaxDims = 8;
+
+// A borrowed view of a JS Tensor for the duration of one call.
+struct TensorArg {
+  const char* name = "";
+  bool present = false;
+  void* data = nullptr;
+  DType dtype = DType::F32;
+  Device device = Device::CPU;
+  int ndim = 0;
+  int64_t shape[kMaxDims] = {};
+  int64_t numel = 0;
+  napi_value holder = nullptr;  // the typed array, pinned by async calls
+
+  int64_t dim(int i) const { return shape[i < 0 ? ndim + i : i]; }
+  int64_t rows() const { return ndim == 0 ? 1 : numel / (shape[ndim - 1] ? shape[ndim - 1] : 1); }
+  int64_t cols() const { return ndim == 0 ? 1 : shape[ndim - 1]; }
+  std::string shape_str() const;
+};
+
+std::string shape_str(const int64_t* s, int n);
+
+// Reads argument `i` as a Tensor. `optional` accepts undefined/null (present = false).
+TensorArg tensor_arg(const Napi::CallbackInfo& info, size_t i, const char* op, const char* name,
+                     bool optional = false);
+
+// Numeric / boolean arguments with range checks (NaN is rejected).
+double number_arg(const Napi::CallbackInfo& info, size_t i, const char* op, const char* name,
+                  double lo, double hi);
+bool bool_arg(const Napi::CallbackInfo& info, size_t i, const char* op, const char* name);
+// A seed: a non-negative integer Number (< 2^53) or a BigInt (< 2^64).
+uint64_t seed_arg(const Napi::CallbackInfo& info, size_t i, const char* op, const char* name);
+
+// --- checks (all throw seqfuse::Error with the op and argument named) ---------------------
+void check_device(const char* op, std::initializer_list<const TensorArg*> ts);
+void check_dtype(const char* op, const TensorArg& t, DType want);
+void check_float(const char* op, const TensorArg& t);
+void check_same_dtype(const char* op, const TensorArg& t, const TensorArg& ref);
+void check_shape(const char* op, const TensorArg& t, const int64_t* want, int n);
+void check_same_shape(const char* op, const TensorArg& t, const TensorArg& ref);
+void check_vector(const char* op, const TensorArg& t, int64_t len);  // shape [len]
+void check_min_dims(const char* op, const TensorArg& t, int n);
+
+// --- running -------------------------------------------------------------------------------
+// Runs `work` now (sync) or on the libuv pool (async: returns a Promise); the tensors' typed
+// arrays stay referenced until the work is done. `work` must not touch N-API.
+Napi::Value run_op(const Napi::CallbackInfo& info, bool async, std::initializer_list<const TensorArg*> pins,
+                   std::function<void()> work);
+
+// Converts any exception into a thrown JS SeqfuseError; the N-API entry points call their
+// implementation through this, so no C++ exception ever reaches N-API.
+Napi::Value guard(const Napi::CallbackInfo& info, Napi::Value (*impl)(const Napi::CallbackInfo&));
+Napi::Error make_error(Napi::Env env, ErrorCode code, const std::string& message);
+
+// Registers `fn` (a Napi::Value(const CallbackInfo&) function) under `name`, wrapped in guard.
+#define SF_EXPORT(exports, name, fn)                                                            \
+  (exports).Set(name, Napi::Function::New((exports).Env(), [](const Napi::CallbackInfo& info) {  \
+    return ::seqfuse::napi::guard(info, fn);                                                    \
+  }, name))
+
+}  // namespace seqfuse::napi

@@ -1,0 +1,39 @@
+// native/ops/activation.h — bias + activation + dropout (the FFN1 epilogue), and plain activations.
+// x, y, dy, dx [rows, cols] in `dtype`; bias, dbias [cols] in `dtype` (nullable).
+// Forward:  y = dropout(act(x + bias)); dropout keeps element i by philox (core/philox.h) with
+//           index i (+ offset), kept values are scaled by 1/(1-p).
+// Backward: recomputes the mask from seed; dx = dy * keep/(1-p) * act'(x + bias);
+//           dbias = sum over rows of dx.
+#pragma once
+#include <cstdint>
+#include "core/dispatch.h"
+
+namespace seqfuse {
+
+enum class Activation : int32_t { None = 0, Relu = 1, Gelu = 2, GeluTanh = 3, Silu = 4 };
+
+struct BiasActArgs {
+  Device device = Device::CPU;
+  DType dtype = DType::F32;
+  Activation act = Activation::None;
+  int64_t rows = 0, cols = 0;
+  const void* x = nullptr;
+  const void* bias = nullptr;  // nullable
+  void* y = nullptr;
+  float dropout = 0.0f;        // p in [0, 1]
+  uint64_t seed = 0, offset = 0;
+  // backward
+  const void* dy = nullptr;
+  void* dx = nullptr;
+  void* dbias = nullptr;       // nullable
+};
+
+void bias_act_fwd_cpu(const BiasActArgs& a);
+void bias_act_bwd_cpu(const BiasActArgs& a);
+void bias_act_fwd_cuda(const BiasActArgs& a, Stream s);
+void bias_act_bwd_cuda(const BiasActArgs& a, Stream s);
+
+inline void bias_act_fwd(const BiasActArgs& a) { SF_DISPATCH(bias_act_fwd, a); }
+inline void bias_act_bwd(const BiasActArgs& a) { SF_DISPATCH(bias_act_bwd, a); }
+
+}  // namespace seqfuse

@@ -1,0 +1,53 @@
+// native/ops/matmul.h — GEMM and Linear (products through oneDNN on CPU, WMMA on CUDA).
+// gemm:   out[M,N] = alpha * op(a) * op(b) + beta * c; op(a) [M,K] (a is [K,M] when trans_a),
+//         op(b) [K,N] (b is [N,K] when trans_b); c nullable (beta ignored without it).
+// linear: y[M,N] = act(x[M,K] * w[N,K]^T + bias[N]) + residual[M,N]  (PyTorch layout).
+//         `weight_cache` is an opaque per-weight cache owned by the caller (the Tensor's
+//         handle): the backend keeps weights reordered for its fast kernel there.
+#pragma once
+#include <cstdint>
+#include "core/dispatch.h"
+#include "ops/activation.h"
+
+namespace seqfuse {
+
+struct GemmArgs {
+  Device device = Device::CPU;
+  DType dtype = DType::F32;  // a, b, c, out
+  int64_t m = 0, n = 0, k = 0;
+  bool trans_a = false, trans_b = false;
+  float alpha = 1.0f, beta = 0.0f;
+  const void* a = nullptr;
+  const void* b = nullptr;
+  const void* c = nullptr;  // nullable
+  void* out = nullptr;
+};
+
+struct WeightCache;  // backend-defined; created by weight_cache_new, freed by weight_cache_free
+
+struct LinearArgs {
+  Device device = Device::CPU;
+  DType dtype = DType::F32;  // x, w, bias, residual, y
+  int64_t m = 0, n = 0, k = 0;
+  Activation act = Activation::None;
+  const void* x = nullptr;
+  const void* w = nullptr;
+  const void* bias = nullptr;      // nullable
+  const void* residual = nullptr;  // nullable
+  void* y = nullptr;
+  WeightCache* weight_cache = nullptr;  // nullable: no caching
+};
+
+void gemm_cpu(const GemmArgs& a);
+void linear_fwd_cpu(const LinearArgs& a);
+void gemm_cuda(const GemmArgs& a, Stream s);
+void linear_fwd_cuda(const LinearArgs& a, Stream s);
+
+inline void gemm(const GemmArgs& a) { SF_DISPATCH(gemm, a); }
+inline void linear_fwd(const LinearArgs& a) { SF_DISPATCH(linear_fwd, a); }
+
+WeightCache* weight_cache_new();
+void weight_cache_free(WeightCache* c);
+int64_t weight_cache_bytes(const WeightCache* c);
+
+}  // namespace seqfuse
