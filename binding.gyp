@@ -1,6 +1,6 @@
 # Builds build/Release/seqfuse.node. Sources come from native/sources.txt (scripts/sources.js);
 # kernel files are compiled three times, once per ISA pass (native/cpu/simd.h), and the right
-# pass is picked at run time by cpuid. Never -march=native: a build must run on any x86-64.
+# pass is picked at run time by cpuid. No host-only flags: a build must run on any x86-64.
 {
   "target_defaults": {
     "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "native"],

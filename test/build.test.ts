@@ -1,0 +1,57 @@
+// The two build files must build the same addon from the same source list (DESIGN §9).
+import { execFileSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+const root = join(__dirname, '..');
+
+function lines(s: string): string[] {
+  return s.split('\n').map((l) => l.trim()).filter(Boolean);
+}
+
+function walk(dir: string): string[] {
+  return readdirSync(join(root, dir)).flatMap((f) => {
+    const p = `${dir}/${f}`;
+    return statSync(join(root, p)).isDirectory() ? walk(p) : [p];
+  });
+}
+
+describe('build files', () => {
+  const gyp = lines(execFileSync('node', ['scripts/sources.js', 'common', 'kernels'], { cwd: root, encoding: 'utf8' }));
+
+  it('binding.gyp and CMakeLists.txt compile the same sources', () => {
+    // `cmake -P` prints with message(), i.e. on stderr
+    const out = execFileSync('cmake', ['-P', 'cmake/print-sources.cmake'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    const err = execFileSync('sh', ['-c', 'cmake -P cmake/print-sources.cmake 2>&1 >/dev/null'], { cwd: root, encoding: 'utf8' });
+    expect(lines(out + err)).toEqual(gyp);
+    // and both files really read that list
+    const bindingGyp = readFileSync(join(root, 'binding.gyp'), 'utf8');
+    const cmake = readFileSync(join(root, 'CMakeLists.txt'), 'utf8');
+    expect(bindingGyp).toContain('scripts/sources.js common kernels');
+    expect(bindingGyp).toContain('scripts/sources.js kernels');
+    expect(cmake).toContain('include(cmake/sources.cmake)');
+    expect(cmake).toMatch(/\$\{SEQFUSE_COMMON_SOURCES\}\s+\$\{SEQFUSE_KERNEL_SOURCES\}/);
+  });
+
+  it('the source list matches the native tree', () => {
+    const onDisk = walk('native').filter((f) => f.endsWith('.cc')).sort();
+    expect([...gyp].sort()).toEqual(onDisk);
+    for (const f of gyp) expect(existsSync(join(root, f)), f).toBe(true);
+  });
+
+  it('shipped builds never use -march=native', () => {
+    for (const f of ['binding.gyp', 'CMakeLists.txt']) expect(readFileSync(join(root, f), 'utf8')).not.toContain('-march=native');
+  });
+
+  it('the CMake-built addon loads and reports the same build', () => {
+    const cm = join(root, 'build-cmake/Release/seqfuse.node');
+    if (!existsSync(cm)) {
+      // CI builds it (`npm run build:cmake` in .ci/run); a developer may not have.
+      console.warn('build-cmake/Release/seqfuse.node not built; run `npm run build:cmake` to check the CMake build');
+      return;
+    }
+    const info = execFileSync('node', ['-e', `const a = require(${JSON.stringify(cm)}); console.log(JSON.stringify(a.build_info()))`], { encoding: 'utf8' });
+    expect(JSON.parse(info).onednn).toMatch(/^\d+\.\d+\.\d+$/);
+  });
+});
