@@ -54,31 +54,23 @@ static void norm_stats(const NormArgs& a, const T* x, float& mean, float& rstd) 
 
 template <class T>
 static void norm_fwd_t(const NormArgs& a, int64_t r0, int64_t r1) {
-  constexpr int W = V::W;
   const int64_t n = a.cols;
   const T* g = static_cast<const T*>(a.gamma);
   const T* b = static_cast<const T*>(a.beta);
+  const bool nt = a.rows * n * int64_t(sizeof(T)) >= kStreamBytes;
   for (int64_t r = r0; r < r1; ++r) {
     const T* x = static_cast<const T*>(a.x) + r * n;
-    T* y = static_cast<T*>(a.y) + r * n;
     float mean, rstd;
     norm_stats(a, x, mean, rstd);
     if (a.mean) a.mean[r] = mean;
     if (a.rstd) a.rstd[r] = rstd;
     R m = V::set1(mean), s = V::set1(rstd);
-    int64_t j = 0;
-    for (; j + W <= n; j += W) {
-      R v = V::mul(V::mul(V::sub(V::load(x + j), m), s), V::load(g + j));
-      if (b) v = V::add(v, V::load(b + j));
-      V::store(y + j, v);
-    }
-    if (j < n) {
-      int t = int(n - j);
-      R v = V::mul(V::mul(V::sub(V::load(x + j, t), m), s), V::load(g + j, t));
-      if (b) v = V::add(v, V::load(b + j, t));
-      V::store(y + j, v, t);
-    }
+    write_row(static_cast<T*>(a.y) + r * n, n, nt, [&](int64_t j, int w) {
+      R v = V::mul(V::mul(V::sub(ld(x + j, w), m), s), ld(g + j, w));
+      return b ? V::add(v, ld(b + j, w)) : v;
+    });
   }
+  if (nt) V::fence();
 }
 
 // dgacc/dbacc: this thread's f32 partial sums [cols] (dbacc null when not wanted).

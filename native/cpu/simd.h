@@ -14,6 +14,8 @@
 //   add sub mul div fma(a,b,c)=a*b+c max min abs neg sqrt rsqrt_ge(precise 1/sqrt)
 //   hsum hmax  lt(a,b) -> Mask  select(mask, a, b) = mask ? a : b  round pow2i(n) copysign
 //   unit(const uint32_t* u[, n]) = (u >> 8) * 2^-24   (see core/philox.h)
+//   stream(float* p, r): non-temporal store, p aligned to W floats; fence() after streaming
+// and the row helpers ld() / write_row() below, which every elementwise kernel uses.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -55,6 +57,8 @@ struct V {
   static R load(const f16_t* p, int n) { return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(tail(n), p)); }
   static void store(float* p, R v) { _mm512_storeu_ps(p, v); }
   static void store(float* p, R v, int n) { _mm512_mask_storeu_ps(p, tail(n), v); }
+  static void stream(float* p, R v) { _mm512_stream_ps(p, v); }  // p 64-byte aligned
+  static void fence() { _mm_sfence(); }
   static __m256i to_bf16(R v) { return (__m256i)_mm512_cvtneps_pbh(v); }  // RNE, NaN-safe
   static void store(bf16_t* p, R v) { _mm256_storeu_si256((__m256i*)p, to_bf16(v)); }
   static void store(bf16_t* p, R v, int n) { _mm256_mask_storeu_epi16(p, tail(n), to_bf16(v)); }
@@ -110,6 +114,8 @@ struct V {
   }
   static R load(const f16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)p)); }
   static void store(float* p, R v) { _mm256_storeu_ps(p, v); }
+  static void stream(float* p, R v) { _mm256_stream_ps(p, v); }  // p 32-byte aligned
+  static void fence() { _mm_sfence(); }
   static void store(bf16_t* p, R v) {  // round to nearest even; NaN -> quiet NaN
     __m256i u = _mm256_castps_si256(v);
     __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
@@ -171,6 +177,8 @@ struct V {  // scalar reference twin: the same kernels with one lane
   template <class T> static R load(const T* p, int) { return to_f32(*p); }
   template <class T> static void store(T* p, R v) { *p = from_f32<T>(v); }
   template <class T> static void store(T* p, R v, int) { *p = from_f32<T>(v); }
+  static void stream(float* p, R v) { *p = v; }
+  static void fence() {}
   static R add(R a, R b) { return a + b; }
   static R sub(R a, R b) { return a - b; }
   static R mul(R a, R b) { return a * b; }
@@ -195,6 +203,38 @@ struct V {  // scalar reference twin: the same kernels with one lane
 #endif
 
 using R = V::R;
+
+// Loads W lanes at p (or the first w < W lanes, the rest zero).
+template <class T>
+static inline R ld(const T* p, int w) { return w == V::W ? V::load(p) : V::load(p, w); }
+
+// Outputs at least this large bypass the cache (non-temporal stores): the data will not be
+// read again before it is evicted, and skipping the read-for-ownership saves a third of the
+// memory traffic of a streaming op.
+constexpr int64_t kStreamBytes = int64_t(8) << 20;
+
+// y[0, n) = f(j, w) for vector chunks starting at column j with w valid lanes. With `nt` and
+// f32 output, full vectors are written with non-temporal stores from the first aligned column
+// on (the caller issues V::fence() once its rows are done).
+template <class T, class F>
+static inline void write_row(T* y, int64_t n, bool nt, F f) {
+  constexpr int W = V::W;
+  int64_t j = 0;
+  if constexpr (sizeof(T) == 4 && W > 1) {
+    if (nt) {
+      constexpr uintptr_t A = sizeof(float) * W;
+      uintptr_t addr = reinterpret_cast<uintptr_t>(y);
+      if (addr % sizeof(float) == 0) {
+        int64_t head = int64_t(((A - addr % A) % A) / sizeof(float));
+        if (head > n) head = n;
+        if (head) V::store(y, f(int64_t(0), int(head)), int(head));
+        for (j = head; j + W <= n; j += W) V::stream(y + j, f(j, W));
+      }
+    }
+  }
+  for (; j + W <= n; j += W) V::store(y + j, f(j, W));
+  if (j < n) V::store(y + j, f(j, int(n - j)), int(n - j));
+}
 
 // --- vector math (shared by every ISA; accuracy noted per function) -----------------------
 // exp: Cephes expf polynomial on r = x - n ln2, |rel err| < 2 ulp; exp(x < -87.3) = 0.

@@ -1,0 +1,63 @@
+// Bench utilities: timing (warm-up, repeats, median with min-max), tables, JSON results.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import os from 'node:os';
+
+const here = dirname(fileURLToPath(import.meta.url));
+
+/** This machine kind's measured peaks (../shared/REFERENCES.md §7), per thread count. */
+export const PEAKS = {
+  f32GFlops: { 1: 115, 2: 229 },
+  dramGBs: { 1: 20.5, 2: 33 },
+};
+
+export function stats(samples) {
+  const s = [...samples].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  const median = s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
+  return { median, min: s[0], max: s[s.length - 1], n: s.length };
+}
+
+/** Times fn() (synchronous) `reps` times after `warmup` calls; returns ns samples. */
+export function timeSync(fn, { warmup = 3, reps = 15 } = {}) {
+  for (let i = 0; i < warmup; i++) fn();
+  const out = [];
+  for (let i = 0; i < reps; i++) {
+    const t0 = process.hrtime.bigint();
+    fn();
+    out.push(Number(process.hrtime.bigint() - t0));
+  }
+  return out;
+}
+
+export function fmt(v, digits = 1) {
+  if (v === undefined || v === null || Number.isNaN(v)) return '-';
+  return v.toFixed(digits);
+}
+
+/** Prints rows (objects) as an aligned table with the given columns. */
+export function printTable(title, columns, rows) {
+  const cells = rows.map((r) => columns.map((c) => String(r[c] ?? '')));
+  const widths = columns.map((c, i) => Math.max(c.length, ...cells.map((r) => r[i].length)));
+  const line = (vals) => vals.map((v, i) => (i === 0 ? v.padEnd(widths[i]) : v.padStart(widths[i]))).join('  ');
+  console.log(`\n${title}`);
+  console.log(line(columns));
+  console.log(widths.map((w) => '-'.repeat(w)).join('  '));
+  for (const r of cells) console.log(line(r));
+}
+
+export function machine() {
+  const cpus = os.cpus();
+  return { cpu: cpus[0]?.model, cores: cpus.length, node: process.version, platform: `${process.platform}-${process.arch}` };
+}
+
+/** Writes bench/results/<suite>-<timestamp>.json and returns the path. */
+export function writeResults(suite, data) {
+  const dir = join(here, 'results');
+  mkdirSync(dir, { recursive: true });
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  const file = join(dir, `${suite}-${stamp}.json`);
+  writeFileSync(file, JSON.stringify({ suite, date: new Date().toISOString(), machine: machine(), ...data }, null, 2));
+  return file;
+}
