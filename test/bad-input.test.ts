@@ -1,0 +1,99 @@
+// Every exported function, called with wrong shapes, dtypes, disposed tensors, NaN, negative
+// and huge sizes: each must throw (or reject with) a SeqfuseError with the expected code and
+// never crash the process. A new export without an entry here fails the coverage check.
+import { describe, expect, it } from 'vitest';
+import * as sf from '../lib/index.js';
+import { SeqfuseError, Tensor } from '../lib/index.js';
+
+/** [what, the arguments (made fresh per call), the expected code] */
+type Case = [what: string, args: () => unknown[], code: sf.ErrorCode];
+
+const f32 = (shape: number[]) => Tensor.randn(shape, { seed: 1 });
+const i32 = (shape: number[]) => Tensor.zeros(shape, { dtype: 'i32' });
+const disposed = () => {
+  const t = f32([2, 8]);
+  t.dispose();
+  return t;
+};
+const notTensor = { shape: [2, 8], dtype: 'f32' } as unknown as Tensor;
+
+const x = f32([2, 8]);
+const v8 = f32([8]);
+
+/** Bad calls per export; async forms are checked automatically for ops that have them. */
+export const CASES: Record<string, Case[]> = {
+  layerNorm: [
+    ['gamma of the wrong length', () => [x, f32([7]), v8], 'ERR_SHAPE'],
+    ['beta of the wrong length', () => [x, v8, f32([9])], 'ERR_SHAPE'],
+    ['i32 x', () => [i32([2, 8]), v8, v8], 'ERR_DTYPE'],
+    ['bf16 gamma with f32 x', () => [x, v8.to('bf16'), v8], 'ERR_DTYPE'],
+    ['disposed x', () => [disposed(), v8, v8], 'ERR_DISPOSED'],
+    ['not a tensor', () => [notTensor, v8, v8], 'ERR_ARG'],
+    ['NaN eps', () => [x, v8, v8, { eps: NaN }], 'ERR_ARG'],
+    ['negative eps', () => [x, v8, v8, { eps: -1 }], 'ERR_ARG'],
+    ['out of the wrong shape', () => [x, v8, v8, { out: f32([8, 2]) }], 'ERR_SHAPE'],
+    ['options not an object', () => [x, v8, v8, 3 as unknown as sf.NormOptions], 'ERR_ARG'],
+  ],
+  rmsNorm: [
+    ['gamma of the wrong length', () => [x, f32([3])], 'ERR_SHAPE'],
+    ['disposed gamma', () => [x, disposed()], 'ERR_DISPOSED'],
+    ['u8 x', () => [Tensor.zeros([2, 8], { dtype: 'u8' }), v8], 'ERR_DTYPE'],
+    ['huge eps', () => [x, v8, { eps: Infinity }], 'ERR_ARG'],
+  ],
+  layerNormBackward: [
+    ['dy of another shape', () => [f32([3, 8]), x, v8], 'ERR_SHAPE'],
+    ['gamma of the wrong length', () => [x, x, f32([2])], 'ERR_SHAPE'],
+    ['f16 dy with f32 x', () => [x.to('f16'), x, v8], 'ERR_DTYPE'],
+    ['disposed dy', () => [disposed(), x, v8], 'ERR_DISPOSED'],
+  ],
+  rmsNormBackward: [
+    ['dy of another shape', () => [f32([2, 9]), x, v8], 'ERR_SHAPE'],
+    ['NaN eps', () => [x, x, v8, { eps: NaN }], 'ERR_ARG'],
+  ],
+  setNumThreads: [
+    ['zero', () => [0], 'ERR_ARG'],
+    ['negative', () => [-2], 'ERR_ARG'],
+    ['NaN', () => [NaN], 'ERR_ARG'],
+    ['huge', () => [1e9], 'ERR_ARG'],
+    ['fractional', () => [1.5], 'ERR_ARG'],
+  ],
+  setIsa: [['unknown name', () => ['sse' as sf.Isa], 'ERR_ARG']],
+  memory: [],
+  getNumThreads: [],
+  getIsa: [],
+  buildInfo: [],
+};
+
+// Classes and their static/instance methods are covered in test/tensor.test.ts.
+const NOT_FUNCTIONS = new Set(['Tensor', 'SeqfuseError']);
+
+describe('bad input gives typed errors', () => {
+  it('every exported function has bad-input cases listed (or is argument-free)', () => {
+    const fns = Object.entries(sf).filter(([n, v]) => typeof v === 'function' && !NOT_FUNCTIONS.has(n)).map(([n]) => n);
+    const missing = fns.filter((n) => !(n in CASES));
+    expect(missing, 'exports without bad-input cases').toEqual([]);
+  });
+
+  for (const [name, cases] of Object.entries(CASES)) {
+    const fn = (sf as unknown as Record<string, ((...a: unknown[]) => unknown) & { async?: (...a: unknown[]) => Promise<unknown> }>)[name]!;
+    for (const [what, args, code] of cases) {
+      it(`${name}: ${what} -> ${code}`, async () => {
+        let err: unknown;
+        try {
+          fn(...args());
+        } catch (e) {
+          err = e;
+        }
+        expect(err, 'threw').toBeInstanceOf(SeqfuseError);
+        expect((err as SeqfuseError).code, (err as Error).message).toBe(code);
+        expect((err as Error).message).toMatch(new RegExp(`^${name.replace(/Backward$/, '')}|^Tensor|^set`));
+        if (typeof fn.async === 'function') {
+          // the async form rejects with the same code and never throws synchronously
+          let p: Promise<unknown> | undefined;
+          expect(() => { p = fn.async!(...args()); }).not.toThrow();
+          await expect(p).rejects.toMatchObject({ code });
+        }
+      });
+    }
+  }
+});

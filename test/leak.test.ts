@@ -1,0 +1,59 @@
+// 10,000 calls (sync, async and failing) must leave memory() and RSS where they started.
+import { describe, expect, it } from 'vitest';
+import * as sf from '../lib/index.js';
+import { Tensor } from '../lib/index.js';
+
+const gc = (globalThis as { gc?: () => void }).gc!;
+
+async function settle(): Promise<void> {
+  for (let i = 0; i < 4; i++) {
+    gc();
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+/** Results of one call, whatever shape they come in, as a flat list of tensors. */
+function tensorsOf(r: unknown): Tensor[] {
+  if (r instanceof Tensor) return [r];
+  if (r && typeof r === 'object') return Object.values(r).filter((v): v is Tensor => v instanceof Tensor);
+  return [];
+}
+
+describe('no leaks', () => {
+  it('memory() and RSS return to baseline after 10,000 calls', async () => {
+    const x = Tensor.randn([4, 64], { seed: 1 });
+    const g = Tensor.rand([64], { seed: 2 });
+    const b = Tensor.randn([64], { seed: 3 });
+    const bad = Tensor.zeros([63]);
+    const calls: Array<[string, (...a: unknown[]) => unknown, unknown[]]> = [
+      ['layerNorm', sf.layerNorm as never, [x, g, b]],
+      ['rmsNorm', sf.rmsNorm as never, [x, g]],
+      ['layerNormBackward', sf.layerNormBackward as never, [x, x, g]],
+      ['rmsNormBackward', sf.rmsNormBackward as never, [x, x, g]],
+      ['layerNorm (bad gamma)', sf.layerNorm as never, [x, bad, b]],
+      ['Tensor.to', (t: unknown) => (t as Tensor).to('bf16'), [x]],
+    ];
+    const round = async (n: number) => {
+      for (let i = 0; i < n; i++) {
+        const [, fn, args] = calls[i % calls.length]!;
+        const op = fn as ((...a: unknown[]) => unknown) & { async?: (...a: unknown[]) => Promise<unknown> };
+        const useAsync = i % 4 === 3 && typeof op.async === 'function';
+        try {
+          const r = useAsync ? await op.async!(...args) : op(...args);
+          for (const t of tensorsOf(r)) t.dispose();
+        } catch (e) {
+          expect(e).toBeInstanceOf(sf.SeqfuseError);
+        }
+      }
+    };
+    await round(500); // warm-up: thread pools, primitive caches, JIT
+    await settle();
+    const mem0 = sf.memory().cpu;
+    const rss0 = process.memoryUsage().rss;
+    await round(10_000);
+    await settle();
+    expect(sf.memory().cpu).toEqual(mem0);
+    const grew = (process.memoryUsage().rss - rss0) / 2 ** 20;
+    expect(grew, `RSS grew by ${grew.toFixed(1)} MiB`).toBeLessThan(24);
+  });
+});
