@@ -10,6 +10,7 @@ export interface NativeTensor {
   readonly _dt: number;
   readonly _dev: number;
   readonly shape: readonly number[];
+  readonly _meta: Float64Array;
 }
 type T = NativeTensor;
 type OptT = NativeTensor | null;

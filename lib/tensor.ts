@@ -112,6 +112,7 @@ export class Tensor {
   /** @internal read by the addon */ _data: TypedArray | null;
   /** @internal dtype code for the addon */ readonly _dt: number;
   /** @internal device code for the addon */ readonly _dev: number;
+  /** @internal [dtype, device, ndim, ...shape] for the addon (native/napi/napi_util.cc) */ readonly _meta: Float64Array;
   /** @internal */ readonly _storage: Storage;
   readonly shape: readonly number[];
   readonly dtype: DType;
@@ -125,6 +126,7 @@ export class Tensor {
     this.device = storage.device;
     this._dt = DTYPE_CODE[dtype];
     this._dev = DEVICE_CODE[storage.device];
+    this._meta = Float64Array.of(this._dt, this._dev, shape.length, ...shape);
     acquire(storage);
     registry.register(this, storage, this);
   }
@@ -196,7 +198,7 @@ export class Tensor {
 
   /** @internal a descriptor the addon can read without creating a tracked Tensor */
   static _wrapTemp(data: TypedArray, shape: readonly number[], dtype: DType) {
-    return { _data: data, _dt: DTYPE_CODE[dtype], _dev: 0, shape };
+    return { _data: data, _dt: DTYPE_CODE[dtype], _dev: 0, shape, _meta: Float64Array.of(DTYPE_CODE[dtype], 0, shape.length, ...shape) };
   }
 
   /** Standard normal samples (Box-Muller on the Philox stream), scaled: mean + std * z. */

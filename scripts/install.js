@@ -20,5 +20,5 @@ try {
 if (!run(process.execPath, [path.join(__dirname, 'find-dnnl.js'), '--check'])) process.exit(1);
 // npm runs install scripts with its bundled node-gyp on PATH and in npm_config_node_gyp.
 const gyp = process.env.npm_config_node_gyp;
-const ok = gyp ? run(process.execPath, [gyp, 'rebuild']) : run('node-gyp', ['rebuild']);
+const ok = gyp ? run(process.execPath, [gyp, 'rebuild', '--jobs', 'max']) : run('node-gyp', ['rebuild', '--jobs', 'max']);
 process.exit(ok ? 0 : 1);

@@ -13,7 +13,9 @@ void set_num_threads(int n) {
 
 int get_num_threads() {
   int n = g_threads.load(std::memory_order_relaxed);
-  return n > 0 ? n : omp_get_num_procs();
+  if (n > 0) return n;
+  static const int procs = omp_get_num_procs();  // a syscall: ask once
+  return procs;
 }
 
 void apply_num_threads() {

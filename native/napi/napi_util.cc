@@ -75,56 +75,67 @@ static const char* js_type(const Napi::Value& v) {
   }
 }
 
+// Raw N-API calls here (one typeof, two property reads, two typedarray infos per tensor):
+// this runs for every tensor of every call, and node-addon-api's accessors repeat queries.
 TensorArg tensor_arg(const Napi::CallbackInfo& info, size_t i, const char* op, const char* name, bool optional) {
   TensorArg t;
   t.name = name;
-  Napi::Value v = info[i];
-  if (v.IsUndefined() || v.IsNull()) {
+  napi_env env = info.Env();
+  napi_value v = info[i];
+  napi_valuetype vt;
+  napi_typeof(env, v, &vt);
+  if (vt == napi_undefined || vt == napi_null) {
     if (optional) return t;
-    fail(ErrorCode::Arg, op, ": expected a Tensor for ", name, " but received ", js_type(v));
+    fail(ErrorCode::Arg, op, ": expected a Tensor for ", name, " but received ", js_type(info[i]));
   }
-  if (!v.IsObject()) fail(ErrorCode::Arg, op, ": expected a Tensor for ", name, " but received ", js_type(v));
-  Napi::Object o = v.As<Napi::Object>();
-  Napi::Value dt = o.Get("_dt"), dev = o.Get("_dev"), sh = o.Get("shape");
-  if (!dt.IsNumber() || !dev.IsNumber() || !sh.IsArray())
-    fail(ErrorCode::Arg, op, ": expected a Tensor for ", name, " but received an ", js_type(v), " that is not one");
-  Napi::Value data = o.Get("_data");
-  if (data.IsNull() || data.IsUndefined()) fail(ErrorCode::Disposed, op, ": ", name, " was disposed");
-  int code = dt.As<Napi::Number>().Int32Value();
-  if (code < 0 || code >= kNumDTypes) fail(ErrorCode::DType, op, ": ", name, " has an unknown dtype code ", code);
+  if (vt != napi_object) fail(ErrorCode::Arg, op, ": expected a Tensor for ", name, " but received ", js_type(info[i]));
+  // `_meta` is a Float64Array [dtype, device, ndim, shape...] made once per Tensor.
+  napi_value meta, data;
+  bool is_ta = false;
+  if (napi_get_named_property(env, v, "_meta", &meta) != napi_ok || napi_is_typedarray(env, meta, &is_ta) != napi_ok || !is_ta)
+    fail(ErrorCode::Arg, op, ": expected a Tensor for ", name, " but received an ", js_type(info[i]), " that is not one");
+  napi_typedarray_type mt;
+  size_t mlen = 0;
+  void* mp = nullptr;
+  napi_get_typedarray_info(env, meta, &mt, &mlen, &mp, nullptr, nullptr);
+  const double* md = static_cast<const double*>(mp);
+  if (mt != napi_float64_array || mlen < 3 || mlen != 3 + size_t(md[2]))
+    fail(ErrorCode::Arg, op, ": ", name, " has malformed tensor metadata");
+  napi_get_named_property(env, v, "_data", &data);
+  napi_valuetype dt;
+  napi_typeof(env, data, &dt);
+  if (dt == napi_null || dt == napi_undefined) fail(ErrorCode::Disposed, op, ": ", name, " was disposed");
+  int code = int(md[0]);
+  if (code < 0 || code >= kNumDTypes || md[0] != code) fail(ErrorCode::DType, op, ": ", name, " has an unknown dtype code ", md[0]);
   t.dtype = DType(code);
-  int devc = dev.As<Napi::Number>().Int32Value();
+  int devc = int(md[1]);
   if (devc != int(Device::CPU) && devc != int(Device::CUDA)) fail(ErrorCode::Device, op, ": ", name, " has an unknown device");
   t.device = Device(devc);
-  Napi::Array shape = sh.As<Napi::Array>();
-  uint32_t nd = shape.Length();
-  if (nd > uint32_t(kMaxDims)) fail(ErrorCode::Shape, op, ": ", name, " has ", nd, " dims, at most ", kMaxDims, " are supported");
+  size_t nd = size_t(md[2]);
+  if (nd > size_t(kMaxDims)) fail(ErrorCode::Shape, op, ": ", name, " has ", nd, " dims, at most ", kMaxDims, " are supported");
   t.ndim = int(nd);
   int64_t numel = 1;
-  for (uint32_t k = 0; k < nd; ++k) {
-    Napi::Value e = shape.Get(k);
-    double s = e.IsNumber() ? e.As<Napi::Number>().DoubleValue() : -1;
+  for (size_t k = 0; k < nd; ++k) {
+    double s = md[3 + k];
     if (!(s >= 0) || s != std::floor(s) || s > 9007199254740991.0) fail(ErrorCode::Shape, op, ": ", name, " has an invalid shape");
     t.shape[k] = int64_t(s);
     numel *= t.shape[k];
   }
   t.numel = numel;
-  if (t.device == Device::CPU) {
-    if (!data.IsTypedArray()) fail(ErrorCode::Arg, op, ": ", name, " has no typed-array data");
-    Napi::TypedArray ta = data.As<Napi::TypedArray>();
-    size_t esize = ta.ElementSize();
-    if (int64_t(esize) != dtype_size(t.dtype) || int64_t(ta.ElementLength()) != numel)
-      fail(ErrorCode::Arg, op, ": ", name, " data does not match its dtype ", dtype_name(t.dtype), " and shape ", t.shape_str());
-    napi_value ab;
-    size_t len = 0, off = 0;
-    napi_typedarray_type tt;
-    void* p = nullptr;
-    napi_get_typedarray_info(info.Env(), ta, &tt, &len, &p, &ab, &off);
-    t.data = p;
-    t.holder = ta;
-  } else {
+  if (t.device != Device::CPU)
     fail(ErrorCode::Backend, op, ": ", name, " is a CUDA tensor but this build of seqfuse has no CUDA backend");
-  }
+  if (napi_is_typedarray(env, data, &is_ta) != napi_ok || !is_ta) fail(ErrorCode::Arg, op, ": ", name, " has no typed-array data");
+  napi_typedarray_type tt;
+  size_t len = 0;
+  void* p = nullptr;
+  napi_get_typedarray_info(env, data, &tt, &len, &p, nullptr, nullptr);
+  int64_t esize = (tt == napi_float32_array || tt == napi_int32_array || tt == napi_uint32_array) ? 4
+                  : (tt == napi_uint16_array || tt == napi_int16_array) ? 2
+                  : (tt == napi_int8_array || tt == napi_uint8_array || tt == napi_uint8_clamped_array) ? 1 : 8;
+  if (esize != dtype_size(t.dtype) || int64_t(len) != numel)
+    fail(ErrorCode::Arg, op, ": ", name, " data does not match its dtype ", dtype_name(t.dtype), " and shape ", t.shape_str());
+  t.data = p;
+  t.holder = data;
   t.present = true;
   return t;
 }
