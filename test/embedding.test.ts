@@ -161,7 +161,7 @@ describe(`embedding (seed ${seed})`, () => {
     const dOut = randomTensor([batch, seq, dim], r);
     const o = { dropout: 0.25, seed: 99n, offset: 5, scale: 1.25, paddingIdx: 0 };
     forEachIsa((isa) => {
-      // [2, 4] x 9 runs on one thread; [4, 16] x 130 splits the columns over threads
+      // [2, 4] x 9 runs on one thread; [4, 16] x 130 is enough work to split the ids over threads
       for (const [b, s, d] of [[batch, seq, dim], [4, 16, 130]] as const) {
         const iv = b === batch ? idv : randomIds(b * s, vocab, r);
         const dO = b === batch ? dOut : randomTensor([b, s, d], r);

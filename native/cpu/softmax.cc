@@ -1,11 +1,14 @@
 // native/cpu/softmax.cc — softmax over the last dim (additive mask, causal) forward and backward.
 // Shapes: x, y, dy, dx [rows, cols] row-major (rows = the flattened leading dims a.lead);
 // mask f32, broadcast to x through a.mask_stride / a.mask_col_stride (ops/softmax.h).
-// Forward, one row at a time: pass 1 reads x for the max; pass 2 re-reads it from L1/L2 and
-// writes exp(x - max) to a per-thread f32 scratch row (cache-resident, reused for every row)
-// while it prefetches the next row, so that row's memory latency hides behind this row's exp;
-// pass 3 scales the scratch into y. So x is read from memory once and y written once; above kStreamBytes the f32 stores of y are non-temporal, which saves the
-// read-for-ownership of y and makes the traffic 2 * 4 * N bytes, the same as a memcpy.
+// Forward, one row per step, split over threads by rows:
+//   pass 1 reads x for the max (and the min, which says whether exp must flush underflows);
+//   pass 2 re-reads x from L1/L2 and writes exp(x - max) to a per-thread f32 scratch row
+//     (cache-resident, reused for every row) while prefetching the next row, so that row's
+//     memory latency hides behind this row's exp (vexp_nonpos: the exp is most of the work);
+//   pass 3 scales the scratch into y.
+// So x is read from memory once and y written once. Above kStreamBytes the f32 stores of y are
+// non-temporal: no read-for-ownership of y, so the traffic is 2 * 4 * N bytes, like a memcpy.
 // Backward: pass 1 reads dy and y for s = sum(dy * y), pass 2 re-reads them from cache for
 // dx = y * (dy - s) and prefetches the next row.
 // A row that sees no column (n = 0 by causality, or every visible x + mask = -Inf) gives zeros
@@ -65,6 +68,8 @@ static void exp_pass(const T* x, const float* m, float* e, int64_t body, float m
                      float& d) {
   constexpr int W = V::W;
   const R mv = V::set1(mx);
+  // two sums of pairwise adds: the ILP of four accumulators with fewer registers (AVX2 has 16,
+  // and four exps in flight already need most of them)
   R s0 = V::zero(), s1 = s0, d0 = s0;
   int64_t j = 0;
   for (; j + 4 * W <= body; j += 4 * W) {
