@@ -5,3 +5,5 @@ export { Tensor, memory, type MemoryInfo, type RandomOptions, type TensorOptions
 export { buildInfo, getIsa, getNumThreads, type Isa, setIsa, setNumThreads } from './runtime.js';
 export type { Op } from './ops/common.js';
 export { layerNorm, layerNormBackward, type NormBackwardOptions, type NormGrads, type NormOptions, rmsNorm, rmsNormBackward } from './ops/norm.js';
+export { softmax, softmaxBackward, type SoftmaxBackwardOptions, type SoftmaxOptions } from './ops/softmax.js';
+export { embedding, embeddingBackward, type EmbeddingBackwardOptions, type EmbeddingGrads, type EmbeddingOptions } from './ops/embedding.js';

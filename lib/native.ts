@@ -28,6 +28,12 @@ export interface NativeBinding {
   norm_fwd(x: T, gamma: T, beta: OptT, y: T, mean: OptT, rstd: OptT, eps: number, rms: boolean, async: boolean): Ret;
   norm_bwd(dy: T, x: T, gamma: T, mean: OptT, rstd: OptT, dx: T, dgamma: OptT, dbeta: OptT, eps: number, rms: boolean,
     async: boolean): Ret;
+  softmax_fwd(x: T, mask: OptT, y: T, causal: boolean, async: boolean): Ret;
+  softmax_bwd(dy: T, y: T, dx: T, async: boolean): Ret;
+  embedding_fwd(ids: T, table: T, positions: OptT, out: T, positionOffset: number, scale: number, paddingIdx: number,
+    dropout: number, seed: number | bigint, offset: number | bigint, async: boolean): Ret;
+  embedding_bwd(dOut: T, ids: T, dtable: T, dpositions: OptT, positionOffset: number, scale: number, paddingIdx: number,
+    dropout: number, seed: number | bigint, offset: number | bigint, async: boolean): Ret;
 }
 
 function load(): NativeBinding {

@@ -14,8 +14,10 @@
 //   add sub mul div fma(a,b,c)=a*b+c max min abs neg sqrt rsqrt_ge(precise 1/sqrt)
 //   hsum hmax  lt(a,b) -> Mask  select(mask, a, b) = mask ? a : b  round pow2i(n) copysign
 //   unit(const uint32_t* u[, n]) = (u >> 8) * 2^-24   (see core/philox.h)
-//   stream(float* p, r): non-temporal store, p aligned to W floats; fence() after streaming
-// and the row helpers ld() / write_row() below, which every elementwise kernel uses.
+//   iadd(a, b) ishl(a, k): integer add / left shift of the lanes' bit patterns
+//   stream(float* p, r): non-temporal store (no read-for-ownership, bypasses the caches) for
+//   outputs larger than the last-level cache; p aligned to W*4 bytes; fence() after the last one
+// and the row helpers ld() / write_row() below, which elementwise kernels use.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -87,6 +89,8 @@ struct V {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23));
   }
   static R unit_bits(__m512i u) { return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(u, 8)), _mm512_set1_ps(5.9604644775390625e-8f)); }
+  static R iadd(R a, R b) { return _mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(a), _mm512_castps_si512(b))); }
+  static R ishl(R a, int k) { return _mm512_castsi512_ps(_mm512_sll_epi32(_mm512_castps_si512(a), _mm_cvtsi32_si128(k))); }
   static R unit(const uint32_t* u) { return unit_bits(_mm512_loadu_si512(u)); }
   static R unit(const uint32_t* u, int n) { return unit_bits(_mm512_maskz_loadu_epi32(tail(n), u)); }
 };
@@ -159,6 +163,8 @@ struct V {
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23));
   }
   static R unit_bits(__m256i u) { return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(u, 8)), _mm256_set1_ps(5.9604644775390625e-8f)); }
+  static R iadd(R a, R b) { return _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(a), _mm256_castps_si256(b))); }
+  static R ishl(R a, int k) { return _mm256_castsi256_ps(_mm256_sll_epi32(_mm256_castps_si256(a), _mm_cvtsi32_si128(k))); }
   static R unit(const uint32_t* u) { return unit_bits(_mm256_loadu_si256((const __m256i*)u)); }
   static R unit(const uint32_t* u, int n) {
     uint32_t buf[W] = {};
@@ -197,6 +203,8 @@ struct V {  // scalar reference twin: the same kernels with one lane
   static R select(Mask m, R a, R b) { return m ? a : b; }
   static R round(R a) { return std::nearbyint(a); }
   static R pow2i(R n) { return std::ldexp(1.0f, int(n)); }
+  static R iadd(R a, R b) { return bits_to_f32(f32_to_bits(a) + f32_to_bits(b)); }
+  static R ishl(R a, int k) { return bits_to_f32(f32_to_bits(a) << k); }
   static R unit(const uint32_t* u) { return float(*u >> 8) * 5.9604644775390625e-8f; }
   static R unit(const uint32_t* u, int) { return unit(u); }
 };
@@ -252,6 +260,31 @@ static inline R vexp(R x) {
   p = V::fma(p, r, V::set1(5.0000001201e-1f));
   R y = V::fma(V::mul(p, r), r, V::add(r, V::set1(1.0f)));
   return V::select(V::lt(x, lo), V::zero(), V::mul(y, V::pow2i(n)));
+}
+
+// exp for x <= 0 (softmax after the max is subtracted): about a third fewer operations than
+// vexp, |rel err| < 1.3 ulp on [-86, 0] (measured against double exp at 69M points). A NaN x
+// gives an unspecified value: callers that care detect NaN themselves. Flush: exactly 0 below
+// -86 (so exp(-Inf) = 0); without it the caller guarantees x >= -86, and saves two operations.
+// n = round(x log2 e) comes from the low mantissa bits of t = x log2 e + 1.5 * 2^23, and
+// 2^n is applied by adding n << 23 to the exponent field (no int conversion needed).
+template <bool Flush = true>
+static inline R vexp_nonpos(R x) {
+  const R magic = V::set1(12582912.0f);
+  R t = V::fma(x, V::set1(1.44269504088896341f), magic);
+  R n = V::sub(t, magic);
+  R r = V::fma(n, V::set1(-0.693359375f), x);  // Cody-Waite: ln 2 = 0.693359375 - 2.12194440e-4
+  r = V::fma(n, V::set1(2.12194440e-4f), r);
+  // 1 + r + r^2 (c2 + c3 r + c4 r^2 + c5 r^3 + c6 r^4), minimax for relative error on |r| <= ln2/2
+  R p = V::set1(1.387109398e-3f);
+  p = V::fma(p, r, V::set1(8.369504474e-3f));
+  p = V::fma(p, r, V::set1(4.166741669e-2f));
+  p = V::fma(p, r, V::set1(1.666651368e-1f));
+  p = V::fma(p, r, V::set1(4.999999702e-1f));
+  p = V::fma(p, r, V::set1(1.0f));
+  p = V::fma(p, r, V::set1(1.0f));
+  R y = V::iadd(p, V::ishl(t, 23));
+  return Flush ? V::select(V::lt(x, V::set1(-86.0f)), V::zero(), y) : y;
 }
 
 // erf: Abramowitz & Stegun 7.1.26, |abs err| < 1.5e-7 (the form PyTorch's and oneDNN's CPU GELU use).

@@ -2,9 +2,13 @@
 // ids [tokens] i32 (tokens = batch * seq, row-major [batch, seq]); table [vocab, dim];
 // positions [num_positions, dim] (nullable), token t uses row (t mod seq) + pos_offset;
 // out, dout [tokens, dim]; all float tensors share `dtype`.
+// ids must lie in [0, vocab): the caller checks them (napi/embedding.cc) before any kernel runs.
 // A token equal to padding_idx (>= 0) gives a zero row and no gradient.
-// Backward accumulates dtable[id] += dout * keep/(1-p) * scale and dpositions likewise;
-// threads split the dim columns, so the sum order is fixed and the result deterministic.
+// Dropout: out[t, j] is kept iff Philox element offset + t * dim + j passes (core/philox.h).
+// Backward accumulates dtable[id] += sum over its tokens of dout * keep/(1-p) * scale, and
+// dpositions likewise (without scale); threads split the ids (and then the positions), each
+// summing a row's tokens in token order in f32, so the result is deterministic for any thread
+// count.
 #pragma once
 #include <cstdint>
 #include "core/dispatch.h"
