@@ -25,6 +25,9 @@ describe('no leaks', () => {
     const g = Tensor.rand([64], { seed: 2 });
     const b = Tensor.randn([64], { seed: 3 });
     const bad = Tensor.zeros([63]);
+    const ids = Tensor.from(new Int32Array([1, 2, 3, 9]), [4]);
+    const badIds = Tensor.from(new Int32Array([1, 2, 3, 10]), [4]);
+    const table = Tensor.randn([10, 64], { seed: 4 });
     const calls: Array<[string, (...a: unknown[]) => unknown, unknown[]]> = [
       ['layerNorm', sf.layerNorm as never, [x, g, b]],
       ['rmsNorm', sf.rmsNorm as never, [x, g]],
@@ -32,6 +35,11 @@ describe('no leaks', () => {
       ['rmsNormBackward', sf.rmsNormBackward as never, [x, x, g]],
       ['layerNorm (bad gamma)', sf.layerNorm as never, [x, bad, b]],
       ['Tensor.to', (t: unknown) => (t as Tensor).to('bf16'), [x]],
+      ['softmax', sf.softmax as never, [x, { causal: true }]],
+      ['softmaxBackward', sf.softmaxBackward as never, [x, x]],
+      ['embedding', sf.embedding as never, [ids, table, { dropout: 0.1, seed: 3 }]],
+      ['embeddingBackward', sf.embeddingBackward as never, [x, ids, { vocabSize: 10 }]],
+      ['embedding (bad id)', sf.embedding as never, [badIds, table]],
     ];
     const round = async (n: number) => {
       for (let i = 0; i < n; i++) {

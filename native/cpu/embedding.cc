@@ -9,9 +9,8 @@
 // rows in token order in f32 and adds the sum to the row once; then the threads split the
 // positions the same way (each sums its position over the batch). No row is shared, so there
 // are no atomics, the result does not depend on the thread count, and 16-bit rows are rounded
-// once, not once per token. (Splitting the dim columns instead, each thread walking every
-// token, was 1.5-2x slower with 2 threads: both threads took the TLB and cache misses of
-// every scattered row.)
+// once, not once per token. Work is balanced by number of ids, not tokens, so very skewed
+// id distributions can leave one thread with more rows to sum.
 #include "core/philox.h"
 #include "cpu/simd.h"
 #include "ops/embedding.h"
