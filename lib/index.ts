@@ -5,3 +5,4 @@ export { Tensor, memory, type MemoryInfo, type RandomOptions, type TensorOptions
 export { buildInfo, getIsa, getNumThreads, type Isa, setIsa, setNumThreads } from './runtime.js';
 export type { Op } from './ops/common.js';
 export { layerNorm, layerNormBackward, type NormBackwardOptions, type NormGrads, type NormOptions, rmsNorm, rmsNormBackward } from './ops/norm.js';
+export { gemm, gemmBackward, type GemmBackwardOptions, type GemmGrads, type GemmOptions, linear, type LinearActivation, linearBackward, type LinearBackwardOptions, type LinearGrads, type LinearOptions } from './ops/matmul.js';

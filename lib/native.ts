@@ -27,6 +27,10 @@ export interface NativeBinding {
   norm_fwd(x: T, gamma: T, beta: OptT, y: T, mean: OptT, rstd: OptT, eps: number, rms: boolean, async: boolean): Ret;
   norm_bwd(dy: T, x: T, gamma: T, mean: OptT, rstd: OptT, dx: T, dgamma: OptT, dbeta: OptT, eps: number, rms: boolean,
     async: boolean): Ret;
+  gemm(a: T, b: T, c: OptT, out: T, transA: boolean, transB: boolean, alpha: number, beta: number, async: boolean): Ret;
+  linear_fwd(x: T, w: T, bias: OptT, residual: OptT, y: T, act: number, cache: unknown, async: boolean): Ret;
+  weight_cache_new(): unknown;
+  weight_cache_bytes(cache: unknown): number;
 }
 
 function load(): NativeBinding {
