@@ -89,6 +89,7 @@ struct Prim {
   bool ok = false;  // false: oneDNN has no implementation of this dtype on this CPU
   dnnl::matmul matmul;
   memory::desc src, weights, bias, dst;
+  bool plain_weights = false;  // linear: the primitive reads w [N,K] as it is (no reorder)
 };
 using PrimPtr = std::shared_ptr<const Prim>;
 
@@ -134,7 +135,9 @@ PrimCache& prim_cache() {
 }
 
 // Builds the primitive, or an empty Prim when a 16-bit dtype is unimplemented here.
-Prim make_prim(const dnnl::matmul::desc& d, const dnnl::primitive_attr& attr, memory::data_type t) {
+// `user_weights`: the layout of the caller's weights, compared with the one oneDNN picked.
+Prim make_prim(const dnnl::matmul::desc& d, const dnnl::primitive_attr& attr, memory::data_type t,
+               const memory::desc& user_weights) {
   Prim p;
   try {
     dnnl::matmul::primitive_desc pd(d, attr, cpu_engine());
@@ -144,6 +147,7 @@ Prim make_prim(const dnnl::matmul::desc& d, const dnnl::primitive_attr& attr, me
     p.weights = pd.weights_desc();
     p.bias = pd.bias_desc();
     p.dst = pd.dst_desc();
+    p.plain_weights = p.weights == user_weights;
   } catch (const dnnl::error& e) {
     if (e.status != dnnl_unimplemented || t == memory::data_type::f32) throw;
   }
@@ -165,7 +169,7 @@ PrimPtr gemm_prim(const GemmArgs& a, DType t, bool use_c) {
       po.append_sum(a.beta);
       attr.set_post_ops(po);
     }
-    return make_prim(dnnl::matmul::desc(src, wei, dst), attr, dt);
+    return make_prim(dnnl::matmul::desc(src, wei, dst), attr, dt, wei);
   });
 }
 
@@ -191,8 +195,9 @@ PrimPtr linear_prim(const LinearArgs& a, DType t) {
     if (a.act != Activation::None) po.append_eltwise(1.0f, eltwise_alg(a.act), a.act == Activation::Silu ? 1.0f : 0.0f, 0.0f);
     if (a.residual) po.append_binary(dnnl::algorithm::binary_add, dst);
     attr.set_post_ops(po);
-    if (a.bias) return make_prim(dnnl::matmul::desc(src, wei, memory::desc({1, a.n}, dt, Tag::ab), dst), attr, dt);
-    return make_prim(dnnl::matmul::desc(src, wei, dst), attr, dt);
+    memory::desc user = user_weights_desc(a, t);
+    if (a.bias) return make_prim(dnnl::matmul::desc(src, wei, memory::desc({1, a.n}, dt, Tag::ab), dst), attr, dt, user);
+    return make_prim(dnnl::matmul::desc(src, wei, dst), attr, dt, user);
   });
 }
 
@@ -216,10 +221,54 @@ std::unique_ptr<float[]> to_f32_copy(DType t, const void* src, int64_t n) {
   return buf;
 }
 
-void execute(const dnnl::matmul& m, std::unordered_map<int, memory> args) {
+// Per-thread memory wrappers of the primitives this thread ran last. Re-pointing a dnnl::memory
+// at new data costs ~20 instructions, making one ~2,300 (a small matmul's execute is ~5,500).
+struct Wrappers {
+  PrimPtr prim;  // held, so no other primitive can take its address while it is listed
+  memory src, weights, bias, dst, residual;
+};
+
+Wrappers& thread_wrappers(const PrimPtr& p) {
+  constexpr int kSlots = 16;
+  thread_local std::array<Wrappers, kSlots> slots;
+  thread_local int next = 0;
+  for (Wrappers& w : slots)
+    if (w.prim == p) return w;
+  Wrappers& w = slots[size_t(next)];
+  next = (next + 1) % kSlots;
+  w = Wrappers{p, {}, {}, {}, {}, {}};
+  return w;
+}
+
+// `m` (a wrapper of layout md) pointed at p.
+const memory& point(memory& m, const memory::desc& md, const void* p) {
+  if (!m) m = wrap(md, p);
+  else m.set_data_handle(const_cast<void*>(p));
+  return m;
+}
+
+// The arguments of one execute, on the stack (the C++ API's unordered_map costs more than a
+// small matmul's fixed overhead); the memories must outlive it.
+struct ExecArgs {
+  dnnl_exec_arg_t args[6];
+  int n = 0;
+  void add(int arg, const memory& m) { args[n++] = {arg, m.get()}; }
+};
+
+void execute(const dnnl::matmul& m, const ExecArgs& a) {
   dnnl::stream& s = thread_stream();
-  m.execute(s, args);
+  dnnl::error::wrap_c_api(dnnl_primitive_execute(m.get(), s.get(), a.n, a.args), "could not execute a primitive");
   s.wait();
+}
+
+// gemm: out = op(a) op(b) (+ beta out) with p's plain layouts.
+void execute(const PrimPtr& p, const void* a, const void* b, void* out) {
+  Wrappers& w = thread_wrappers(p);
+  ExecArgs args;
+  args.add(DNNL_ARG_SRC, point(w.src, p->src, a));
+  args.add(DNNL_ARG_WEIGHTS, point(w.weights, p->weights, b));
+  args.add(DNNL_ARG_DST, point(w.dst, p->dst, out));
+  execute(p->matmul, args);
 }
 
 // oneDNN errors out of a call become typed errors naming the op.
@@ -256,11 +305,12 @@ int64_t weight_cache_bytes(const WeightCache* c) {
 
 namespace {
 
-// w in the layout `want` (f32 or the native dtype) for a primitive of dtype `t`: w itself when it
-// already is, else the cached reordered copy, else a fresh one (kept in the cache when there is one).
-memory linear_weights(const LinearArgs& a, DType t, const memory::desc& want) {
-  memory::desc user = user_weights_desc(a, t);
-  if (t == a.dtype && want == user) return wrap(user, a.w);
+// w in the layout of p's weights (f32 or the native dtype) for a primitive of dtype `t`: w itself
+// when it already is (through `wrapper`), else the cached reordered copy, else a fresh one (kept in
+// the cache when there is one).
+memory linear_weights(const LinearArgs& a, DType t, const Prim& p, memory& wrapper) {
+  const memory::desc& want = p.weights;
+  if (t == a.dtype && p.plain_weights) return point(wrapper, want, a.w);
   WeightCache* c = a.weight_cache;
   std::unique_lock<std::mutex> lock;
   if (c) {
@@ -280,7 +330,7 @@ memory linear_weights(const LinearArgs& a, DType t, const memory::desc& want) {
     src = wf.get();
   }
   memory out(want, cpu_engine());
-  memory in = wrap(user, src);
+  memory in = wrap(user_weights_desc(a, t), src);
   dnnl::reorder(in, out).execute(thread_stream(), in, out);
   thread_stream().wait();
   if (c) {
@@ -290,13 +340,17 @@ memory linear_weights(const LinearArgs& a, DType t, const memory::desc& want) {
   return out;
 }
 
-// Runs the primitive `p` of dtype t on f's x, bias, residual, y (already in t); the weights come
+// Runs the primitive `pp` of dtype t on f's x, bias, residual, y (already in t); the weights come
 // from the user's call `a` (w in a.dtype, and its cache). f.residual == f.y is read from a copy.
-void run_linear(const LinearArgs& f, const Prim& p, DType t, const LinearArgs& a) {
-  memory wei = linear_weights(a, t, p.weights);
-  std::unordered_map<int, memory> args{
-      {DNNL_ARG_SRC, wrap(p.src, f.x)}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DST, wrap(p.dst, f.y)}};
-  if (f.bias) args.emplace(DNNL_ARG_BIAS, wrap(p.bias, f.bias));
+void run_linear(const LinearArgs& f, const PrimPtr& pp, DType t, const LinearArgs& a) {
+  const Prim& p = *pp;
+  Wrappers& w = thread_wrappers(pp);
+  memory wei = linear_weights(a, t, p, w.weights);
+  ExecArgs args;
+  args.add(DNNL_ARG_SRC, point(w.src, p.src, f.x));
+  args.add(DNNL_ARG_WEIGHTS, wei);
+  args.add(DNNL_ARG_DST, point(w.dst, p.dst, f.y));
+  if (f.bias) args.add(DNNL_ARG_BIAS, point(w.bias, p.bias, f.bias));
   std::unique_ptr<uint8_t[]> res_copy;
   if (f.residual) {
     const void* r = f.residual;
@@ -307,9 +361,9 @@ void run_linear(const LinearArgs& f, const Prim& p, DType t, const LinearArgs& a
       r = res_copy.get();
     }
     int idx = f.act != Activation::None ? 1 : 0;
-    args.emplace(DNNL_ARG_ATTR_MULTIPLE_POST_OP(idx) | DNNL_ARG_SRC_1, wrap(p.dst, r));
+    args.add(DNNL_ARG_ATTR_MULTIPLE_POST_OP(idx) | DNNL_ARG_SRC_1, point(w.residual, p.dst, r));
   }
-  execute(p.matmul, std::move(args));
+  execute(p.matmul, args);
 }
 
 }  // namespace
@@ -333,7 +387,7 @@ void linear_fwd_cpu(const LinearArgs& a) {
   }
   onednn_call("linear", [&] {
     PrimPtr p = linear_prim(a, a.dtype);
-    if (p->ok) return run_linear(a, *p, a.dtype, a);
+    if (p->ok) return run_linear(a, p, a.dtype, a);
     // 16-bit fallback: f32 copies in, one rounding out
     PrimPtr pf = linear_prim(a, DType::F32);
     std::unique_ptr<float[]> xf = to_f32_copy(a.dtype, a.x, a.m * a.k), yf(new float[size_t(a.m * a.n)]), bf, rf;
@@ -343,7 +397,7 @@ void linear_fwd_cpu(const LinearArgs& a) {
     f.y = yf.get();
     if (a.bias) f.bias = (bf = to_f32_copy(a.dtype, a.bias, a.n)).get();
     if (a.residual) f.residual = (rf = to_f32_copy(a.dtype, a.residual, a.m * a.n)).get();
-    run_linear(f, *pf, DType::F32, a);
+    run_linear(f, pf, DType::F32, a);
     cast_n(DType::F32, a.dtype, yf.get(), a.y, a.m * a.n);
   });
 }
@@ -364,15 +418,13 @@ void gemm_cpu(const GemmArgs& a) {
     const int64_t mn = a.m * a.n;
     if (p->ok) {
       if (use_c && a.c != a.out) std::memcpy(a.out, a.c, size_t(mn * dtype_size(a.dtype)));
-      return execute(p->matmul, {{DNNL_ARG_SRC, wrap(p->src, a.a)}, {DNNL_ARG_WEIGHTS, wrap(p->weights, a.b)},
-                                 {DNNL_ARG_DST, wrap(p->dst, a.out)}});
+      return execute(p, a.a, a.b, a.out);
     }
     // 16-bit fallback: f32 copies in (out starts as c), one rounding out
     PrimPtr pf = gemm_prim(a, DType::F32, use_c);
     std::unique_ptr<float[]> af = to_f32_copy(a.dtype, a.a, a.m * a.k), bf = to_f32_copy(a.dtype, a.b, a.k * a.n);
     std::unique_ptr<float[]> of = use_c ? to_f32_copy(a.dtype, a.c, mn) : std::unique_ptr<float[]>(new float[size_t(mn)]);
-    execute(pf->matmul, {{DNNL_ARG_SRC, wrap(pf->src, af.get())}, {DNNL_ARG_WEIGHTS, wrap(pf->weights, bf.get())},
-                         {DNNL_ARG_DST, wrap(pf->dst, of.get())}});
+    execute(pf, af.get(), bf.get(), of.get());
     cast_n(DType::F32, a.dtype, of.get(), a.out, mn);
   });
 }
