@@ -226,6 +226,19 @@ describe(`linear (seed ${seed})`, () => {
     }
   });
 
+  it('runs concurrent async calls on one fresh weight (shared caches) to the same bits', async () => {
+    const r = rng(seed + 17);
+    for (const dtype of ['f32', 'bf16'] as const) {
+      const x = randomTensor([9, 130], r, dtype);
+      const w = randomTensor([33, 130], r, dtype);
+      const b = randomTensor([33], r, dtype);
+      const ys = await Promise.all(Array.from({ length: 8 }, () => linear.async(x.t, w.t, b.t, { activation: 'silu' })));
+      const ref = linear(x.t, w.t, b.t, { activation: 'silu' });
+      expectClose(ref, linearRef(x.v, w.v, b.v, null, 9, 33, 130, 'silu'), dtype, `linear ${dtype} concurrent`);
+      for (const y of ys) expectSameBits(y, ref, `linear ${dtype} concurrent`);
+    }
+  });
+
   it('gives the same results with 1 and 2 threads (primitives are per thread count)', () => {
     const r = rng(seed + 15);
     const before = getNumThreads();

@@ -44,8 +44,8 @@ using dnnl::memory;
 using Tag = memory::format_tag;
 
 dnnl::engine& cpu_engine() {
-  static dnnl::engine eng(dnnl::engine::kind::cpu, 0);
-  return eng;
+  static dnnl::engine* eng = new dnnl::engine(dnnl::engine::kind::cpu, 0);  // never destroyed: libuv threads may outlive statics
+  return *eng;
 }
 
 // One stream per calling thread (the JS thread and libuv workers): a CPU stream is cheap and
@@ -372,7 +372,9 @@ void run_linear(const LinearArgs& f, const PrimPtr& pp, DType t, const LinearArg
 
 // oneDNN 2.6 mishandles K = 0 (its weights reorder faults; gemm:jit with `ab` weights adds the
 // bias twice), so an empty product runs as K = 1 on zeros: the epilogue stays oneDNN's.
-static std::vector<uint8_t> zeros_for_k0(DType t, int64_t m, int64_t n) { return std::vector<uint8_t>(size_t((m + n) * dtype_size(t)), 0); }
+static std::vector<uint8_t> zeros_for_k0(DType t, int64_t m, int64_t n) {
+  return std::vector<uint8_t>(size_t((m + n) * dtype_size(t)), 0);
+}
 
 void linear_fwd_cpu(const LinearArgs& a) {
   if (a.m == 0 || a.n == 0) return;
