@@ -109,13 +109,13 @@ describe(`gemm (seed ${seed})`, () => {
     }
   });
 
-  it('accumulates in place when out is c, and ignores c (even NaN) when beta is 0', () => {
+  it('accumulates in place when out is c (beta defaults to 1), and ignores c (even NaN) when beta is 0', () => {
     const r = rng(seed + 2);
     const a = intTensor([5, 7], r);
     const b = intTensor([7, 3], r);
     const c = intTensor([5, 3], r);
     const acc = Tensor.from(Float32Array.from(c.v), [5, 3]);
-    gemm(a.t, b.t, { c: acc, out: acc, beta: 1 });
+    gemm(a.t, b.t, { c: acc, out: acc });
     expectExact(acc, gemmRef(a.v, b.v, c.v, 5, 3, 7, false, false, 1, 1), 'gemm in place');
     const y = gemm(a.t, b.t, { c: poisoned([5, 3]), beta: 0 });
     expectExact(y, gemmRef(a.v, b.v, null, 5, 3, 7, false, false, 1, 0), 'gemm beta 0 with NaN c');

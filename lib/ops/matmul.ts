@@ -22,7 +22,7 @@ export interface GemmOptions {
   transB?: boolean;
   /** Scales op(a)·op(b) (default 1). */
   alpha?: number;
-  /** Scales c (default 0; with beta 0, c is not read). */
+  /** Scales c (default 1 with c, as torch.addmm; with beta 0, c is not read, so NaNs in it do not spread). */
   beta?: number;
   /** [M, N], added as beta·c. May be `out` itself to accumulate in place. */
   c?: Tensor | null;
@@ -121,8 +121,8 @@ function prepareGemm(a: Tensor, b: Tensor, opts: GemmOptions | undefined): Prepa
   const transA = boolOpt(o.transA, op, 'transA', false);
   const transB = boolOpt(o.transB, op, 'transB', false);
   const alpha = numberOpt(o.alpha, op, 'alpha', 1, -F32_MAX, F32_MAX);
-  const beta = numberOpt(o.beta, op, 'beta', 0, -F32_MAX, F32_MAX);
   const c = optTensorArg(o.c, op, 'c');
+  const beta = numberOpt(o.beta, op, 'beta', c ? 1 : 0, -F32_MAX, F32_MAX);
   const [ar, ac] = matrix(a, op, 'a');
   const [br, bc] = matrix(b, op, 'b');
   const fresh: Tensor[] = [];
