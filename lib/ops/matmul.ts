@@ -1,7 +1,8 @@
 // gemm and linear (native/ops/matmul.h), and their backward passes built from gemm calls.
 // linear keeps oneDNN's reordered copy of w in w's storage (`storage.cache`, a native weight
 // cache); it is dropped when the storage's version moves, i.e. after `w.data` was read or an op
-// wrote w, so the next call reorders the new values.
+// wrote w, so the next call reorders the new values. Writes through a typed array taken from
+// `w.data` before the last linear call are not seen: read `w.data` again to write.
 import { DTYPE_CODE, type DType } from '../dtype.js';
 import { fail } from '../errors.js';
 import { native, type NativeTensor } from '../native.js';
