@@ -7,3 +7,4 @@ export type { Op } from './ops/common.js';
 export { layerNorm, layerNormBackward, type NormBackwardOptions, type NormGrads, type NormOptions, rmsNorm, rmsNormBackward } from './ops/norm.js';
 export { softmax, softmaxBackward, type SoftmaxBackwardOptions, type SoftmaxOptions } from './ops/softmax.js';
 export { embedding, embeddingBackward, type EmbeddingBackwardOptions, type EmbeddingGrads, type EmbeddingOptions } from './ops/embedding.js';
+export { gemm, gemmBackward, type GemmBackwardOptions, type GemmGrads, type GemmOptions, linear, type LinearActivation, linearBackward, type LinearBackwardOptions, type LinearGrads, type LinearOptions } from './ops/matmul.js';

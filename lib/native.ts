@@ -34,6 +34,10 @@ export interface NativeBinding {
     dropout: number, seed: number | bigint, offset: number | bigint, async: boolean): Ret;
   embedding_bwd(dOut: T, ids: T, dtable: T, dpositions: OptT, positionOffset: number, scale: number, paddingIdx: number,
     dropout: number, seed: number | bigint, offset: number | bigint, async: boolean): Ret;
+  gemm(a: T, b: T, c: OptT, out: T, transA: boolean, transB: boolean, alpha: number, beta: number, async: boolean): Ret;
+  linear_fwd(x: T, w: T, bias: OptT, residual: OptT, y: T, act: number, cache: unknown, async: boolean): Ret;
+  weight_cache_new(): unknown;
+  weight_cache_bytes(cache: unknown): number;
 }
 
 function load(): NativeBinding {

@@ -12,6 +12,7 @@ void register_norm(Napi::Object exports);
 void register_tensor(Napi::Object exports);
 void register_softmax(Napi::Object exports);
 void register_embedding(Napi::Object exports);
+void register_matmul(Napi::Object exports);
 
 static Napi::Value init_js(const Napi::CallbackInfo& info) {
   if (!info[0].IsFunction()) fail(ErrorCode::Arg, "init: expected the SeqfuseError class");
@@ -71,6 +72,7 @@ static Napi::Object init_module(Napi::Env env, Napi::Object exports) {
   register_tensor(exports);
   register_softmax(exports);
   register_embedding(exports);
+  register_matmul(exports);
   return exports;
 }
 

@@ -1,9 +1,13 @@
 // native/ops/matmul.h — GEMM and Linear (products through oneDNN on CPU, WMMA on CUDA).
 // gemm:   out[M,N] = alpha * op(a) * op(b) + beta * c; op(a) [M,K] (a is [K,M] when trans_a),
-//         op(b) [K,N] (b is [N,K] when trans_b); c nullable (beta ignored without it).
+//         op(b) [K,N] (b is [N,K] when trans_b); c nullable (without it, or with beta == 0, c is
+//         not read). out may be c itself (in-place accumulate); no other overlap.
 // linear: y[M,N] = act(x[M,K] * w[N,K]^T + bias[N]) + residual[M,N]  (PyTorch layout).
+//         residual may be y itself (in place); no other overlap.
 //         `weight_cache` is an opaque per-weight cache owned by the caller (the Tensor's
-//         handle): the backend keeps weights reordered for its fast kernel there.
+//         storage): the backend keeps weights reordered for its fast kernel there. It must be
+//         dropped by the owner when w's data changes.
+// dtype:  all tensors of one call share it (f32, bf16 or f16). K == 0 gives the epilogue alone.
 #pragma once
 #include <cstdint>
 #include "core/dispatch.h"
@@ -46,6 +50,7 @@ void linear_fwd_cuda(const LinearArgs& a, Stream s);
 inline void gemm(const GemmArgs& a) { SF_DISPATCH(gemm, a); }
 inline void linear_fwd(const LinearArgs& a) { SF_DISPATCH(linear_fwd, a); }
 
+// Thread-safe: one cache may serve concurrent calls on the same weight.
 WeightCache* weight_cache_new();
 void weight_cache_free(WeightCache* c);
 int64_t weight_cache_bytes(const WeightCache* c);

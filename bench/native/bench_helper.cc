@@ -1,0 +1,123 @@
+// bench/native/bench_helper.cc — native baselines the bench harness measures seqfuse against
+// (the library never loads this). Each returns per-call times in ns, measured after warm-up in
+// a native loop, so JS and marshalling costs are not in them.
+//   onednnLinear(M, N, K, threads, iters): a direct oneDNN f32 matmul y[M,N] = x[M,K] w[N,K]^T + b,
+//     weights reordered once into the layout the primitive picks (format_tag::any).
+//   copy(bytes, threads, iters): a parallel memcpy between two preallocated, pre-touched buffers
+//     (the achievable memory bandwidth: 2 * bytes moved per call).
+// Both restore the OpenMP thread count they found: it is shared with seqfuse in one process.
+#include <napi.h>
+#include <omp.h>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <unordered_map>
+#include <vector>
+#include <dnnl.hpp>
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+int64_t int_arg(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t lo, int64_t hi) {
+  Napi::Value v = info[i];
+  double x = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : NAN;
+  if (!(x >= double(lo) && x <= double(hi)) || x != std::floor(x))
+    throw Napi::RangeError::New(info.Env(), std::string("expected ") + name + " to be an integer in [" + std::to_string(lo) +
+                                                ", " + std::to_string(hi) + "]");
+  return int64_t(x);
+}
+
+// Sets the OpenMP thread count for the scope, then puts the caller's back.
+struct ThreadScope {
+  int saved = omp_get_max_threads();
+  explicit ThreadScope(int n) { omp_set_num_threads(n); }
+  ~ThreadScope() { omp_set_num_threads(saved); }
+};
+
+template <class F>
+Napi::Value time_calls(Napi::Env env, int64_t iters, int64_t warmup, const F& call) {
+  for (int64_t i = 0; i < warmup; ++i) call();
+  Napi::Array out = Napi::Array::New(env, size_t(iters));
+  for (int64_t i = 0; i < iters; ++i) {
+    auto t0 = Clock::now();
+    call();
+    out.Set(uint32_t(i), double(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count()));
+  }
+  return out;
+}
+
+// Deterministic values in [-1, 1): no zeros, no denormals.
+void fill(std::vector<float>& v, uint32_t seed) {
+  for (float& x : v) {
+    seed = seed * 1664525u + 1013904223u;
+    x = float(seed >> 8) * (2.0f / 16777216.0f) - 1.0f;
+  }
+}
+
+Napi::Value onednn_linear(const Napi::CallbackInfo& info) {
+  using dnnl::memory;
+  using Tag = memory::format_tag;
+  const int64_t m = int_arg(info, 0, "M", 1, 1 << 20), n = int_arg(info, 1, "N", 1, 1 << 20), k = int_arg(info, 2, "K", 1, 1 << 20);
+  ThreadScope threads(int(int_arg(info, 3, "threads", 1, 1024)));
+  const int64_t iters = int_arg(info, 4, "iters", 1, 1 << 24);
+  try {
+    dnnl::engine eng(dnnl::engine::kind::cpu, 0);
+    dnnl::stream s(eng);
+    memory::desc src({m, k}, memory::data_type::f32, Tag::ab), wei({k, n}, memory::data_type::f32, Tag::any),
+        bias({1, n}, memory::data_type::f32, Tag::ab), dst({m, n}, memory::data_type::f32, Tag::ab);
+    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src, wei, bias, dst), eng);
+    std::vector<float> x(static_cast<size_t>(m * k)), w(static_cast<size_t>(n * k)), b(static_cast<size_t>(n)),
+        y(static_cast<size_t>(m * n));
+    fill(x, 1);
+    fill(w, 2);
+    fill(b, 3);
+    memory wm(pd.weights_desc(), eng);
+    memory wu({{k, n}, memory::data_type::f32, Tag::ba}, eng, w.data());  // w [N,K], PyTorch layout
+    dnnl::reorder(wu, wm).execute(s, wu, wm);
+    s.wait();
+    dnnl::matmul mm(pd);
+    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, memory(src, eng, x.data())}, {DNNL_ARG_WEIGHTS, wm},
+                                         {DNNL_ARG_BIAS, memory(bias, eng, b.data())}, {DNNL_ARG_DST, memory(dst, eng, y.data())}};
+    return time_calls(info.Env(), iters, 5, [&] {
+      mm.execute(s, args);
+      s.wait();
+    });
+  } catch (const dnnl::error& e) {
+    throw Napi::Error::New(info.Env(), std::string("onednnLinear: oneDNN failed: ") + e.what());
+  }
+}
+
+Napi::Value copy(const Napi::CallbackInfo& info) {
+  const int64_t bytes = int_arg(info, 0, "bytes", 1, int64_t(1) << 34);
+  const int nt = int(int_arg(info, 1, "threads", 1, 1024));
+  ThreadScope threads(nt);
+  const int64_t iters = int_arg(info, 2, "iters", 1, 1 << 24);
+  std::unique_ptr<char, decltype(&std::free)> src(static_cast<char*>(std::aligned_alloc(64, size_t((bytes + 63) / 64 * 64))), &std::free);
+  std::unique_ptr<char, decltype(&std::free)> dst(static_cast<char*>(std::aligned_alloc(64, size_t((bytes + 63) / 64 * 64))), &std::free);
+  if (!src || !dst) throw Napi::Error::New(info.Env(), "copy: out of memory");
+  std::memset(src.get(), 1, size_t(bytes));  // touch every page before timing
+  std::memset(dst.get(), 2, size_t(bytes));
+  char* d = dst.get();
+  const char* sp = src.get();
+  return time_calls(info.Env(), iters, 2, [&] {
+#pragma omp parallel num_threads(nt)
+    {
+      int t = omp_get_thread_num(), T = omp_get_num_threads();
+      int64_t b0 = bytes * t / T / 64 * 64, b1 = t + 1 == T ? bytes : bytes * (t + 1) / T / 64 * 64;
+      std::memcpy(d + b0, sp + b0, size_t(b1 - b0));
+    }
+  });
+}
+
+}  // namespace
+
+static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("onednnLinear", Napi::Function::New(env, onednn_linear, "onednnLinear"));
+  exports.Set("copy", Napi::Function::New(env, copy, "copy"));
+  return exports;
+}
+NODE_API_MODULE(bench_helper, Init)
