@@ -81,6 +81,33 @@ export const CASES: Record<string, Case[]> = {
     ['dOut rows differ from ids', () => [f32([3, 4]), i32([2]), { vocabSize: 8 }], 'ERR_SHAPE'],
     ['id out of range', () => [f32([1, 4]), Tensor.from(new Int32Array([8])), { vocabSize: 8 }], 'ERR_ARG'],
   ],
+  gemm: [
+    ['inner dims differ', () => [f32([2, 8]), f32([7, 3])], 'ERR_SHAPE'],
+    ['1-D a', () => [v8, f32([8, 3])], 'ERR_SHAPE'],
+    ['i8 a', () => [Tensor.zeros([2, 8], { dtype: 'i8' }), f32([8, 3])], 'ERR_DTYPE'],
+    ['NaN alpha', () => [x, f32([8, 3]), { alpha: NaN }], 'ERR_ARG'],
+    ['c of the wrong shape', () => [x, f32([8, 3]), { c: f32([3, 2]) }], 'ERR_SHAPE'],
+    ['disposed b', () => [x, disposed()], 'ERR_DISPOSED'],
+    ['transA not a boolean', () => [x, f32([8, 3]), { transA: 'yes' }], 'ERR_ARG'],
+  ],
+  gemmBackward: [
+    ['dOut of the wrong shape', () => [f32([2, 2]), x, f32([8, 3])], 'ERR_SHAPE'],
+    ['disposed a', () => [f32([2, 3]), disposed(), f32([8, 3])], 'ERR_DISPOSED'],
+  ],
+  linear: [
+    ['w in-features differ', () => [x, f32([4, 7])], 'ERR_SHAPE'],
+    ['bias of the wrong length', () => [x, f32([4, 8]), f32([5])], 'ERR_SHAPE'],
+    ['residual of the wrong shape', () => [x, f32([4, 8]), null, { residual: f32([2, 5]) }], 'ERR_SHAPE'],
+    ['unknown activation', () => [x, f32([4, 8]), null, { activation: 'tanh' }], 'ERR_ARG'],
+    ['bf16 w with f32 x', () => [x, f32([4, 8]).to('bf16')], 'ERR_DTYPE'],
+    ['i32 x', () => [i32([2, 8]), f32([4, 8])], 'ERR_DTYPE'],
+    ['disposed w', () => [x, disposed()], 'ERR_DISPOSED'],
+    ['out = x', () => [x, f32([8, 8]), null, { out: x }], 'ERR_ARG'],
+  ],
+  linearBackward: [
+    ['dy of the wrong width', () => [f32([2, 3]), x, f32([4, 8])], 'ERR_SHAPE'],
+    ['disposed x', () => [f32([2, 4]), disposed(), f32([4, 8])], 'ERR_DISPOSED'],
+  ],
   setNumThreads: [
     ['zero', () => [0], 'ERR_ARG'],
     ['negative', () => [-2], 'ERR_ARG'],

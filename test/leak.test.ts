@@ -28,6 +28,7 @@ describe('no leaks', () => {
     const ids = Tensor.from(new Int32Array([1, 2, 3, 9]), [4]);
     const badIds = Tensor.from(new Int32Array([1, 2, 3, 10]), [4]);
     const table = Tensor.randn([10, 64], { seed: 4 });
+    const w = Tensor.randn([64, 64], { seed: 5 });
     const calls: Array<[string, (...a: unknown[]) => unknown, unknown[]]> = [
       ['layerNorm', sf.layerNorm as never, [x, g, b]],
       ['rmsNorm', sf.rmsNorm as never, [x, g]],
@@ -40,6 +41,12 @@ describe('no leaks', () => {
       ['embedding', sf.embedding as never, [ids, table, { dropout: 0.1, seed: 3 }]],
       ['embeddingBackward', sf.embeddingBackward as never, [x, ids, { vocabSize: 10 }]],
       ['embedding (bad id)', sf.embedding as never, [badIds, table]],
+      ['linear', sf.linear as never, [x, w, b, { activation: 'gelu', residual: x }]],
+      ['linear (fresh weights)', (...a: unknown[]) => sf.linear(a[0] as Tensor, Tensor.randn([64, 64], { seed: 9 })), [x]],
+      ['linearBackward', sf.linearBackward as never, [x, x, w]],
+      ['gemm', sf.gemm as never, [x, w, { transB: true }]],
+      ['gemmBackward', sf.gemmBackward as never, [x, x, w]],
+      ['linear (bad w)', sf.linear as never, [x, bad]],
     ];
     const round = async (n: number) => {
       for (let i = 0; i < n; i++) {

@@ -422,8 +422,8 @@ describe('bad input', () => {
     expectError(() => gemm(xs, sq, { out: sq }), 'ERR_ARG', /out shares memory with b/);
     // out overlaps the residual without being it: two views into one buffer
     const buf = new Float32Array(20);
-    const res = { _data: buf.subarray(0, 16), _dt: 0, _dev: 0, shape: [4, 4] };
-    const y = { _data: buf.subarray(4, 20), _dt: 0, _dev: 0, shape: [4, 4] };
+    const res = Tensor._wrapTemp(buf.subarray(0, 16), [4, 4], 'f32');
+    const y = Tensor._wrapTemp(buf.subarray(4, 20), [4, 4], 'f32');
     expectError(() => native.linear_fwd(xs, sq, null, res, y, 0, null, false), 'ERR_ARG', /out shares memory with residual/);
     expectError(() => native.gemm(xs, sq, res, y, false, false, 1, 1, false), 'ERR_ARG', /out shares memory with c/);
   });

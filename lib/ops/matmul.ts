@@ -3,7 +3,7 @@
 // cache); it is dropped when the storage's version moves, i.e. after `w.data` was read or an op
 // wrote w, so the next call reorders the new values. Writes through a typed array taken from
 // `w.data` before the last linear call are not seen: read `w.data` again to write.
-import { DTYPE_CODE, type DType } from '../dtype.js';
+import type { DType } from '../dtype.js';
 import { fail } from '../errors.js';
 import { native, type NativeTensor } from '../native.js';
 import { Tensor } from '../tensor.js';
@@ -69,14 +69,14 @@ export interface GemmGrads {
 
 /** A 2-D view of t's data for the addon (no tracked Tensor is made). */
 function view(t: Tensor, rows: number, cols: number): NativeTensor {
-  return { _data: t._data, _dt: t._dt, _dev: t._dev, shape: [rows, cols] };
+  return Tensor._wrapTemp(t._data!, [rows, cols], t.dtype);
 }
 
 /** [rows, 1] of ones in `dtype`: db = onesᵀ · dy is a gemm. */
 function ones(rows: number, dtype: DType): NativeTensor {
   const one = dtype === 'bf16' ? 0x3f80 : dtype === 'f16' ? 0x3c00 : 1;
   const data = dtype === 'f32' ? new Float32Array(rows).fill(1) : new Uint16Array(rows).fill(one);
-  return { _data: data, _dt: DTYPE_CODE[dtype], _dev: 0, shape: [rows, 1] };
+  return Tensor._wrapTemp(data, [rows, 1], dtype);
 }
 
 /** Our output writes to `t`: caches derived from its data (e.g. when it is a weight) go stale. */
