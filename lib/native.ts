@@ -27,6 +27,13 @@ export interface NativeBinding {
   norm_fwd(x: T, gamma: T, beta: OptT, y: T, mean: OptT, rstd: OptT, eps: number, rms: boolean, async: boolean): Ret;
   norm_bwd(dy: T, x: T, gamma: T, mean: OptT, rstd: OptT, dx: T, dgamma: OptT, dbeta: OptT, eps: number, rms: boolean,
     async: boolean): Ret;
+  bias_act_fwd(x: T, bias: OptT, y: T, act: number, p: number, seed: number | bigint, offset: number | bigint, async: boolean): Ret;
+  bias_act_bwd(dy: T, x: T, bias: OptT, dx: T, dbias: OptT, act: number, p: number, seed: number | bigint, offset: number | bigint,
+    async: boolean): Ret;
+  dropout_fwd(x: T, bias: OptT, residual: OptT, y: T, p: number, seed: number | bigint, offset: number | bigint, async: boolean): Ret;
+  dropout_bwd(dy: T, dx: T, dbias: OptT, p: number, seed: number | bigint, offset: number | bigint, async: boolean): Ret;
+  /** Test only: Philox4x32-10 of a 128-bit counter and 64-bit key (native/core/philox.h). */
+  philox_test(counter: Uint32Array, key: Uint32Array): Uint32Array;
 }
 
 function load(): NativeBinding {

@@ -10,6 +10,8 @@ namespace seqfuse::napi {
 void set_error_class(Napi::Env env, Napi::Function cls);
 void register_norm(Napi::Object exports);
 void register_tensor(Napi::Object exports);
+void register_activation(Napi::Object exports);
+void register_dropout(Napi::Object exports);
 
 static Napi::Value init_js(const Napi::CallbackInfo& info) {
   if (!info[0].IsFunction()) fail(ErrorCode::Arg, "init: expected the SeqfuseError class");
@@ -67,6 +69,8 @@ static Napi::Object init_module(Napi::Env env, Napi::Object exports) {
   SF_EXPORT(exports, "build_info", build_info_js);
   register_norm(exports);
   register_tensor(exports);
+  register_activation(exports);
+  register_dropout(exports);
   return exports;
 }
 
