@@ -118,6 +118,7 @@ static void fwd_range(const BiasActArgs& a, int64_t e0, int64_t e1) {
   int64_t j = e0 % a.cols;
   for (int64_t e = e0; e < e1;) {
     const int64_t start = e, end = min64(e + kRngBlock, e1);
+    prefetch_read(x + end, min64(kRngBlock, e1 - end) * int64_t(sizeof(T)));
     const uint32_t* u = drop ? philox_block(buf, a.offset + uint64_t(e), end - e, a.seed) : nullptr;
     while (e < end) {  // without a bias the whole block is one piece
       const int64_t n = b ? min64(a.cols - j, end - e) : end - e;
@@ -139,7 +140,9 @@ static void bwd_range(const BiasActArgs& a, int64_t e0, int64_t e1, float* acc) 
   alignas(64) uint32_t buf[kRngBuf];
   int64_t j = e0 % a.cols;
   for (int64_t e = e0; e < e1;) {
-    const int64_t start = e, end = min64(e + kRngBlock, e1);
+    const int64_t start = e, end = min64(e + kRngBlock, e1), next = min64(kRngBlock, e1 - end) * int64_t(sizeof(T));
+    prefetch_read(dy + end, next);
+    prefetch_read(x + end, next);
     const uint32_t* u = drop ? philox_block(buf, a.offset + uint64_t(e), end - e, a.seed) : nullptr;
     while (e < end) {
       const int64_t n = by_col ? min64(a.cols - j, end - e) : end - e;

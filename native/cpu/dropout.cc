@@ -60,7 +60,9 @@ static void fwd_range(const DropoutArgs& a, int64_t e0, int64_t e1) {
   alignas(64) uint32_t buf[kRngBuf];
   int64_t j = e0 % a.cols;
   for (int64_t e = e0; e < e1;) {
-    const int64_t start = e, end = min64(e + kRngBlock, e1);
+    const int64_t start = e, end = min64(e + kRngBlock, e1), next = min64(kRngBlock, e1 - end) * int64_t(sizeof(T));
+    prefetch_read(x + end, next);
+    if (res) prefetch_read(res + end, next);
     const uint32_t* u = drop ? philox_block(buf, a.offset + uint64_t(e), end - e, a.seed) : nullptr;
     while (e < end) {
       const int64_t n = b ? min64(a.cols - j, end - e) : end - e;
@@ -81,6 +83,7 @@ static void bwd_range(const DropoutArgs& a, int64_t e0, int64_t e1, float* acc) 
   int64_t j = e0 % a.cols;
   for (int64_t e = e0; e < e1;) {
     const int64_t start = e, end = min64(e + kRngBlock, e1);
+    prefetch_read(dy + end, min64(kRngBlock, e1 - end) * int64_t(sizeof(T)));
     const uint32_t* u = drop ? philox_block(buf, a.offset + uint64_t(e), end - e, a.seed) : nullptr;
     while (e < end) {
       const int64_t n = acc ? min64(a.cols - j, end - e) : end - e;
