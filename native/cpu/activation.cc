@@ -106,7 +106,7 @@ static void bwd_piece(const T* dy, const T* x, const T* b, T* dx, float* acc, co
   if (k < n) one(k, int(n - k));
 }
 
-// Elements [e0, e1) of the flat range; e0 is a multiple of kRngBlock.
+// Elements [e0, e1) of the flat range, one block of kRngBlock at a time.
 template <Activation A, class T>
 static void fwd_range(const BiasActArgs& a, int64_t e0, int64_t e1) {
   const T* x = static_cast<const T*>(a.x);

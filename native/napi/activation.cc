@@ -5,6 +5,8 @@
 
 namespace seqfuse::napi {
 
+// The public op a call comes from, for messages: biasAct(Backward) when a bias is given, else
+// the plain activation of code `act`.
 static const char* act_op(bool fused, int act, bool backward) {
   static const char* const fwd[] = {"biasAct", "relu", "gelu", "gelu", "silu"};
   static const char* const bwd[] = {"biasActBackward", "reluBackward", "geluBackward", "geluBackward", "siluBackward"};
