@@ -28,7 +28,7 @@
       "sources": ["<!@(node scripts/sources.js kernels)"],
       "defines": ["SF_ISA=2"],
       "cflags_cc": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512vnni", "-mavx512bf16", "-mfma", "-mf16c",
-                    "-Wno-maybe-uninitialized"]
+                    "-Wno-maybe-uninitialized", "-Wno-uninitialized"]
     },
     {
       "target_name": "seqfuse_isa_avx2",

@@ -8,3 +8,5 @@ export { layerNorm, layerNormBackward, type NormBackwardOptions, type NormGrads,
 export { softmax, softmaxBackward, type SoftmaxBackwardOptions, type SoftmaxOptions } from './ops/softmax.js';
 export { embedding, embeddingBackward, type EmbeddingBackwardOptions, type EmbeddingGrads, type EmbeddingOptions } from './ops/embedding.js';
 export { gemm, gemmBackward, type GemmBackwardOptions, type GemmGrads, type GemmOptions, linear, type LinearActivation, linearBackward, type LinearBackwardOptions, type LinearGrads, type LinearOptions } from './ops/matmul.js';
+export { type ActivationName, type ActivationOptions, biasAct, biasActBackward, type BiasActBackwardOptions, type BiasActGrads, type BiasActOptions, gelu, geluBackward, type GeluBackwardOptions, type GeluOptions, relu, reluBackward, silu, siluBackward } from './ops/activation.js';
+export { biasDropoutResidual, biasDropoutResidualBackward, type BiasDropoutResidualBackwardOptions, type BiasDropoutResidualGrads, type BiasDropoutResidualOptions, dropout, dropoutBackward, type DropoutBackwardOptions, type DropoutOptions } from './ops/dropout.js';

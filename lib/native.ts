@@ -37,7 +37,15 @@ export interface NativeBinding {
   gemm(a: T, b: T, c: OptT, out: T, transA: boolean, transB: boolean, alpha: number, beta: number, async: boolean): Ret;
   linear_fwd(x: T, w: T, bias: OptT, residual: OptT, y: T, act: number, cache: unknown, async: boolean): Ret;
   weight_cache_new(): unknown;
+  weight_cache_clear(cache: unknown): void;
   weight_cache_bytes(cache: unknown): number;
+  bias_act_fwd(x: T, bias: OptT, y: T, act: number, p: number, seed: number | bigint, offset: number | bigint, async: boolean): Ret;
+  bias_act_bwd(dy: T, x: T, bias: OptT, dx: T, dbias: OptT, act: number, p: number, seed: number | bigint, offset: number | bigint,
+    async: boolean): Ret;
+  dropout_fwd(x: T, bias: OptT, residual: OptT, y: T, p: number, seed: number | bigint, offset: number | bigint, async: boolean): Ret;
+  dropout_bwd(dy: T, dx: T, dbias: OptT, p: number, seed: number | bigint, offset: number | bigint, async: boolean): Ret;
+  /** Test only: Philox4x32-10 of a 128-bit counter and 64-bit key (native/core/philox.h). */
+  philox_test(counter: Uint32Array, key: Uint32Array): Uint32Array;
 }
 
 function load(): NativeBinding {

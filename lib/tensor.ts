@@ -18,7 +18,7 @@ export interface RandomOptions extends TensorOptions {
 }
 
 /** The memory a tensor's data lives in; views made by reshape share it. */
-class Storage {
+export class Storage {
   data: TypedArray | null;
   owners = 0;
   /** Bumped on every write seqfuse cannot see (the `data` getter) and by in-place ops, so caches keyed on it go stale. */
@@ -47,8 +47,14 @@ function release(s: Storage): void {
   if (--s.owners === 0) {
     live[s.device].bytes -= s.bytes;
     s.data = null;
-    s.cache = undefined;
+    dropCache(s);
   }
+}
+
+/** Frees a backend cache derived from the storage's data now rather than at the next GC. */
+export function dropCache(s: Storage): void {
+  if (s.cache !== undefined) native.weight_cache_clear(s.cache);
+  s.cache = undefined;
 }
 
 // Frees what users forget to dispose: the held value is the storage, never the tensor.

@@ -47,6 +47,14 @@ describe('no leaks', () => {
       ['gemm', sf.gemm as never, [x, w, { transB: true }]],
       ['gemmBackward', sf.gemmBackward as never, [x, x, w]],
       ['linear (bad w)', sf.linear as never, [x, bad]],
+      ['gelu', sf.gelu as never, [x]],
+      ['geluBackward', sf.geluBackward as never, [x, x, { approximate: 'tanh' }]],
+      ['biasAct', sf.biasAct as never, [x, b, { activation: 'silu', dropout: 0.2, seed: 4 }]],
+      ['biasActBackward', sf.biasActBackward as never, [x, x, b, { activation: 'silu', dropout: 0.2, seed: 4 }]],
+      ['dropout', sf.dropout as never, [x, 0.3, 5]],
+      ['biasDropoutResidual', sf.biasDropoutResidual as never, [x, b, x, { dropout: 0.1, seed: 6 }]],
+      ['biasDropoutResidualBackward', sf.biasDropoutResidualBackward as never, [x, { dropout: 0.1, seed: 6 }]],
+      ['dropout (bad p)', sf.dropout as never, [x, 2, 5]],
     ];
     const round = async (n: number) => {
       for (let i = 0; i < n; i++) {
@@ -61,7 +69,7 @@ describe('no leaks', () => {
         }
       }
     };
-    await round(500); // warm-up: thread pools, primitive caches, JIT
+    await round(2000); // warm-up: thread pools, primitive caches, JIT, allocator high-water marks
     await settle();
     const mem0 = sf.memory().cpu;
     const rss0 = process.memoryUsage().rss;

@@ -6,7 +6,7 @@
 import type { DType } from '../dtype.js';
 import { fail } from '../errors.js';
 import { native, type NativeTensor } from '../native.js';
-import { Tensor } from '../tensor.js';
+import { dropCache, Tensor } from '../tensor.js';
 import { boolOpt, defineOp, enumOpt, numberOpt, optionsArg, optTensorArg, outArg, type Prepared, tensorArg } from './common.js';
 
 const F32_MAX = 3.4028234663852886e38;
@@ -88,6 +88,7 @@ function written(t: Tensor): void {
 function weightCache(w: Tensor): unknown {
   const s = w._storage;
   if (s.cache === undefined || s.cacheVersion !== s.version) {
+    dropCache(s);
     s.cache = native.weight_cache_new();
     s.cacheVersion = s.version;
   }

@@ -13,6 +13,8 @@ void register_tensor(Napi::Object exports);
 void register_softmax(Napi::Object exports);
 void register_embedding(Napi::Object exports);
 void register_matmul(Napi::Object exports);
+void register_activation(Napi::Object exports);
+void register_dropout(Napi::Object exports);
 
 static Napi::Value init_js(const Napi::CallbackInfo& info) {
   if (!info[0].IsFunction()) fail(ErrorCode::Arg, "init: expected the SeqfuseError class");
@@ -73,6 +75,8 @@ static Napi::Object init_module(Napi::Env env, Napi::Object exports) {
   register_softmax(exports);
   register_embedding(exports);
   register_matmul(exports);
+  register_activation(exports);
+  register_dropout(exports);
   return exports;
 }
 

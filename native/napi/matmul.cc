@@ -152,7 +152,18 @@ static Napi::Value weight_cache_bytes_js(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), double(h->reported));
 }
 
+// weight_cache_clear(cache): drops the reordered weights now (their tensor was disposed or its
+// data changed) instead of when the GC gets to the External; calls in flight keep their copy.
+static Napi::Value weight_cache_clear_js(const Napi::CallbackInfo& info) {
+  CacheHandle* h = cache_arg(info, 0, "weight_cache_clear");
+  if (!h) fail(ErrorCode::Arg, "weight_cache_clear: expected a weight cache made by weight_cache_new");
+  h->cache.reset(weight_cache_new(), weight_cache_free);
+  report_bytes(info.Env(), h);
+  return info.Env().Undefined();
+}
+
 void register_matmul(Napi::Object exports) {
+  SF_EXPORT(exports, "weight_cache_clear", weight_cache_clear_js);
   SF_EXPORT(exports, "gemm", gemm_js);
   SF_EXPORT(exports, "linear_fwd", linear_fwd_js);
   SF_EXPORT(exports, "weight_cache_new", weight_cache_new_js);

@@ -2,7 +2,8 @@
 // x, residual, y, dy, dx [rows, cols] in `dtype`; bias, dbias [cols] (nullable).
 // Forward:  y = residual + dropout(x + bias)   (residual and bias nullable; both null = dropout).
 // Backward: dx = dy * keep/(1-p); dbias = sum over rows of dx; d(residual) = dy (no kernel).
-// The mask is philox element i (+ offset) as defined in core/philox.h.
+// The mask is philox element i (+ offset) as defined in core/philox.h; kept values are scaled by
+// float(1/(1-p)); p = 0 draws no random numbers, p = 1 gives zeros. y may be x or residual.
 #pragma once
 #include <cstdint>
 #include "core/dispatch.h"
