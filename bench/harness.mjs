@@ -31,6 +31,27 @@ export function timeSync(fn, { warmup = 3, reps = 15 } = {}) {
   return out;
 }
 
+/**
+ * Times `ours` against `base` in alternating rounds, so slow phases of a shared host hit both:
+ * each round runs `reps` calls of each; `ours()` is timed here, `base(reps)` returns its own ns
+ * samples (a native baseline). Returns medians over all samples and the median per-round ratio.
+ */
+export function paired(ours, base, { rounds = 7, reps = 5, warmup = 3 } = {}) {
+  for (let i = 0; i < warmup; i++) ours();
+  base(warmup);
+  const a = [];
+  const b = [];
+  const ratios = [];
+  for (let r = 0; r < rounds; r++) {
+    const ra = timeSync(ours, { warmup: 0, reps });
+    const rb = base(reps);
+    a.push(...ra);
+    b.push(...rb);
+    ratios.push(stats(rb).median / stats(ra).median);
+  }
+  return { ours: stats(a), base: stats(b), ratio: stats(ratios) };
+}
+
 export function fmt(v, digits = 1) {
   if (v === undefined || v === null || Number.isNaN(v)) return '-';
   return v.toFixed(digits);

@@ -2,12 +2,11 @@
 // linear in GFLOP/s beside a direct oneDNN call (bench/native) and the f32 peak. Same run,
 // 1 and 2 threads, medians of repeated calls into preallocated outputs.
 import sf from '../dist/index.js';
-import { fmt, PEAKS, printTable, stats, timeSync, writeResults } from './harness.mjs';
+import { fmt, paired, PEAKS, printTable, writeResults } from './harness.mjs';
 import helper from './native/index.cjs';
 
 const { Tensor } = sf;
 const SHAPES = [[8192, 768], [8192, 3072]];
-const REPS = 15;
 
 function memoryBound(rows, cols) {
   const n = rows * cols;
@@ -32,11 +31,10 @@ function linearCase(m, n, k, threads) {
   const w = Tensor.randn([n, k], { seed: 12, std: 0.05 });
   const bias = Tensor.randn([n], { seed: 13 });
   const out = Tensor.empty([m, n]);
-  const reps = m === 1 ? 2000 : REPS;
-  const ours = stats(timeSync(() => sf.linear(x, w, bias, { out }), { warmup: m === 1 ? 200 : 3, reps }));
-  const direct = stats(helper.onednnLinear(m, n, k, threads, reps));
-  const flops = 2 * m * n * k;
-  return { ours, direct, flops };
+  const reps = m === 1 ? 200 : 3;
+  const r = paired(() => sf.linear(x, w, bias, { out }), (k0) => helper.onednnLinear(m, n, k, threads, k0),
+    { reps, rounds: m === 1 ? 15 : 7, warmup: m === 1 ? 200 : 3 });
+  return { ...r, flops: 2 * m * n * k };
 }
 
 export async function run() {
@@ -45,29 +43,26 @@ export async function run() {
   for (const threads of [1, 2]) {
     sf.setNumThreads(threads);
     for (const [r, c] of SHAPES) {
-      const bytes = 2 * 4 * r * c;
-      const copy = stats(helper.copy(bytes / 2, threads, REPS));
-      const copyGBs = bytes / copy.median;
-      rows.push({ threads, shape: `[${r}, ${c}]`, op: 'copy (memcpy)', 'GB/s': fmt(copyGBs), 'vs copy': '1.00', 'median ms': fmt(copy.median / 1e6, 2), 'min-max ms': `${fmt(copy.min / 1e6, 2)}-${fmt(copy.max / 1e6, 2)}` });
       for (const c0 of memoryBound(r, c)) {
-        const s = stats(timeSync(c0.fn, { reps: REPS }));
-        const gbs = c0.bytes / s.median;
-        const ratio = gbs / copyGBs;
-        rows.push({ threads, shape: `[${r}, ${c}]`, op: c0.op, 'GB/s': fmt(gbs), 'vs copy': fmt(ratio, 2), 'median ms': fmt(s.median / 1e6, 2), 'min-max ms': `${fmt(s.min / 1e6, 2)}-${fmt(s.max / 1e6, 2)}`, pass: ratio >= 0.7 ? 'yes' : 'NO' });
-        results.memoryBound.push({ threads, shape: [r, c], op: c0.op, bytes: c0.bytes, ns: s, copyNs: copy, gbs, copyGBs, ratio });
+        // the copy moves the same bytes as the op (half read, half written), in the same rounds
+        const p = paired(c0.fn, (k0) => helper.copy(c0.bytes / 2, threads, k0), { reps: 3, rounds: 7 });
+        const gbs = c0.bytes / p.ours.median;
+        const copyGBs = c0.bytes / p.base.median;
+        rows.push({ threads, shape: `[${r}, ${c}]`, op: c0.op, 'GB/s': fmt(gbs), 'copy GB/s': fmt(copyGBs), 'vs copy': fmt(p.ratio.median, 2), 'ratio min-max': `${fmt(p.ratio.min, 2)}-${fmt(p.ratio.max, 2)}`, 'median ms': fmt(p.ours.median / 1e6, 2), pass: p.ratio.median >= 0.7 ? 'yes' : 'NO' });
+        results.memoryBound.push({ threads, shape: [r, c], op: c0.op, bytes: c0.bytes, ns: p.ours, copyNs: p.base, ratio: p.ratio, gbs, copyGBs });
       }
     }
   }
-  printTable('memory-bound ops, f32 (target: >= 0.70 of copy)', ['threads', 'shape', 'op', 'GB/s', 'vs copy', 'median ms', 'min-max ms', 'pass'], rows);
+  printTable('memory-bound ops, f32 (target: >= 0.70 of copy)', ['threads', 'shape', 'op', 'GB/s', 'copy GB/s', 'vs copy', 'ratio min-max', 'median ms', 'pass'], rows);
 
   const lrows = [];
   for (const threads of [1, 2]) {
     sf.setNumThreads(threads);
     for (const [m, n, k] of [[1024, 3072, 768], [1, 768, 768]]) {
-      const { ours, direct, flops } = linearCase(m, n, k, threads);
-      const row = { threads, 'M,N,K': `${m},${n},${k}`, 'ours GFLOP/s': fmt(flops / ours.median), 'oneDNN GFLOP/s': fmt(flops / direct.median), 'peak GFLOP/s': PEAKS.f32GFlops[threads], 'ours/oneDNN': fmt(direct.median / ours.median, 3), 'ours µs': fmt(ours.median / 1e3, 1), 'oneDNN µs': fmt(direct.median / 1e3, 1), 'added µs': fmt((ours.median - direct.median) / 1e3, 2) };
+      const { ours, base, ratio, flops } = linearCase(m, n, k, threads);
+      const row = { threads, 'M,N,K': `${m},${n},${k}`, 'ours GFLOP/s': fmt(flops / ours.median), 'oneDNN GFLOP/s': fmt(flops / base.median), 'peak GFLOP/s': PEAKS.f32GFlops[threads], 'ours/oneDNN': `${fmt(ratio.median, 3)} (${fmt(ratio.min, 2)}-${fmt(ratio.max, 2)})`, 'ours µs': fmt(ours.median / 1e3, 1), 'oneDNN µs': fmt(base.median / 1e3, 1), 'added µs': fmt((ours.median - base.median) / 1e3, 2) };
       lrows.push(row);
-      results.linear.push({ threads, m, n, k, ours, direct, flops, peakGFlops: PEAKS.f32GFlops[threads] });
+      results.linear.push({ threads, m, n, k, ours, direct: base, ratio, flops, peakGFlops: PEAKS.f32GFlops[threads] });
     }
   }
   printTable('linear f32 (targets: 1024x3072x768 within 5% of oneDNN; 1x768x768 adds <= 10 µs)', ['threads', 'M,N,K', 'ours GFLOP/s', 'oneDNN GFLOP/s', 'peak GFLOP/s', 'ours/oneDNN', 'ours µs', 'oneDNN µs', 'added µs'], lrows);

@@ -22,14 +22,14 @@ constexpr float kGeluC = 0.044715f;
 // Phi(z) = (1 + erf(z / sqrt 2)) / 2, |abs err| < 2e-7 (verf). As in any f32 1 + erf form, the
 // relative error grows in the far negative tail (1e-4 of GELU's value at z = -3), where GELU is
 // below 0.004 |z|; a tail-exact erfc costs an exp and doubles the forward's compute.
-static inline R vphi(R z) {
+SF_INLINE R vphi(R z) {
   return V::mul(V::set1(0.5f), V::add(V::set1(1.0f), verf(V::mul(z, V::set1(kSqrtHalf)))));
 }
 
 // act(z) in f32. ReLU keeps NaN (max with the NaN operand second). GELU (tanh form) uses
 // 1/2 (1 + tanh u) = sigmoid(2u), which keeps its negative tail accurate at no extra cost.
 template <Activation A>
-static inline R act_fwd(R z) {
+SF_INLINE R act_fwd(R z) {
   if constexpr (A == Activation::Relu) {
     return V::max(V::zero(), z);
   } else if constexpr (A == Activation::Gelu) {  // z Phi(z)
@@ -45,7 +45,7 @@ static inline R act_fwd(R z) {
 
 // dy * act'(z) in f32; ReLU passes dy where z > 0 or z is NaN (as PyTorch's threshold_backward).
 template <Activation A>
-static inline R act_bwd(R z, R dy) {
+SF_INLINE R act_bwd(R z, R dy) {
   const R one = V::set1(1.0f);
   if constexpr (A == Activation::Relu) {
     return V::select(V::ge(V::zero(), z), V::zero(), dy);
@@ -71,7 +71,7 @@ static inline R act_bwd(R z, R dy) {
 template <Activation A, class T>
 static void fwd_piece(const T* x, const T* b, T* y, const uint32_t* u, int64_t n, R p, R scale) {
   constexpr int W = V::W;
-  auto one = [&](int64_t k, int t) {
+  auto one = [&](int64_t k, int t) SF_INLINE_LAMBDA {
     R v = t == W ? V::load(x + k) : V::load(x + k, t);
     if (b) v = V::add(v, t == W ? V::load(b + k) : V::load(b + k, t));
     v = act_fwd<A>(v);
@@ -89,7 +89,7 @@ static void fwd_piece(const T* x, const T* b, T* y, const uint32_t* u, int64_t n
 template <Activation A, class T>
 static void bwd_piece(const T* dy, const T* x, const T* b, T* dx, float* acc, const uint32_t* u, int64_t n, R p, R scale) {
   constexpr int W = V::W;
-  auto one = [&](int64_t k, int t) {
+  auto one = [&](int64_t k, int t) SF_INLINE_LAMBDA {
     R z = t == W ? V::load(x + k) : V::load(x + k, t);
     if (b) z = V::add(z, t == W ? V::load(b + k) : V::load(b + k, t));
     R d = act_bwd<A>(z, t == W ? V::load(dy + k) : V::load(dy + k, t));

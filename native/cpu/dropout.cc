@@ -16,7 +16,7 @@ static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 template <class T>
 static void fwd_piece(const T* x, const T* b, const T* res, T* y, const uint32_t* u, int64_t n, R p, R scale) {
   constexpr int W = V::W;
-  auto one = [&](int64_t k, int t) {
+  auto one = [&](int64_t k, int t) SF_INLINE_LAMBDA {
     R v = t == W ? V::load(x + k) : V::load(x + k, t);
     if (b) v = V::add(v, t == W ? V::load(b + k) : V::load(b + k, t));
     if (u) v = V::select(V::ge(t == W ? V::unit(u + k) : V::unit(u + k, t), p), V::mul(v, scale), V::zero());
@@ -33,7 +33,7 @@ static void fwd_piece(const T* x, const T* b, const T* res, T* y, const uint32_t
 template <class T>
 static void bwd_piece(const T* dy, T* dx, float* acc, const uint32_t* u, int64_t n, R p, R scale) {
   constexpr int W = V::W;
-  auto one = [&](int64_t k, int t) {
+  auto one = [&](int64_t k, int t) SF_INLINE_LAMBDA {
     R d = t == W ? V::load(dy + k) : V::load(dy + k, t);
     if (u) d = V::select(V::ge(t == W ? V::unit(u + k) : V::unit(u + k, t), p), V::mul(d, scale), V::zero());
     if (t == W) V::store(dx + k, d); else V::store(dx + k, d, t);

@@ -65,7 +65,7 @@ static void norm_fwd_t(const NormArgs& a, int64_t r0, int64_t r1) {
     if (a.mean) a.mean[r] = mean;
     if (a.rstd) a.rstd[r] = rstd;
     R m = V::set1(mean), s = V::set1(rstd);
-    write_row(static_cast<T*>(a.y) + r * n, n, nt, [&](int64_t j, int w) {
+    write_row(static_cast<T*>(a.y) + r * n, n, nt, [&](int64_t j, int w) SF_INLINE_LAMBDA {
       R v = V::mul(V::mul(V::sub(ld(x + j, w), m), s), ld(g + j, w));
       return b ? V::add(v, ld(b + j, w)) : v;
     });

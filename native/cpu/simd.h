@@ -27,6 +27,12 @@
 #define SF_ISA 0
 #endif
 
+// Vector helpers and per-element kernel bodies must inline: a call per vector serializes the
+// long latency chains (exp, erf) that independent vectors would otherwise overlap. GCC's
+// heuristics refuse for the larger ones, so this forces it (also on lambdas: `[&](...) SF_INLINE_LAMBDA`).
+#define SF_INLINE static inline __attribute__((always_inline))
+#define SF_INLINE_LAMBDA __attribute__((always_inline))
+
 #if SF_ISA == 2
 #define SF_ISA_NS avx512
 #elif SF_ISA == 1
@@ -214,7 +220,7 @@ using R = V::R;
 
 // Loads W lanes at p (or the first w < W lanes, the rest zero).
 template <class T>
-static inline R ld(const T* p, int w) { return w == V::W ? V::load(p) : V::load(p, w); }
+SF_INLINE R ld(const T* p, int w) { return w == V::W ? V::load(p) : V::load(p, w); }
 
 // Outputs at least this large bypass the cache (non-temporal stores): the data will not be
 // read again before it is evicted, and skipping the read-for-ownership saves a third of the
@@ -225,7 +231,7 @@ constexpr int64_t kStreamBytes = int64_t(8) << 20;
 // f32 output, full vectors are written with non-temporal stores from the first aligned column
 // on (the caller issues V::fence() once its rows are done).
 template <class T, class F>
-static inline void write_row(T* y, int64_t n, bool nt, F f) {
+SF_INLINE void write_row(T* y, int64_t n, bool nt, F f) {
   constexpr int W = V::W;
   int64_t j = 0;
   if constexpr (sizeof(T) == 4 && W > 1) {
@@ -246,7 +252,7 @@ static inline void write_row(T* y, int64_t n, bool nt, F f) {
 
 // --- vector math (shared by every ISA; accuracy noted per function) -----------------------
 // exp: Cephes expf polynomial on r = x - n ln2, |rel err| < 2 ulp; exp(x < -87.3) = 0.
-static inline R vexp(R x) {
+SF_INLINE R vexp(R x) {
   const R lo = V::set1(-87.33654f);
   R xc = V::min(V::max(x, lo), V::set1(88.72283f));
   R n = V::round(V::mul(xc, V::set1(1.44269504088896341f)));
@@ -269,7 +275,7 @@ static inline R vexp(R x) {
 // n = round(x log2 e) comes from the low mantissa bits of t = x log2 e + 1.5 * 2^23, and
 // 2^n is applied by adding n << 23 to the exponent field (no int conversion needed).
 template <bool Flush = true>
-static inline R vexp_nonpos(R x) {
+SF_INLINE R vexp_nonpos(R x) {
   const R magic = V::set1(12582912.0f);
   R t = V::fma(x, V::set1(1.44269504088896341f), magic);
   R n = V::sub(t, magic);
@@ -291,7 +297,7 @@ static inline R vexp_nonpos(R x) {
 // (odd extension): no exp and a short chain. |abs err| < 3e-7 in exact arithmetic; in f32 the
 // final 1 - 1/p cancels near 0 (|abs err| < 2e-6 for |x| < 0.1), which GELU, its only user,
 // absorbs: it needs 1 + erf to absolute precision.
-static inline R verf(R x) {
+SF_INLINE R verf(R x) {
   R ax = V::abs(x);
   R p = V::fma(ax, V::set1(4.30638e-5f), V::set1(2.765672e-4f));
   p = V::fma(ax, p, V::set1(1.520143e-4f));
@@ -307,13 +313,13 @@ static inline R verf(R x) {
 }
 
 // tanh(x) = sign(x) (1 - 2 / (exp(2|x|) + 1)); |abs err| ~1e-7 (relative error grows near 0).
-static inline R vtanh(R x) {
+SF_INLINE R vtanh(R x) {
   R e = vexp(V::min(V::mul(V::abs(x), V::set1(2.0f)), V::set1(88.0f)));
   R y = V::sub(V::set1(1.0f), V::div(V::set1(2.0f), V::add(e, V::set1(1.0f))));
   return V::copysign(y, x);
 }
 
 // sigmoid(x) = 1 / (1 + exp(-x))
-static inline R vsigmoid(R x) { return V::div(V::set1(1.0f), V::add(V::set1(1.0f), vexp(V::neg(x)))); }
+SF_INLINE R vsigmoid(R x) { return V::div(V::set1(1.0f), V::add(V::set1(1.0f), vexp(V::neg(x)))); }
 
 }  // namespace seqfuse::cpu::SF_ISA_NS
