@@ -66,6 +66,11 @@ struct V {
   static void store(float* p, R v) { _mm512_storeu_ps(p, v); }
   static void store(float* p, R v, int n) { _mm512_mask_storeu_ps(p, tail(n), v); }
   static void stream(float* p, R v) { _mm512_stream_ps(p, v); }  // p 64-byte aligned
+  static void stream(float* p, R v, int n) {  // first n lanes, one 4-byte non-temporal store each
+    alignas(64) float b[W];
+    _mm512_store_ps(b, v);
+    for (int i = 0; i < n; ++i) _mm_stream_si32(reinterpret_cast<int*>(p + i), *reinterpret_cast<const int*>(b + i));
+  }
   static void fence() { _mm_sfence(); }
   static __m256i to_bf16(R v) { return (__m256i)_mm512_cvtneps_pbh(v); }  // RNE, NaN-safe
   static void store(bf16_t* p, R v) { _mm256_storeu_si256((__m256i*)p, to_bf16(v)); }
@@ -125,6 +130,11 @@ struct V {
   static R load(const f16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)p)); }
   static void store(float* p, R v) { _mm256_storeu_ps(p, v); }
   static void stream(float* p, R v) { _mm256_stream_ps(p, v); }  // p 32-byte aligned
+  static void stream(float* p, R v, int n) {  // first n lanes, one 4-byte non-temporal store each
+    alignas(32) float b[W];
+    _mm256_store_ps(b, v);
+    for (int i = 0; i < n; ++i) _mm_stream_si32(reinterpret_cast<int*>(p + i), *reinterpret_cast<const int*>(b + i));
+  }
   static void fence() { _mm_sfence(); }
   static void store(bf16_t* p, R v) {  // round to nearest even; NaN -> quiet NaN
     __m256i u = _mm256_castps_si256(v);
@@ -190,6 +200,7 @@ struct V {  // scalar reference twin: the same kernels with one lane
   template <class T> static void store(T* p, R v) { *p = from_f32<T>(v); }
   template <class T> static void store(T* p, R v, int) { *p = from_f32<T>(v); }
   static void stream(float* p, R v) { *p = v; }
+  static void stream(float* p, R v, int) { *p = v; }
   static void fence() {}
   static R add(R a, R b) { return a + b; }
   static R sub(R a, R b) { return a - b; }
@@ -228,22 +239,24 @@ SF_INLINE R ld(const T* p, int w) { return w == V::W ? V::load(p) : V::load(p, w
 constexpr int64_t kStreamBytes = int64_t(8) << 20;
 
 // y[0, n) = f(j, w) for vector chunks starting at column j with w valid lanes. With `nt` and
-// f32 output, full vectors are written with non-temporal stores from the first aligned column
-// on (the caller issues V::fence() once its rows are done).
+// f32 output, every element is written non-temporally: full vectors from the first aligned
+// column on, and the unaligned head and tail one element at a time (a cache line written partly
+// with normal stores and partly with streaming ones costs a read-for-ownership and a flush,
+// which for 768-wide rows was a third of the op's time). The caller issues V::fence() after.
 template <class T, class F>
 SF_INLINE void write_row(T* y, int64_t n, bool nt, F f) {
   constexpr int W = V::W;
   int64_t j = 0;
   if constexpr (sizeof(T) == 4 && W > 1) {
-    if (nt) {
-      constexpr uintptr_t A = sizeof(float) * W;
-      uintptr_t addr = reinterpret_cast<uintptr_t>(y);
-      if (addr % sizeof(float) == 0) {
-        int64_t head = int64_t(((A - addr % A) % A) / sizeof(float));
-        if (head > n) head = n;
-        if (head) V::store(y, f(int64_t(0), int(head)), int(head));
-        for (j = head; j + W <= n; j += W) V::stream(y + j, f(j, W));
-      }
+    constexpr uintptr_t A = sizeof(float) * W;
+    uintptr_t addr = reinterpret_cast<uintptr_t>(y);
+    if (nt && addr % sizeof(float) == 0) {
+      int64_t head = int64_t(((A - addr % A) % A) / sizeof(float));
+      if (head > n) head = n;
+      if (head) V::stream(y, f(int64_t(0), int(head)), int(head));
+      for (j = head; j + W <= n; j += W) V::stream(y + j, f(j, W));
+      if (j < n) V::stream(y + j, f(j, int(n - j)), int(n - j));
+      return;
     }
   }
   for (; j + W <= n; j += W) V::store(y + j, f(j, W));

@@ -43,20 +43,11 @@ static void prefetch(const T* p, int64_t j, int n) {
   for (int k = 0; k < n * int(sizeof(T)); k += 64) __builtin_prefetch(reinterpret_cast<const char*>(p + j) + k);
 }
 
-// y[j0, j1) = f(j) where f(j) gives the W values at j. With `stream`, f32 rows are stored
-// non-temporally from the first W*4-byte aligned column on (16-bit rows store normally).
+// y[j0, j1) = f(j) where f(j) gives the W values at j, through write_row (simd.h): with
+// `stream`, f32 rows are written entirely with non-temporal stores (16-bit rows store normally).
 template <class T, class F>
 static void store_span(T* y, int64_t j0, int64_t j1, bool stream, F f) {
-  constexpr int W = V::W;
-  int64_t j = j0;
-  if constexpr (sizeof(T) == 4) {
-    if (stream) {
-      for (; j < j1 && reinterpret_cast<uintptr_t>(y + j) % (W * sizeof(float)) != 0; ++j) V::store(y + j, f(j), 1);
-      for (; j + W <= j1; j += W) V::stream(y + j, f(j));
-    }
-  }
-  for (; j + W <= j1; j += W) V::store(y + j, f(j));
-  if (j < j1) V::store(y + j, f(j), int(j1 - j));
+  write_row(y + j0, j1 - j0, stream, [&](int64_t j, int) SF_INLINE_LAMBDA { return f(j0 + j); });
 }
 
 // Pass 2 over the body (a multiple of W columns): e = exp(x + mask - mx) into the scratch row;
@@ -263,15 +254,10 @@ SF_ISA_DECLARE(void softmax_fwd_rows(const SoftmaxArgs&, int64_t, int64_t, float
 SF_ISA_DECLARE(void softmax_bwd_rows(const SoftmaxArgs&, int64_t, int64_t, bool))
 }  // namespace cpu
 
-// Outputs at least this large are stored non-temporally: they would not stay in a typical
-// last-level cache for the next op anyway (half of a 32 MiB L3), and skipping the
-// read-for-ownership cuts the traffic by a third.
-constexpr int64_t kStreamBytes = int64_t(16) << 20;
-
 void softmax_fwd_cpu(const SoftmaxArgs& a) {
   if (a.rows == 0 || a.cols == 0) return;
   auto fn = SF_PICK(softmax_fwd_rows);
-  const bool stream = a.rows * a.cols * dtype_size(a.dtype) >= kStreamBytes;
+  const bool stream = a.rows * a.cols * dtype_size(a.dtype) >= cpu::generic::kStreamBytes;
   const size_t stride = size_t(a.cols) + 64;  // scratch row + tail room, per thread
   std::vector<float> scratch(stride * size_t(get_num_threads()));
   parallel_for(a.rows, 3 * a.cols, [&](int64_t r0, int64_t r1) {
@@ -282,7 +268,7 @@ void softmax_fwd_cpu(const SoftmaxArgs& a) {
 void softmax_bwd_cpu(const SoftmaxArgs& a) {
   if (a.rows == 0 || a.cols == 0) return;
   auto fn = SF_PICK(softmax_bwd_rows);
-  const bool stream = a.rows * a.cols * dtype_size(a.dtype) >= kStreamBytes;
+  const bool stream = a.rows * a.cols * dtype_size(a.dtype) >= cpu::generic::kStreamBytes;
   parallel_for(a.rows, 3 * a.cols, [&](int64_t r0, int64_t r1) { fn(a, r0, r1, stream); });
 }
 
