@@ -90,6 +90,18 @@ export function seedOpt(v: unknown, op: string, required: boolean): number | big
   return v;
 }
 
+/** A Philox element offset: integer Number in [0, 2^53) or BigInt in [0, 2^64); default 0. */
+export function offsetOpt(v: unknown, op: string): number | bigint {
+  if (v === undefined) return 0;
+  if (typeof v === 'bigint') {
+    if (v < 0n || v >= 2n ** 64n) fail('ERR_ARG', `${op}: expected offset in [0, 2^64) but received ${v}`);
+    return v;
+  }
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0)
+    fail('ERR_ARG', `${op}: expected offset to be a non-negative integer but received ${describe(v)}`);
+  return v;
+}
+
 /** The caller's `out` tensor, or a new one of the given shape/dtype (then listed in `fresh`). */
 export function outArg(out: unknown, op: string, shape: readonly number[], dtype: DType, fresh: Tensor[], name = 'out'): Tensor {
   if (out !== undefined) return tensorArg(out, op, name);

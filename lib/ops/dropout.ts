@@ -3,28 +3,16 @@
 // native/core/philox.h: element i is kept iff (u_i >> 8) * 2^-24 >= p (p rounded to f32), and
 // kept values are multiplied by float(1 / (1 - p)). p = 0 is the identity (no random numbers),
 // p = 1 gives zeros. The backward recomputes the mask from (seed, offset).
-import { describe, fail } from '../errors.js';
+import { fail } from '../errors.js';
 import { native } from '../native.js';
 import type { Tensor } from '../tensor.js';
-import { boolOpt, defineOp, numberOpt, optionsArg, optTensorArg, outArg, type Prepared, rowsCols, seedOpt, tensorArg } from './common.js';
+import { boolOpt, defineOp, numberOpt, optionsArg, optTensorArg, outArg, type Prepared, rowsCols, offsetOpt, seedOpt, tensorArg } from './common.js';
 
 /** Dropout settings shared by every op with a dropout: probability, seed and stream offset. */
 export interface DropoutSettings {
   p: number;
   seed: number | bigint;
   offset: number | bigint;
-}
-
-/** An element offset into the Philox stream: integer Number in [0, 2^53) or BigInt in [0, 2^64). */
-function offsetOpt(v: unknown, op: string): number | bigint {
-  if (v === undefined) return 0;
-  if (typeof v === 'bigint') {
-    if (v < 0n || v >= 2n ** 64n) fail('ERR_ARG', `${op}: expected offset in [0, 2^64) but received ${v}`);
-    return v;
-  }
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0)
-    fail('ERR_ARG', `${op}: expected offset to be a non-negative integer but received ${describe(v)}`);
-  return v;
 }
 
 /** Checks p (a number in [0, 1]), the seed (required when p > 0) and the offset. */

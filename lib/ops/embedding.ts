@@ -3,7 +3,7 @@
 import { describe, fail } from '../errors.js';
 import { native } from '../native.js';
 import { Tensor } from '../tensor.js';
-import { defineOp, numberOpt, optionsArg, optTensorArg, outArg, type Prepared, seedOpt, tensorArg } from './common.js';
+import { defineOp, numberOpt, optionsArg, optTensorArg, outArg, type Prepared, offsetOpt, seedOpt, tensorArg } from './common.js';
 
 export interface EmbeddingOptions {
   /** Position table [numPositions, dim] (same dtype as table): token (b, s) adds row s + positionOffset. */
@@ -51,18 +51,6 @@ function intOpt(v: unknown, op: string, name: string, dflt: number, lo: number, 
   const n = numberOpt(v, op, name, dflt, lo, hi);
   if (!Number.isInteger(n)) fail('ERR_ARG', `${op}: expected ${name} to be an integer but received ${describe(v)}`);
   return n;
-}
-
-/** The Philox element offset: a non-negative integer Number or a BigInt below 2^64. */
-function offsetOpt(v: unknown, op: string): number | bigint {
-  if (v === undefined) return 0;
-  if (typeof v === 'bigint') {
-    if (v < 0n || v >= 2n ** 64n) fail('ERR_ARG', `${op}: expected offset in [0, 2^64) but received ${v}`);
-    return v;
-  }
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0)
-    fail('ERR_ARG', `${op}: expected offset to be a non-negative integer but received ${describe(v)}`);
-  return v;
 }
 
 function idsArg(ids: unknown, op: string): Tensor {
