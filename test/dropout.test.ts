@@ -4,7 +4,7 @@ import {
 } from '../lib/index.js';
 import { native } from '../lib/native.js';
 import { EDGE_SIZES, expectClose, expectSameBits, finiteDiff, forEachIsa, freshSeed, isas, poisoned, randomTensor, rng } from './helpers.js';
-import { biasDropoutResidualRef, columnSumError, dropoutScale, keepMask, philox4x32_10, philoxWords } from './reference/activation.js';
+import { biasDropoutResidualRef, columnSumError, dropoutScale, dropoutThreshold, keepMask, philox4x32_10, philoxHalves } from './reference/activation.js';
 import { tol } from './tolerance.js';
 
 const seed = freshSeed();
@@ -21,7 +21,7 @@ function expectCode(fn: () => unknown, code: string): void {
   expect((err as SeqfuseError).code, (err as Error).message).toBe(code);
 }
 
-/** The kept elements of a dropout of all-ones (kept ones are 1/(1-p) > 0, dropped ones 0). */
+/** The kept elements of a dropout of all-ones (kept ones are 65536/(65536-t) > 0, dropped ones 0). */
 function maskOf(n: number, p: number, s: number | bigint, offset: number | bigint = 0): Uint8Array {
   const y = dropout(Tensor.from(new Float32Array(n).fill(1)), p, s, { offset }).toArray();
   return Uint8Array.from(y, (v) => (v !== 0 ? 1 : 0));
@@ -48,27 +48,53 @@ describe(`Philox4x32-10 (seed ${seed})`, () => {
   });
 
   it('the dropout mask is the Philox stream on every ISA path, at any offset and seed', () => {
-    const cases: [number | bigint, number | bigint][] = [
-      [0, 0], [1, 1], [12345, 2], [2 ** 53 - 1, 3], [2n ** 64n - 1n, 1001],
-      [7, 4 * 2 ** 32 - 37],           // the counter's low word wraps inside the tensor
-      [99, 2n ** 64n - 150n],          // the element index wraps at 2^64
+    const cases: [number | bigint, number | bigint, number][] = [
+      [0, 0, 300], [1, 1, 300], [12345, 2, 300], [2 ** 53 - 1, 3, 300], [2n ** 64n - 1n, 1001, 300],
+      [5, 5, 2500],                         // five Philox blocks (cpu/philox_block.h: 512 elements)
+      [7, 8 * 2 ** 32 - 37, 300],           // the counter's low word wraps inside the tensor
+      [99, 2n ** 64n - 150n, 300],          // the element index wraps at 2^64
     ];
     forEachIsa((isa) => {
-      for (const [s, offset] of cases) {
+      for (const [s, offset, n] of cases) {
         for (const p of [0.1, 0.5, 0.9]) {
-          const n = 300;
           expect(Array.from(maskOf(n, p, s, offset)), `${isa} seed ${s} offset ${offset} p ${p}`)
             .toEqual(Array.from(keepMask(n, p, s, offset)));
         }
       }
     });
-    // the words themselves: u >> 8 decides keep at p = k / 2^24 exactly
-    const u = philoxWords(64, 5, 3);
+    // the 16-bit values themselves decide: element i is kept at t = h_i and dropped at t = h_i + 1,
+    // with t = round(p * 65536) rounding half away from zero
+    const h = philoxHalves(64, 5, 3);
     for (let i = 0; i < 64; i++) {
-      const t = (u[i]! >>> 8) / 2 ** 24;
-      expect(maskOf(64, t, 5, 3)[i], `element ${i} at p = its own unit value`).toBe(1);
-      if (t > 0) expect(maskOf(64, t + 2 ** -24, 5, 3)[i], `element ${i} just above`).toBe(0);
+      const v = h[i]!;
+      expect(maskOf(64, v / 65536, 5, 3)[i], `element ${i} at p = h / 65536`).toBe(1);
+      expect(maskOf(64, (v + 0.49) / 65536, 5, 3)[i], `element ${i} at p = (h + 0.49) / 65536`).toBe(1);
+      expect(maskOf(64, (v + 0.5) / 65536, 5, 3)[i], `element ${i} at p = (h + 0.5) / 65536`).toBe(0);
+      expect(maskOf(64, (v + 1) / 65536, 5, 3)[i], `element ${i} at p = (h + 1) / 65536`).toBe(0);
     }
+  });
+
+  it('one Philox call serves 8 elements: halves low first, words in order', () => {
+    const w = philox4x32_10([3, 0, 0, 0], [11, 0]);  // counter 3: elements 24 .. 31
+    const expected = Array.from(w, (v) => [v & 0xffff, v >>> 16]).flat();
+    expect(Array.from(philoxHalves(8, 11, 24))).toEqual(expected);
+    forEachIsa((isa) => {
+      for (let k = 0; k < 8; k++) {
+        // keep iff h >= t: at t = h_k the element is kept, at t = h_k + 1 dropped
+        expect(maskOf(1, expected[k]! / 65536, 11, 24 + k)[0], `${isa} element ${24 + k} at its own value`).toBe(1);
+        expect(maskOf(1, (expected[k]! + 1) / 65536, 11, 24 + k)[0], `${isa} element ${24 + k} just above`).toBe(0);
+      }
+    });
+  });
+
+  it('the threshold is round(p * 65536): p = 1 drops all, p < 2^-17 keeps all, scale is 65536 / (65536 - t)', () => {
+    expect([0, 2 ** -18, 2 ** -17, 0.1, 0.5, 0.9, 1 - 2 ** -18, 1].map(dropoutThreshold)).toEqual([0, 0, 1, 6554, 32768, 58982, 65536, 65536]);
+    for (const p of [0.1, 0.3, 0.5, 0.9]) expect(Math.abs(dropoutThreshold(p) / 65536 - p)).toBeLessThanOrEqual(7.7e-6);
+    const x = Tensor.from(new Float32Array(1000).fill(3));
+    expect(Array.from(dropout(x, 2 ** -18, 1).toArray()).every((v) => v === 3), 'p < 2^-17: the identity').toBe(true);
+    expect(Array.from(dropout(x, 1 - 2 ** -18, 1).toArray()).every((v) => v === 0), 'p > 1 - 2^-17: all dropped').toBe(true);
+    const y = dropout(x, 0.5, 1).toArray();
+    expect(Array.from(y).every((v) => v === 0 || v === 6), 'p = 0.5: 0 or x * 2').toBe(true);
   });
 
   it('every ISA pass gives the same bits, for every dtype, on a tensor spanning many blocks', () => {
@@ -108,7 +134,7 @@ describe(`dropout (seed ${seed})`, () => {
     expect(Array.from(maskOf(100, 0.5, 2n ** 40n + 3n))).toEqual(Array.from(maskOf(100, 0.5, 2 ** 40 + 3)));
   });
 
-  it('keeps 1 - p of a large tensor (within 3 sigma) and scales kept values exactly by 1/(1-p)', () => {
+  it('keeps 1 - t/65536 of a large tensor (within 3 sigma) and scales kept values exactly by 65536/(65536-t)', () => {
     const n = 1 << 20;
     const r = rng(seed + 1);
     const xs = new Float32Array(n).map(() => r() * 4 - 2);
@@ -123,8 +149,9 @@ describe(`dropout (seed ${seed})`, () => {
           if (y[i] !== Math.fround(xs[i]! * scale)) expect(y[i], `p ${p} element ${i}`).toBe(Math.fround(xs[i]! * scale));
         }
       }
-      const sigma = Math.sqrt(n * p * (1 - p));
-      expect(Math.abs(kept - n * (1 - p)), `p ${p}: kept ${kept} of ${n}`).toBeLessThan(3 * sigma);
+      const q = dropoutThreshold(p) / 65536;  // the drop probability as quantized
+      const sigma = Math.sqrt(n * q * (1 - q));
+      expect(Math.abs(kept - n * (1 - q)), `p ${p}: kept ${kept} of ${n}`).toBeLessThan(3 * sigma);
     }
   });
 

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { embedding, embeddingBackward, getNumThreads, SeqfuseError, setNumThreads, Tensor } from '../lib/index.js';
 import { native } from '../lib/native.js';
 import { EDGE_SIZES, expectClose, expectSameBits, finiteDiff, forEachIsa, freshSeed, poisoned, randomTensor, rng } from './helpers.js';
-import { embeddingBackwardRef, embeddingRef, keeps, philox4x32, philoxWord } from './reference/embedding.js';
+import { embeddingBackwardRef, embeddingRef, keeps, philox4x32, philoxHalf, threshold } from './reference/embedding.js';
 
 const seed = freshSeed();
 const DTYPES = ['f32', 'bf16', 'f16'] as const;
@@ -67,37 +67,42 @@ describe(`embedding (seed ${seed})`, () => {
   it('dropout keeps element t*dim+j (+offset) exactly as Philox says, at rate 1 - p', () => {
     const r = rng(seed + 1);
     forEachIsa((isa) => {
-      const [tokens, dim, p] = [9, 37, 0.3];
-      const idv = randomIds(tokens, 5, r);
-      const table = randomTensor([5, dim], r);
-      const seedBig = 0x1234_5678_9abc_def0n;  // both key words matter
-      const offset = 4n * 1_000_000_007n + 3n;  // not a multiple of 4: groups straddle rows
-      const out = embedding(Tensor.from(idv), table.t, { dropout: p, seed: seedBig, offset, scale: 2 }).toArray();
-      const ref = embeddingRef(idv, table.v, dim, tokens, { dropout: p, seed: seedBig, offset, scale: 2 });
-      let kept = 0;
-      for (let i = 0; i < tokens * dim; i++) {
-        const k = keeps(BigInt(i), p, seedBig, offset);
-        kept += k ? 1 : 0;
-        if (!k) expect(out[i], `${isa}: dropped element ${i}`).toBe(0);
-        else expect(Math.abs(out[i]! - ref[i]!), `${isa}: kept element ${i}`).toBeLessThanOrEqual(1e-6 * Math.abs(ref[i]!));
+      // dim 1100 spans three Philox blocks (cpu/philox_block.h: 512 elements) per row
+      for (const [tokens, dim] of [[9, 37], [3, 1100]] as const) {
+        const p = 0.3;
+        const idv = randomIds(tokens, 5, r);
+        const table = randomTensor([5, dim], r);
+        const seedBig = 0x1234_5678_9abc_def0n;  // both key words matter
+        const offset = 4n * 1_000_000_007n + 3n;  // 7 mod 8: Philox counters straddle rows
+        const out = embedding(Tensor.from(idv), table.t, { dropout: p, seed: seedBig, offset, scale: 2 }).toArray();
+        const ref = embeddingRef(idv, table.v, dim, tokens, { dropout: p, seed: seedBig, offset, scale: 2 });
+        let kept = 0;
+        for (let i = 0; i < tokens * dim; i++) {
+          const k = keeps(BigInt(i), p, seedBig, offset);
+          kept += k ? 1 : 0;
+          if (!k) expect(out[i], `${isa} dim ${dim}: dropped element ${i}`).toBe(0);
+          else expect(Math.abs(out[i]! - ref[i]!), `${isa} dim ${dim}: kept element ${i}`).toBeLessThanOrEqual(1e-6 * Math.abs(ref[i]!));
+        }
+        expect(kept).toBeGreaterThan(0);
       }
-      expect(kept).toBeGreaterThan(0);
     });
     // the keep rate over many elements (binomial: 5 sigma)
     const [tokens, dim, p] = [256, 512, 0.1];
     const out = embedding(Tensor.from(new Int32Array(tokens)), Tensor.from(new Float32Array(dim).fill(1), [1, dim]), { dropout: p, seed: 7 }).toArray();
     const n = tokens * dim;
-    const inv = Math.fround(1 / Math.fround(1 - Math.fround(p)));
+    const t = threshold(p);  // 6554: the drop probability is t / 65536
+    const inv = Math.fround(65536 / (65536 - t));
     let kept = 0;
     let other = 0;
     for (let i = 0; i < n; i++) {
       if (out[i] === inv) kept++;
       else if (out[i] !== 0) other++;
     }
-    expect(other, 'values other than 0 and 1 / (1 - p)').toBe(0);
-    expect(Math.abs(kept - n * (1 - p))).toBeLessThan(5 * Math.sqrt(n * p * (1 - p)));
+    expect(other, 'values other than 0 and 65536 / (65536 - t)').toBe(0);
+    const q = t / 65536;
+    expect(Math.abs(kept - n * (1 - q))).toBeLessThan(5 * Math.sqrt(n * q * (1 - q)));
     // a few words straight from the stream: element i of seed 7
-    for (const i of [0, 1, 2, 3, 4, 1023, 70001]) expect(out[i] !== 0).toBe((philoxWord(BigInt(i), 7n, 0n) >>> 8) * 2 ** -24 >= Math.fround(p));
+    for (const i of [0, 1, 2, 3, 4, 7, 8, 1023, 70001]) expect(out[i] !== 0).toBe(philoxHalf(BigInt(i), 7n, 0n) >= t);
   });
 
   it('dropout is deterministic per seed and offset, and consistent across offsets', () => {
@@ -161,10 +166,11 @@ describe(`embedding (seed ${seed})`, () => {
     const dOut = randomTensor([batch, seq, dim], r);
     const o = { dropout: 0.25, seed: 99n, offset: 5, scale: 1.25, paddingIdx: 0 };
     forEachIsa((isa) => {
-      // [2, 4] x 9 runs on one thread; [4, 16] x 130 is enough work to split the ids over threads
-      for (const [b, s, d] of [[batch, seq, dim], [4, 16, 130]] as const) {
-        const iv = b === batch ? idv : randomIds(b * s, vocab, r);
-        const dO = b === batch ? dOut : randomTensor([b, s, d], r);
+      // [2, 4] x 9 runs on one thread; [4, 16] x 130 is enough work to split the ids over threads;
+      // dim 1100 regenerates each row's mask in three Philox blocks
+      for (const [b, s, d] of [[batch, seq, dim], [4, 16, 130], [2, 3, 1100]] as const) {
+        const iv = d === dim ? idv : randomIds(b * s, vocab, r);
+        const dO = d === dim ? dOut : randomTensor([b, s, d], r);
         const g = embeddingBackward(dO.t, Tensor.from(iv, [b, s]), { vocabSize: vocab, numPositions: s, ...o });
         const ref = embeddingBackwardRef(dO.v, iv, vocab, d, s, s, { ...o, seed: 99n, offset: 5n });
         expectClose(g.dtable, ref.dtable, 'f32', `${isa} dtable with dropout [${b},${s}] dim ${d}`);

@@ -40,9 +40,10 @@ export function poisoned(shape: number[], dtype: DType = 'f32'): Tensor {
   return Tensor.from(new Float32Array(n).fill(NaN), shape, { dtype });
 }
 
-export function expectClose(actual: Tensor | ArrayLike<number>, expected: ArrayLike<number>, dtype: DType, what: string, factor = 1): void {
+export function expectClose(actual: Tensor | ArrayLike<number>, expected: ArrayLike<number>, dtype: DType, what: string, factor = 1,
+  floor = 0): void {
   const a = actual instanceof Tensor ? actual.toArray() : actual;
-  const err = relL2(a as ArrayLike<number>, expected);
+  const err = relL2(a as ArrayLike<number>, expected, floor);
   expect(err, `${what}: relative L2 error ${err} (tolerance ${tol(dtype) * factor})`).toBeLessThanOrEqual(tol(dtype) * factor);
 }
 

@@ -152,7 +152,11 @@ describe(`linear (seed ${seed})`, () => {
             const y = linear(x.t, w.t, b?.t, { activation: act, residual: res?.t ?? null, out });
             expect(y).toBe(out);
             const ref = linearRef(x.v, w.v, b?.v ?? null, res?.v ?? null, m, n, k, act);
-            expectClose(y, ref, dtype, `linear ${dtype} ${act} bias=${withBias} residual=${withRes} x [${lead},${k}] w [${n},${k}]`);
+            // A few outputs (even one) can land deep in GELU/SiLU's negative tail, where any f32
+            // activation is accurate only relative to the pre-activation: floor the norm by it.
+            const pre = linearRef(x.v, w.v, b?.v ?? null, res?.v ?? null, m, n, k, 'none');
+            const floor = 1e-2 * Math.sqrt(pre.reduce((s, v) => s + v * v, 0));
+            expectClose(y, ref, dtype, `linear ${dtype} ${act} bias=${withBias} residual=${withRes} x [${lead},${k}] w [${n},${k}]`, 1, floor);
           }
         }
       }

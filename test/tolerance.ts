@@ -7,8 +7,12 @@ export function tol(dtype: DType): number {
   return TOL[dtype as 'f32'] ?? 0;
 }
 
-/** ||a - b|| / ||b||; NaN anywhere gives Infinity so it always fails. */
-export function relL2(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
+/**
+ * ||a - b|| / max(||b||, floor); NaN anywhere gives Infinity so it always fails. `floor` is for
+ * outputs that can be tiny by cancellation or saturation (e.g. GELU of a very negative input),
+ * where the error is bounded relative to the inputs' scale, not the output's.
+ */
+export function relL2(actual: ArrayLike<number>, expected: ArrayLike<number>, floor = 0): number {
   if (actual.length !== expected.length) return Infinity;
   let num = 0;
   let den = 0;
@@ -19,6 +23,7 @@ export function relL2(actual: ArrayLike<number>, expected: ArrayLike<number>): n
     num += (a - e) ** 2;
     den += e * e;
   }
+  den = Math.max(den, floor * floor);
   if (den === 0) return Math.sqrt(num);
   return Math.sqrt(num / den);
 }

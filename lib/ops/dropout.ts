@@ -1,8 +1,9 @@
 // dropout and bias + dropout + residual, forward and backward (native/ops/dropout.h).
-// The mask is Philox4x32-10 with counter = element index (+ offset), as defined in
-// native/core/philox.h: element i is kept iff (u_i >> 8) * 2^-24 >= p (p rounded to f32), and
-// kept values are multiplied by float(1 / (1 - p)). p = 0 is the identity (no random numbers),
-// p = 1 gives zeros. The backward recomputes the mask from (seed, offset).
+// The mask is dropout's 16-bit Philox4x32-10 stream (native/core/philox.h, docs/api.md): element
+// i is kept iff h_{offset + i} >= t = round(p * 65536) (p rounded to f32), and kept values are
+// multiplied by float(65536 / (65536 - t)), so the drop probability is t / 65536 (within 7.7e-6
+// of p). p = 0 is the identity (no random numbers), p = 1 gives zeros. The backward recomputes
+// the mask from (seed, offset).
 import { fail } from '../errors.js';
 import { native } from '../native.js';
 import type { Tensor } from '../tensor.js';
@@ -113,9 +114,9 @@ function bdrBwd(dy: Tensor, opts: BiasDropoutResidualBackwardOptions | undefined
   };
 }
 
-/** y = dropout(x): elements dropped with probability p, kept ones scaled by 1/(1-p). */
+/** y = dropout(x): elements dropped with probability p (as t / 65536, t = round(p * 65536)), kept ones scaled by 65536 / (65536 - t). */
 export const dropout = defineOp((x: Tensor, p: number, seed?: number | bigint, opts?: DropoutOptions) => dropoutFwd(x, p, seed, opts));
-/** dx = dy * mask / (1 - p), the mask recomputed from (p, seed, offset). */
+/** dx = dy * mask * 65536 / (65536 - t), the mask recomputed from (p, seed, offset). */
 export const dropoutBackward = defineOp((dy: Tensor, p: number, seed?: number | bigint, opts?: DropoutBackwardOptions) =>
   dropoutBwd(dy, p, seed, opts));
 /** y = residual + dropout(x + bias): the attention / FFN2 epilogue. x, residual: [..., C]; bias: [C]. */

@@ -14,7 +14,7 @@ export interface EmbeddingOptions {
   scale?: number;
   /** Tokens with this id give a zero row (no position added) and no gradient. */
   paddingIdx?: number;
-  /** Dropout probability in [0, 1] (default 0); kept values are scaled by 1 / (1 - p). */
+  /** Dropout probability in [0, 1] (default 0); kept values are scaled by 65536 / (65536 - t), t = round(p * 65536) (docs/api.md). */
   dropout?: number;
   /** Philox seed; required when dropout > 0. */
   seed?: number | bigint;

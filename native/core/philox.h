@@ -1,10 +1,19 @@
 // native/core/philox.h — Philox4x32-10 (Salmon et al., SC'11), the one random stream of seqfuse.
-// Every random op derives element i's bits the same way on every backend:
-//   key = (seed mod 2^32, seed div 2^32), c = (offset + i) div 4,
-//   counter = (c mod 2^32, c div 2^32, 0, 0), u_i = word (offset + i) mod 4 of philox(counter, key).
-// Dropout keeps element i iff (u_i >> 8) * 2^-24 >= p (compared in f32, p rounded to f32) and
-// scales kept values by float(1 / (1 - p)), so CPU and CUDA masks are identical bit for bit.
+// This file is the stream's definition: every backend (the CPU kernels through cpu/philox_block.h,
+// the CUDA kernels) reproduces it bit for bit, so a backward pass recomputes its forward's mask
+// from (seed, offset) instead of storing it. With key = (seed mod 2^32, seed div 2^32) and
+// philox(c) = philox4x32_10(counter = (c mod 2^32, c div 2^32, 0, 0), key), element i of a call
+// with offset o, e = (o + i) mod 2^64, draws:
+//   dropout (16 bits):   h_e = 16-bit half (e mod 2) (low half first) of word (e div 2) mod 4 of
+//                        philox(e div 8): one Philox call serves 8 elements.
+//   random fills (32):   u_e = word e mod 4 of philox(e div 4) (Tensor.rand / randn).
+// Dropout with probability p keeps element e iff h_e >= t, t = round(float(p) * 65536) (half away
+// from zero; t in [0, 65536]), and scales kept values by float(65536 / (65536 - t)). The effective
+// drop probability is t / 65536, within 7.7e-6 of p, and E[y] = x up to the f32 rounding of the
+// scale. p = 1 gives t = 65536: nothing is kept and the scale is 0 (no division by zero); p = 0
+// draws no random numbers at all.
 #pragma once
+#include <cmath>
 #include <cstdint>
 
 namespace seqfuse {
@@ -29,15 +38,23 @@ static inline Philox4 philox4x32_10(uint64_t ctr, uint64_t seed) {
   return philox4x32_10(Philox4{{uint32_t(ctr), uint32_t(ctr >> 32), 0u, 0u}}, uint32_t(seed), uint32_t(seed >> 32));
 }
 
-// u_i for one element (slow path; kernels fill blocks with cpu/philox_block.h).
-static inline uint32_t philox_u32_at(uint64_t index, uint64_t seed) {
-  return philox4x32_10(index >> 2, seed).v[index & 3];
+// h_e, dropout's 16 random bits of element e (slow path; kernels fill blocks with cpu/philox_block.h).
+static inline uint32_t philox_h16_at(uint64_t e, uint64_t seed) {
+  return (philox4x32_10(e >> 3, seed).v[(e >> 1) & 3] >> (16 * (e & 1))) & 0xFFFFu;
 }
 
-// (u >> 8) * 2^-24: a uniform float in [0, 1) with 24 random bits, exact in f32.
+// (u >> 8) * 2^-24: a uniform float in [0, 1) with 24 random bits, exact in f32 (random fills).
 static inline float philox_unit(uint32_t u) { return float(u >> 8) * 5.9604644775390625e-8f; }
 
-// The factor kept elements are multiplied by: float(1 / (1 - p)); 0 for p = 1 (nothing is kept).
-static inline float dropout_scale(float p) { return p >= 1.0f ? 0.0f : float(1.0 / (1.0 - double(p))); }
+// Dropout's threshold t = round(p * 65536) in [0, 65536]: h_e >= t keeps element e. p * 65536 is
+// exact in f32 (p in [0, 1]); roundf rounds half away from zero.
+static inline uint32_t dropout_threshold(float p) {
+  const float t = std::roundf(p * 65536.0f);
+  return t <= 0.0f ? 0u : t >= 65536.0f ? 65536u : uint32_t(t);
+}
+
+// The factor kept elements are multiplied by: float(65536 / (65536 - t)), the inverse of the keep
+// probability as quantized; 0 for t = 65536 (nothing is kept).
+static inline float dropout_scale(uint32_t t) { return t >= 65536u ? 0.0f : float(65536.0 / double(65536u - t)); }
 
 }  // namespace seqfuse

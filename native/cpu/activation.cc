@@ -1,10 +1,12 @@
 // native/cpu/activation.cc — bias + activation + dropout, forward and backward (ops/activation.h).
 // Shapes: x, y, dy, dx [rows, cols] row-major; bias, dbias [cols].
-// The flat element range e = r * cols + j in [0, rows * cols) is cut into blocks of kRngBlock
-// elements, split over threads in contiguous runs. Per block, the Philox words of elements
-// offset + e go to an L1 buffer (cpu/philox_block.h); then the block streams once: forward
-// reads x and writes y (bias stays in L1/L2), backward reads dy and x and writes dx. A block is
-// walked in row pieces so the bias (and the dbias partial sums) are indexed by column.
+// The flat element range e = r * cols + j in [0, rows * cols) is cut into blocks of up to
+// kRngBlock elements, split over threads in contiguous runs. Per block, the 16-bit Philox values
+// of elements offset + e go to an L1 buffer (cpu/philox_block.h); then the block streams once:
+// forward reads x and writes y, backward reads dy and x and writes dx. f32 outputs of
+// kStreamBytes or more are written with non-temporal stores (no read-for-ownership). Vectors run
+// across row ends (the flat walk of cpu/philox_block.h): the bias is a repeated f32 row that
+// stays in L1/L2, read at the vector's column, and so are the dbias partial sums.
 // dbias: per-thread f32 partial sums of dx (cpu/reduce.h) added in thread order, so results are
 // deterministic for a given thread count.
 #include "cpu/philox_block.h"
@@ -12,34 +14,36 @@
 
 namespace seqfuse::cpu::SF_ISA_NS {
 
-static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
-
-constexpr float kSqrtHalf = 0.70710678118654752f;   // 1/sqrt(2)
+constexpr double kSqrtHalf = 0.70710678118654752;   // 1/sqrt(2)
 constexpr float kInvSqrt2Pi = 0.39894228040143268f;  // 1/sqrt(2 pi)
 constexpr float kSqrt2OverPi = 0.79788456080286536f; // sqrt(2/pi)
 constexpr float kGeluC = 0.044715f;
 
-// Phi(z) = (1 + erf(z / sqrt 2)) / 2, |abs err| < 2e-7 (verf). As in any f32 1 + erf form, the
-// relative error grows in the far negative tail (1e-4 of GELU's value at z = -3), where GELU is
-// below 0.004 |z|; a tail-exact erfc costs an exp and doubles the forward's compute.
-SF_INLINE R vphi(R z) {
-  return V::mul(V::set1(0.5f), V::add(V::set1(1.0f), verf(V::mul(z, V::set1(kSqrtHalf)))));
-}
+// r = erfc(|z| / sqrt 2) (verfc_pos: A&S 7.1.28), so that Phi(z) = 1 - r/2 for z >= 0 and r/2
+// for z < 0, |abs err| < 2e-7. That is A&S's absolute accuracy: its relative error grows in the
+// far negative tail (1e-4 of GELU's value at z = -3, 1% at z = -4.2), where GELU is below
+// 0.004 |z|; a tail-exact erfc costs an exp and doubles the forward's compute.
+SF_INLINE R erfc_abs(R z) { return verfc_pos(V::abs(z), kSqrtHalf); }
 
-// act(z) in f32. ReLU keeps NaN (max with the NaN operand second). GELU (tanh form) uses
-// 1/2 (1 + tanh u) = sigmoid(2u), which keeps its negative tail accurate at no extra cost.
+// k act(z) in f32, k >= 0 the dropout scale (1 without dropout). GELU folds k into w = k z / 2:
+// k z Phi(z) = 2 w Phi(z) = (w + |w|) - |w| r for either sign of z (w + |w| is 0 or 2w, exact),
+// one multiply and one fused multiply-add after r, so the dropout scale costs nothing and no
+// sign select is needed (GELU is bound by the multiply/FMA ports: 12 of its 17 operations and
+// the division run there). ReLU keeps NaN (max with the NaN operand second). GELU (tanh form)
+// uses 1/2 (1 + tanh u) = sigmoid(2u), which keeps its negative tail accurate at no extra cost.
 template <Activation A>
-SF_INLINE R act_fwd(R z) {
+SF_INLINE R act_fwd(R z, R k) {
   if constexpr (A == Activation::Relu) {
-    return V::max(V::zero(), z);
-  } else if constexpr (A == Activation::Gelu) {  // z Phi(z)
-    return V::mul(z, vphi(z));
+    return V::mul(k, V::max(V::zero(), z));
+  } else if constexpr (A == Activation::Gelu) {
+    R w = V::mul(z, V::mul(k, V::set1(0.5f))), aw = V::abs(w);
+    return V::fnma(aw, erfc_abs(z), V::add(w, aw));
   } else if constexpr (A == Activation::GeluTanh) {  // z sigmoid(2 sqrt(2/pi) (z + c z^3))
-    return V::mul(z, vsigmoid(V::mul(V::set1(2.0f * kSqrt2OverPi), V::fma(V::mul(V::set1(kGeluC), z), V::mul(z, z), z))));
+    return V::mul(V::mul(k, z), vsigmoid(V::mul(V::set1(2.0f * kSqrt2OverPi), V::fma(V::mul(V::set1(kGeluC), z), V::mul(z, z), z))));
   } else if constexpr (A == Activation::Silu) {
-    return V::mul(z, vsigmoid(z));
+    return V::mul(V::mul(k, z), vsigmoid(z));
   } else {
-    return z;
+    return V::mul(k, z);
   }
 }
 
@@ -51,7 +55,9 @@ SF_INLINE R act_bwd(R z, R dy) {
     return V::select(V::ge(V::zero(), z), V::zero(), dy);
   } else if constexpr (A == Activation::Gelu) {  // Phi(z) + z phi(z)
     R pdf = V::mul(V::set1(kInvSqrt2Pi), vexp(V::mul(V::set1(-0.5f), V::mul(z, z))));
-    return V::mul(dy, V::fma(z, pdf, vphi(z)));
+    R hr = V::mul(V::set1(0.5f), erfc_abs(z));
+    R phi = V::select(V::lt(z, V::zero()), hr, V::sub(V::set1(1.0f), hr));
+    return V::mul(dy, V::fma(z, pdf, phi));
   } else if constexpr (A == Activation::GeluTanh) {
     // s = sigmoid(2u), u = k (z + c z^3): d/dz z s = s + 2 z s (1 - s) k (1 + 3 c z^2)
     R z2 = V::mul(z, z);
@@ -66,130 +72,111 @@ SF_INLINE R act_bwd(R z, R dy) {
   }
 }
 
-// One row piece of the forward: y[0, n) = drop(act(x + b)); b is the bias at the piece's first
-// column (null: none), u its Philox words (null: no dropout).
+// Elements [e0, e1) of the flat range: y = drop(act(x + bias)); bias (f32, bias_row) nullable.
 template <Activation A, class T>
-static void fwd_piece(const T* x, const T* b, T* y, const uint32_t* u, int64_t n, R p, R scale) {
-  constexpr int W = V::W;
-  auto one = [&](int64_t k, int t) SF_INLINE_LAMBDA {
-    R v = t == W ? V::load(x + k) : V::load(x + k, t);
-    if (b) v = V::add(v, t == W ? V::load(b + k) : V::load(b + k, t));
-    v = act_fwd<A>(v);
-    if (u) v = V::select(V::ge(t == W ? V::unit(u + k) : V::unit(u + k, t), p), V::mul(v, scale), V::zero());
-    if (t == W) V::store(y + k, v); else V::store(y + k, v, t);
-  };
-  int64_t k = 0;
-  for (; k + 4 * W <= n; k += 4 * W) { one(k, W); one(k + W, W); one(k + 2 * W, W); one(k + 3 * W, W); }
-  for (; k + W <= n; k += W) one(k, W);
-  if (k < n) one(k, int(n - k));
-}
-
-// One row piece of the backward: dx = drop(dy * act'(x + b)); acc (dbias partials at the
-// piece's first column, null: none) += dx in f32.
-template <Activation A, class T>
-static void bwd_piece(const T* dy, const T* x, const T* b, T* dx, float* acc, const uint32_t* u, int64_t n, R p, R scale) {
-  constexpr int W = V::W;
-  auto one = [&](int64_t k, int t) SF_INLINE_LAMBDA {
-    R z = t == W ? V::load(x + k) : V::load(x + k, t);
-    if (b) z = V::add(z, t == W ? V::load(b + k) : V::load(b + k, t));
-    R d = act_bwd<A>(z, t == W ? V::load(dy + k) : V::load(dy + k, t));
-    if (u) d = V::select(V::ge(t == W ? V::unit(u + k) : V::unit(u + k, t), p), V::mul(d, scale), V::zero());
-    if (t == W) V::store(dx + k, d); else V::store(dx + k, d, t);
-    if (acc) {
-      if (t == W) V::store(acc + k, V::add(V::load(acc + k), d));
-      else V::store(acc + k, V::add(V::load(acc + k, t), d), t);
-    }
-  };
-  int64_t k = 0;
-  for (; k + 4 * W <= n; k += 4 * W) { one(k, W); one(k + W, W); one(k + 2 * W, W); one(k + 3 * W, W); }
-  for (; k + W <= n; k += W) one(k, W);
-  if (k < n) one(k, int(n - k));
-}
-
-// Elements [e0, e1) of the flat range, one block of kRngBlock at a time.
-template <Activation A, class T>
-static void fwd_range(const BiasActArgs& a, int64_t e0, int64_t e1) {
+static void fwd_range(const BiasActArgs& a, const float* bias, int64_t e0, int64_t e1) {
   const T* x = static_cast<const T*>(a.x);
-  const T* b = static_cast<const T*>(a.bias);
   T* y = static_cast<T*>(a.y);
-  const bool drop = a.dropout > 0.0f;
-  const R p = V::set1(a.dropout), scale = V::set1(dropout_scale(a.dropout));
-  alignas(64) uint32_t buf[kRngBuf];
-  int64_t j = e0 % a.cols;
+  const Dropout d(a.dropout, a.seed);
+  const R kscale = d.on() ? d.scale : V::set1(1.0f);
+  const bool nt = a.rows * a.cols * int64_t(sizeof(T)) >= kStreamBytes;
+  alignas(64) uint16_t buf[kRngBuf];
+  ColumnCursor col{e0 % a.cols, a.cols};
   for (int64_t e = e0; e < e1;) {
-    const int64_t start = e, end = min64(e + kRngBlock, e1);
-    prefetch_read(x + end, min64(kRngBlock, e1 - end) * int64_t(sizeof(T)));
-    const uint32_t* u = drop ? philox_block(buf, a.offset + uint64_t(e), end - e, a.seed) : nullptr;
-    while (e < end) {  // without a bias the whole block is one piece
-      const int64_t n = b ? min64(a.cols - j, end - e) : end - e;
-      fwd_piece<A>(x + e, b ? b + j : nullptr, y + e, u ? u + (e - start) : nullptr, n, p, scale);
-      e += n;
-      j = b ? (j + n == a.cols ? 0 : j + n) : 0;
-    }
+    const int64_t end = block_end(y, e, e1);
+    const uint16_t* h = d.on() ? d.block(buf, a.offset + uint64_t(e), end - e) : nullptr;
+    const T* xe = x + e;
+    write_row(y + e, end - e, nt, [&](int64_t k, int w) SF_INLINE_LAMBDA {
+      prefetch_next_block(xe + k);
+      R v = ld(xe + k, w);
+      if (bias) {
+        v = V::add(v, V::load(bias + col.j));
+        col.advance(w);
+      }
+      v = act_fwd<A>(v, kscale);
+      if (h) v = d.mask(v, h + k, w);
+      return v;
+    });
+    e = end;
   }
+  if (nt) V::fence();
 }
 
+// dx = drop(dy * act'(x + bias)); acc (dbias partials, cols + kColPad floats, nullable) += dx.
 template <Activation A, class T>
-static void bwd_range(const BiasActArgs& a, int64_t e0, int64_t e1, float* acc) {
+static void bwd_range(const BiasActArgs& a, const float* bias, int64_t e0, int64_t e1, float* acc) {
   const T* dy = static_cast<const T*>(a.dy);
   const T* x = static_cast<const T*>(a.x);
-  const T* b = static_cast<const T*>(a.bias);
   T* dx = static_cast<T*>(a.dx);
-  const bool drop = a.dropout > 0.0f, by_col = b || acc;
-  const R p = V::set1(a.dropout), scale = V::set1(dropout_scale(a.dropout));
-  alignas(64) uint32_t buf[kRngBuf];
-  int64_t j = e0 % a.cols;
+  const Dropout d(a.dropout, a.seed);
+  // The dbias partials group lanes by vector, so with acc the vectors must not depend on dx's
+  // address: on a misaligned dx they stay on the grid of e = 0 mod W, with plain stores.
+  const bool grid = acc && !vector_aligned(dx);
+  const bool nt = !grid && a.rows * a.cols * int64_t(sizeof(T)) >= kStreamBytes;
+  alignas(64) uint16_t buf[kRngBuf];
+  ColumnCursor col{e0 % a.cols, a.cols};
   for (int64_t e = e0; e < e1;) {
-    const int64_t start = e, end = min64(e + kRngBlock, e1), next = min64(kRngBlock, e1 - end) * int64_t(sizeof(T));
-    prefetch_read(dy + end, next);
-    prefetch_read(x + end, next);
-    const uint32_t* u = drop ? philox_block(buf, a.offset + uint64_t(e), end - e, a.seed) : nullptr;
-    while (e < end) {
-      const int64_t n = by_col ? min64(a.cols - j, end - e) : end - e;
-      bwd_piece<A>(dy + e, x + e, b ? b + j : nullptr, dx + e, acc ? acc + j : nullptr, u ? u + (e - start) : nullptr,
-                   n, p, scale);
-      e += n;
-      j = by_col ? (j + n == a.cols ? 0 : j + n) : 0;
-    }
+    const int64_t end = grid ? (e1 - e > kRngBlock ? e + kRngBlock : e1) : block_end(dx, e, e1);
+    const uint16_t* h = d.on() ? d.block(buf, a.offset + uint64_t(e), end - e) : nullptr;
+    const T* xe = x + e;
+    const T* ge = dy + e;
+    write_row(dx + e, end - e, nt, [&](int64_t k, int w) SF_INLINE_LAMBDA {
+      prefetch_next_block(xe + k);
+      prefetch_next_block(ge + k);
+      R z = ld(xe + k, w);
+      if (bias) z = V::add(z, V::load(bias + col.j));
+      R g = act_bwd<A>(z, ld(ge + k, w));
+      if (h) g = d.apply(g, h + k, w);
+      if (acc) {
+        float* s = acc + col.j;
+        if (w == V::W) V::store(s, V::add(V::load(s), g));
+        else V::store(s, V::add(V::load(s, w), g), w);
+      }
+      if (bias || acc) col.advance(w);
+      return g;
+    });
+    e = end;
+  }
+  if (acc) fold_wrapped(acc, a.cols);
+  if (nt) V::fence();
+}
+
+template <class T>
+static void fwd_dtype(const BiasActArgs& a, const float* bias, int64_t e0, int64_t e1) {
+  switch (a.act) {
+    case Activation::None: return fwd_range<Activation::None, T>(a, bias, e0, e1);
+    case Activation::Relu: return fwd_range<Activation::Relu, T>(a, bias, e0, e1);
+    case Activation::Gelu: return fwd_range<Activation::Gelu, T>(a, bias, e0, e1);
+    case Activation::GeluTanh: return fwd_range<Activation::GeluTanh, T>(a, bias, e0, e1);
+    case Activation::Silu: return fwd_range<Activation::Silu, T>(a, bias, e0, e1);
   }
 }
 
 template <class T>
-static void fwd_dtype(const BiasActArgs& a, int64_t e0, int64_t e1) {
+static void bwd_dtype(const BiasActArgs& a, const float* bias, int64_t e0, int64_t e1, float* acc) {
   switch (a.act) {
-    case Activation::None: return fwd_range<Activation::None, T>(a, e0, e1);
-    case Activation::Relu: return fwd_range<Activation::Relu, T>(a, e0, e1);
-    case Activation::Gelu: return fwd_range<Activation::Gelu, T>(a, e0, e1);
-    case Activation::GeluTanh: return fwd_range<Activation::GeluTanh, T>(a, e0, e1);
-    case Activation::Silu: return fwd_range<Activation::Silu, T>(a, e0, e1);
+    case Activation::None: return bwd_range<Activation::None, T>(a, bias, e0, e1, acc);
+    case Activation::Relu: return bwd_range<Activation::Relu, T>(a, bias, e0, e1, acc);
+    case Activation::Gelu: return bwd_range<Activation::Gelu, T>(a, bias, e0, e1, acc);
+    case Activation::GeluTanh: return bwd_range<Activation::GeluTanh, T>(a, bias, e0, e1, acc);
+    case Activation::Silu: return bwd_range<Activation::Silu, T>(a, bias, e0, e1, acc);
   }
 }
 
-template <class T>
-static void bwd_dtype(const BiasActArgs& a, int64_t e0, int64_t e1, float* acc) {
-  switch (a.act) {
-    case Activation::None: return bwd_range<Activation::None, T>(a, e0, e1, acc);
-    case Activation::Relu: return bwd_range<Activation::Relu, T>(a, e0, e1, acc);
-    case Activation::Gelu: return bwd_range<Activation::Gelu, T>(a, e0, e1, acc);
-    case Activation::GeluTanh: return bwd_range<Activation::GeluTanh, T>(a, e0, e1, acc);
-    case Activation::Silu: return bwd_range<Activation::Silu, T>(a, e0, e1, acc);
-  }
-}
-
-void bias_act_fwd_range(const BiasActArgs& a, int64_t e0, int64_t e1) {
+void bias_act_fwd_range(const BiasActArgs& a, const float* bias, int64_t e0, int64_t e1) {
   switch (a.dtype) {
-    case DType::F32: return fwd_dtype<float>(a, e0, e1);
-    case DType::BF16: return fwd_dtype<bf16_t>(a, e0, e1);
-    case DType::F16: return fwd_dtype<f16_t>(a, e0, e1);
+    case DType::F32: return fwd_dtype<float>(a, bias, e0, e1);
+    case DType::BF16: return fwd_dtype<bf16_t>(a, bias, e0, e1);
+    case DType::F16: return fwd_dtype<f16_t>(a, bias, e0, e1);
     default: return;
   }
 }
 
-void bias_act_bwd_range(const BiasActArgs& a, int64_t e0, int64_t e1, float* acc) {
+void bias_act_bwd_range(const BiasActArgs& a, const float* bias, int64_t e0, int64_t e1, float* acc) {
   switch (a.dtype) {
-    case DType::F32: return bwd_dtype<float>(a, e0, e1, acc);
-    case DType::BF16: return bwd_dtype<bf16_t>(a, e0, e1, acc);
-    case DType::F16: return bwd_dtype<f16_t>(a, e0, e1, acc);
+    case DType::F32: return bwd_dtype<float>(a, bias, e0, e1, acc);
+    case DType::BF16: return bwd_dtype<bf16_t>(a, bias, e0, e1, acc);
+    case DType::F16: return bwd_dtype<f16_t>(a, bias, e0, e1, acc);
     default: return;
   }
 }
@@ -202,23 +189,27 @@ void bias_act_bwd_range(const BiasActArgs& a, int64_t e0, int64_t e1, float* acc
 
 namespace seqfuse {
 namespace cpu {
-SF_ISA_DECLARE(void bias_act_fwd_range(const BiasActArgs&, int64_t, int64_t))
-SF_ISA_DECLARE(void bias_act_bwd_range(const BiasActArgs&, int64_t, int64_t, float*))
+SF_ISA_DECLARE(void bias_act_fwd_range(const BiasActArgs&, const float*, int64_t, int64_t))
+SF_ISA_DECLARE(void bias_act_bwd_range(const BiasActArgs&, const float*, int64_t, int64_t, float*))
 }  // namespace cpu
 
 void bias_act_fwd_cpu(const BiasActArgs& a) {
   auto fn = SF_PICK(bias_act_fwd_range);
-  cpu::for_rng_blocks(a.rows * a.cols, 4, [&](int64_t e0, int64_t e1) { fn(a, e0, e1); });
+  const std::vector<float> bias = cpu::bias_row(a.bias, a.dtype, a.cols);
+  const float* b = bias.empty() ? nullptr : bias.data();
+  cpu::for_rng_blocks(a.rows * a.cols, 4, [&](int64_t e0, int64_t e1) { fn(a, b, e0, e1); });
 }
 
 void bias_act_bwd_cpu(const BiasActArgs& a) {
   auto fn = SF_PICK(bias_act_bwd_range);
+  const std::vector<float> bias = cpu::bias_row(a.bias, a.dtype, a.cols);
+  const float* b = bias.empty() ? nullptr : bias.data();
   if (!a.dbias) {
-    cpu::for_rng_blocks(a.rows * a.cols, 6, [&](int64_t e0, int64_t e1) { fn(a, e0, e1, nullptr); });
+    cpu::for_rng_blocks(a.rows * a.cols, 6, [&](int64_t e0, int64_t e1) { fn(a, b, e0, e1, nullptr); });
     return;
   }
-  cpu::PartialSums parts(a.cols, 1);
-  cpu::for_rng_blocks(a.rows * a.cols, 6, [&](int64_t e0, int64_t e1) { fn(a, e0, e1, parts.slot()); });
+  cpu::PartialSums parts(a.cols, 1, cpu::kColPad);
+  cpu::for_rng_blocks(a.rows * a.cols, 6, [&](int64_t e0, int64_t e1) { fn(a, b, e0, e1, parts.slot()); });
   parts.reduce_to(a.dbias, a.dtype, 0);
 }
 

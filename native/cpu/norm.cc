@@ -171,7 +171,7 @@ void norm_bwd_cpu(const NormArgs& a) {
   cpu::PartialSums parts(a.cols, want_db ? 2 : 1);
   parallel_for(a.rows, 4 * a.cols, [&](int64_t r0, int64_t r1) {
     float* acc = parts.slot();
-    fn(a, r0, r1, acc, want_db ? acc + parts.cols : nullptr);
+    fn(a, r0, r1, acc, want_db ? acc + parts.stride : nullptr);
   });
   if (a.dgamma) parts.reduce_to(a.dgamma, a.dtype, 0);
   if (want_db) parts.reduce_to(a.dbeta, a.dtype, 1);

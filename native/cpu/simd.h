@@ -11,9 +11,11 @@
 //
 // V's interface (R = register of W floats):
 //   zero set1 load(p) load(p,n) store(p,r) store(p,r,n)   p: float*, bf16_t*, f16_t*; n < W tail
-//   add sub mul div fma(a,b,c)=a*b+c max min abs neg sqrt rsqrt_ge(precise 1/sqrt)
-//   hsum hmax  lt(a,b) -> Mask  select(mask, a, b) = mask ? a : b  round pow2i(n) copysign
-//   unit(const uint32_t* u[, n]) = (u >> 8) * 2^-24   (see core/philox.h)
+//   add sub mul div fma(a,b,c)=a*b+c fnma(a,b,c)=c-a*b max min abs neg sqrt rsqrt_ge(precise 1/sqrt)
+//   hsum hmax  lt(a,b) -> Mask  select(mask, a, b) = mask ? a : b  select0(mask, a) = mask ? a : 0
+//   round pow2i(n) copysign
+//   Thr thr(t), keep(const uint16_t* h, Thr[, n]) -> Mask: h >= t, dropout's keep test on 16-bit
+//   random values with threshold t in [0, 65536] (core/philox.h), one integer compare per vector
 //   iadd(a, b) ishl(a, k): integer add / left shift of the lanes' bit patterns
 //   stream(float* p, r): non-temporal store (no read-for-ownership, bypasses the caches) for
 //   outputs larger than the last-level cache; p aligned to W*4 bytes; fence() after the last one
@@ -82,6 +84,7 @@ struct V {
   static R mul(R a, R b) { return _mm512_mul_ps(a, b); }
   static R div(R a, R b) { return _mm512_div_ps(a, b); }
   static R fma(R a, R b, R c) { return _mm512_fmadd_ps(a, b, c); }
+  static R fnma(R a, R b, R c) { return _mm512_fnmadd_ps(a, b, c); }
   static R max(R a, R b) { return _mm512_max_ps(a, b); }
   static R min(R a, R b) { return _mm512_min_ps(a, b); }
   static R abs(R a) { return _mm512_abs_ps(a); }
@@ -95,15 +98,21 @@ struct V {
   static Mask lt(R a, R b) { return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ); }
   static Mask ge(R a, R b) { return _mm512_cmp_ps_mask(a, b, _CMP_GE_OQ); }
   static R select(Mask m, R a, R b) { return _mm512_mask_blend_ps(m, b, a); }
+  static R select0(Mask m, R a) { return _mm512_maskz_mov_ps(m, a); }
   static R round(R a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
   static R pow2i(R n) {  // 2^n for integer-valued n in [-126, 127]
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23));
   }
-  static R unit_bits(__m512i u) { return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(u, 8)), _mm512_set1_ps(5.9604644775390625e-8f)); }
   static R iadd(R a, R b) { return _mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(a), _mm512_castps_si512(b))); }
   static R ishl(R a, int k) { return _mm512_castsi512_ps(_mm512_sll_epi32(_mm512_castps_si512(a), _mm_cvtsi32_si128(k))); }
-  static R unit(const uint32_t* u) { return unit_bits(_mm512_loadu_si512(u)); }
-  static R unit(const uint32_t* u, int n) { return unit_bits(_mm512_maskz_loadu_epi32(tail(n), u)); }
+  using Thr = __m512i;
+  static Thr thr(uint32_t t) { return _mm512_set1_epi32(int32_t(t)); }
+  static Mask keep(const uint16_t* h, Thr t) {
+    return _mm512_cmpge_epu32_mask(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)h)), t);
+  }
+  static Mask keep(const uint16_t* h, Thr t, int n) {
+    return _mm512_cmpge_epu32_mask(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(tail(n), h)), t);
+  }
 };
 #elif SF_ISA == 1
 struct V {
@@ -123,6 +132,11 @@ struct V {
     for (int i = 0; i < n; ++i) p[i] = buf[i];
   }
   static R load(const float* p) { return _mm256_loadu_ps(p); }
+  // f32 tails: a masked load (lanes >= n read as 0, no fault past the end), not the byte copy
+  // above, whose narrow stores the wide reload cannot forward from (a ~15-cycle stall).
+  static R load(const float* p, int n) {
+    return _mm256_maskload_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+  }
   static R load(const bf16_t* p) {
     __m128i h = _mm_loadu_si128((const __m128i*)p);
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
@@ -151,6 +165,7 @@ struct V {
   static R mul(R a, R b) { return _mm256_mul_ps(a, b); }
   static R div(R a, R b) { return _mm256_div_ps(a, b); }
   static R fma(R a, R b, R c) { return _mm256_fmadd_ps(a, b, c); }
+  static R fnma(R a, R b, R c) { return _mm256_fnmadd_ps(a, b, c); }
   static R max(R a, R b) { return _mm256_max_ps(a, b); }
   static R min(R a, R b) { return _mm256_min_ps(a, b); }
   static R abs(R a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a); }
@@ -174,18 +189,23 @@ struct V {
   static Mask lt(R a, R b) { return _mm256_cmp_ps(a, b, _CMP_LT_OQ); }
   static Mask ge(R a, R b) { return _mm256_cmp_ps(a, b, _CMP_GE_OQ); }
   static R select(Mask m, R a, R b) { return _mm256_blendv_ps(b, a, m); }
+  static R select0(Mask m, R a) { return _mm256_and_ps(m, a); }  // a logic op: any FP pipe, unlike blendv
   static R round(R a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
   static R pow2i(R n) {
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23));
   }
-  static R unit_bits(__m256i u) { return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(u, 8)), _mm256_set1_ps(5.9604644775390625e-8f)); }
   static R iadd(R a, R b) { return _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(a), _mm256_castps_si256(b))); }
   static R ishl(R a, int k) { return _mm256_castsi256_ps(_mm256_sll_epi32(_mm256_castps_si256(a), _mm_cvtsi32_si128(k))); }
-  static R unit(const uint32_t* u) { return unit_bits(_mm256_loadu_si256((const __m256i*)u)); }
-  static R unit(const uint32_t* u, int n) {
-    uint32_t buf[W] = {};
-    for (int i = 0; i < n; ++i) buf[i] = u[i];
-    return unit(buf);
+  // t - 1, so that h >= t is one signed compare h > t - 1 (both in [-1, 65535])
+  using Thr = __m256i;
+  static Thr thr(uint32_t t) { return _mm256_set1_epi32(int32_t(t) - 1); }
+  static Mask keep(const uint16_t* h, Thr t) {
+    return _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i*)h)), t));
+  }
+  static Mask keep(const uint16_t* h, Thr t, int n) {
+    uint16_t buf[W] = {};
+    for (int i = 0; i < n; ++i) buf[i] = h[i];
+    return keep(buf, t);
   }
 };
 #else
@@ -207,6 +227,7 @@ struct V {  // scalar reference twin: the same kernels with one lane
   static R mul(R a, R b) { return a * b; }
   static R div(R a, R b) { return a / b; }
   static R fma(R a, R b, R c) { return std::fma(a, b, c); }
+  static R fnma(R a, R b, R c) { return std::fma(-a, b, c); }
   static R max(R a, R b) { return a > b ? a : b; }
   static R min(R a, R b) { return a < b ? a : b; }
   static R abs(R a) { return std::fabs(a); }
@@ -218,12 +239,15 @@ struct V {  // scalar reference twin: the same kernels with one lane
   static Mask lt(R a, R b) { return a < b; }
   static Mask ge(R a, R b) { return a >= b; }
   static R select(Mask m, R a, R b) { return m ? a : b; }
+  static R select0(Mask m, R a) { return m ? a : 0.0f; }
   static R round(R a) { return std::nearbyint(a); }
   static R pow2i(R n) { return std::ldexp(1.0f, int(n)); }
   static R iadd(R a, R b) { return bits_to_f32(f32_to_bits(a) + f32_to_bits(b)); }
   static R ishl(R a, int k) { return bits_to_f32(f32_to_bits(a) << k); }
-  static R unit(const uint32_t* u) { return float(*u >> 8) * 5.9604644775390625e-8f; }
-  static R unit(const uint32_t* u, int) { return unit(u); }
+  using Thr = uint32_t;
+  static Thr thr(uint32_t t) { return t; }
+  static Mask keep(const uint16_t* h, Thr t) { return *h >= t; }
+  static Mask keep(const uint16_t* h, Thr t, int) { return *h >= t; }
 };
 #endif
 
@@ -238,11 +262,14 @@ SF_INLINE R ld(const T* p, int w) { return w == V::W ? V::load(p) : V::load(p, w
 // memory traffic of a streaming op.
 constexpr int64_t kStreamBytes = int64_t(8) << 20;
 
-// y[0, n) = f(j, w) for vector chunks starting at column j with w valid lanes. With `nt` and
-// f32 output, every element is written non-temporally: full vectors from the first aligned
-// column on, and the unaligned head and tail one element at a time (a cache line written partly
-// with normal stores and partly with streaming ones costs a read-for-ownership and a flush,
-// which for 768-wide rows was a third of the op's time). The caller issues V::fence() after.
+// y[0, n) = f(j, w) for vector chunks starting at column j with w valid lanes, in order of j (f
+// may have side effects, e.g. accumulate). The body runs 4 vectors per step, so the long latency
+// chains of per-element math (erf, exp: 50+ cycles) of independent vectors sit next to each other
+// in program order and overlap in the scheduler's window. With `nt` and f32 output, every element
+// is written non-temporally: full vectors from the first aligned column on, and the unaligned
+// head and tail one element at a time (a cache line written partly with normal stores and partly
+// with streaming ones costs a read-for-ownership and a flush, which for 768-wide rows was a third
+// of the op's time). The caller issues V::fence() once its rows are done.
 template <class T, class F>
 SF_INLINE void write_row(T* y, int64_t n, bool nt, F f) {
   constexpr int W = V::W;
@@ -254,10 +281,18 @@ SF_INLINE void write_row(T* y, int64_t n, bool nt, F f) {
       int64_t head = int64_t(((A - addr % A) % A) / sizeof(float));
       if (head > n) head = n;
       if (head) V::stream(y, f(int64_t(0), int(head)), int(head));
-      for (j = head; j + W <= n; j += W) V::stream(y + j, f(j, W));
+      for (j = head; j + 4 * W <= n; j += 4 * W) {
+        R a = f(j, W), b = f(j + W, W), c = f(j + 2 * W, W), d = f(j + 3 * W, W);
+        V::stream(y + j, a); V::stream(y + j + W, b); V::stream(y + j + 2 * W, c); V::stream(y + j + 3 * W, d);
+      }
+      for (; j + W <= n; j += W) V::stream(y + j, f(j, W));
       if (j < n) V::stream(y + j, f(j, int(n - j)), int(n - j));
       return;
     }
+  }
+  for (; j + 4 * W <= n; j += 4 * W) {
+    R a = f(j, W), b = f(j + W, W), c = f(j + 2 * W, W), d = f(j + 3 * W, W);
+    V::store(y + j, a); V::store(y + j + W, b); V::store(y + j + 2 * W, c); V::store(y + j + 3 * W, d);
   }
   for (; j + W <= n; j += W) V::store(y + j, f(j, W));
   if (j < n) V::store(y + j, f(j, int(n - j)), int(n - j));
@@ -306,23 +341,24 @@ SF_INLINE R vexp_nonpos(R x) {
   return Flush ? V::select(V::lt(x, V::set1(-86.0f)), V::zero(), y) : y;
 }
 
-// erf: Abramowitz & Stegun 7.1.28, erf(x) = 1 - 1/(1 + a1 x + ... + a6 x^6)^16 for x >= 0
-// (odd extension): no exp and a short chain. |abs err| < 3e-7 in exact arithmetic; in f32 the
-// final 1 - 1/p cancels near 0 (|abs err| < 2e-6 for |x| < 0.1), which GELU, its only user,
-// absorbs: it needs 1 + erf to absolute precision.
-SF_INLINE R verf(R x) {
-  R ax = V::abs(x);
-  R p = V::fma(ax, V::set1(4.30638e-5f), V::set1(2.765672e-4f));
-  p = V::fma(ax, p, V::set1(1.520143e-4f));
-  p = V::fma(ax, p, V::set1(9.2705272e-3f));
-  p = V::fma(ax, p, V::set1(4.22820123e-2f));
-  p = V::fma(ax, p, V::set1(7.05230784e-2f));
-  p = V::fma(ax, p, V::set1(1.0f));
+// erfc(s a) for a >= 0 by Abramowitz & Stegun 7.1.28, erfc(x) = (1 + a1 x + ... + a6 x^6)^-16 for
+// x >= 0: no exp and a short chain, |abs err| < 3e-7 in exact arithmetic (f32 adds ~1e-7). The
+// argument scale s is folded into the coefficients (a_k s^k, rounded once to f32), which saves a
+// multiply for callers like Phi(z) = erfc(-z / sqrt 2) / 2. The result is in [0, 1]; p^16
+// overflows to Inf for s a > ~10, where 1/p = 0 is the right limit. NaN in, NaN out.
+SF_INLINE R verfc_pos(R a, double s) {
+  const double s2 = s * s, s3 = s2 * s;
+  R p = V::fma(a, V::set1(float(4.30638e-5 * s3 * s3)), V::set1(float(2.765672e-4 * s3 * s2)));
+  p = V::fma(a, p, V::set1(float(1.520143e-4 * s2 * s2)));
+  p = V::fma(a, p, V::set1(float(9.2705272e-3 * s3)));
+  p = V::fma(a, p, V::set1(float(4.22820123e-2 * s2)));
+  p = V::fma(a, p, V::set1(float(7.05230784e-2 * s)));
+  p = V::fma(a, p, V::set1(1.0f));
   p = V::mul(p, p);
   p = V::mul(p, p);
   p = V::mul(p, p);
-  p = V::mul(p, p);  // p^16; overflows to Inf for large |x|, where 1/p = 0 gives erf = 1
-  return V::copysign(V::sub(V::set1(1.0f), V::div(V::set1(1.0f), p)), x);
+  p = V::mul(p, p);
+  return V::div(V::set1(1.0f), p);
 }
 
 // tanh(x) = sign(x) (1 - 2 / (exp(2|x|) + 1)); |abs err| ~1e-7 (relative error grows near 0).

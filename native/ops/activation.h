@@ -1,10 +1,11 @@
 // native/ops/activation.h — bias + activation + dropout (the FFN1 epilogue), and plain activations.
 // x, y, dy, dx [rows, cols] in `dtype`; bias, dbias [cols] in `dtype` (nullable).
-// Forward:  y = dropout(act(x + bias)); dropout keeps element i by philox (core/philox.h) with
-//           index i (+ offset), kept values are scaled by float(1/(1-p)); p = 0 draws no random
-//           numbers, p = 1 gives zeros. act: GELU (erf or tanh form), ReLU, SiLU, computed in f32.
+// Forward:  y = dropout(act(x + bias)); dropout keeps element i by dropout's 16-bit Philox stream
+//           (core/philox.h) at index i (+ offset), kept values are scaled by
+//           float(65536 / (65536 - t)), t = round(p * 65536); p = 0 draws no random numbers,
+//           p = 1 gives zeros. act: GELU (erf or tanh form), ReLU, SiLU, computed in f32.
 //           y may be x (in place).
-// Backward: recomputes the mask from seed; dx = dy * keep/(1-p) * act'(x + bias);
+// Backward: recomputes the mask from seed; dx = dy * keep * scale * act'(x + bias);
 //           dbias = sum over rows of dx (f32 partial sums, deterministic per thread count).
 #pragma once
 #include <cstdint>

@@ -1,9 +1,10 @@
 // native/ops/dropout.h — bias + dropout + residual (attention/FFN2 epilogue) and plain dropout.
 // x, residual, y, dy, dx [rows, cols] in `dtype`; bias, dbias [cols] (nullable).
 // Forward:  y = residual + dropout(x + bias)   (residual and bias nullable; both null = dropout).
-// Backward: dx = dy * keep/(1-p); dbias = sum over rows of dx; d(residual) = dy (no kernel).
-// The mask is philox element i (+ offset) as defined in core/philox.h; kept values are scaled by
-// float(1/(1-p)); p = 0 draws no random numbers, p = 1 gives zeros. y may be x or residual.
+// Backward: dx = dy * keep * scale; dbias = sum over rows of dx; d(residual) = dy (no kernel).
+// The mask is dropout's 16-bit Philox stream at element i (+ offset), core/philox.h: kept iff
+// h >= t = round(p * 65536), scale = float(65536 / (65536 - t)); p = 0 draws no random numbers,
+// p = 1 gives zeros. y may be x or residual.
 #pragma once
 #include <cstdint>
 #include "core/dispatch.h"

@@ -4,8 +4,9 @@
 // out, dout [tokens, dim]; all float tensors share `dtype`.
 // ids must lie in [0, vocab): the caller checks them (napi/embedding.cc) before any kernel runs.
 // A token equal to padding_idx (>= 0) gives a zero row and no gradient.
-// Dropout: out[t, j] is kept iff Philox element offset + t * dim + j passes (core/philox.h).
-// Backward accumulates dtable[id] += sum over its tokens of dout * keep/(1-p) * scale, and
+// Dropout: out[t, j] is kept iff dropout's 16-bit Philox value of element offset + t * dim + j
+// passes (core/philox.h), kept values times float(65536 / (65536 - t)).
+// Backward accumulates dtable[id] += sum over its tokens of dout * keep * dscale * scale, and
 // dpositions likewise (without scale); threads split the ids (and then the positions), each
 // summing a row's tokens in token order in f32, so the result is deterministic for any thread
 // count.

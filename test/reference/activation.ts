@@ -86,39 +86,61 @@ export function philox4x32_10(c: ArrayLike<number>, k: ArrayLike<number>): Uint3
 const M32 = 0xffffffffn;
 const M64 = (1n << 64n) - 1n;
 
-/** u_i of seqfuse's stream (native/core/philox.h): element index (offset + i) mod 2^64. */
-export function philoxWords(n: number, seed: bigint | number, offset: bigint | number = 0n): Uint32Array {
+/** philox(c) of seqfuse's stream: counter (c mod 2^32, c div 2^32, 0, 0), key (seed mod 2^32, seed div 2^32). */
+function philoxAt(c: bigint, seed: bigint | number): Uint32Array {
   const s = BigInt(seed);
-  const key = [Number(s & M32), Number((s >> 32n) & M32)];
+  return philox4x32_10([Number(c & M32), Number(c >> 32n), 0, 0], [Number(s & M32), Number((s >> 32n) & M32)]);
+}
+
+/** u_e of the random fills (Tensor.rand / randn; native/core/philox.h): word e mod 4 of philox(e div 4), e = offset + i. */
+export function philoxWords(n: number, seed: bigint | number, offset: bigint | number = 0n): Uint32Array {
   const out = new Uint32Array(n);
-  let cached = -1n;
-  let block: Uint32Array = new Uint32Array(4);
   for (let i = 0; i < n; i++) {
-    const idx = (BigInt(offset) + BigInt(i)) & M64;
-    const ctr = idx >> 2n;
-    if (ctr !== cached) {
-      block = philox4x32_10([Number(ctr & M32), Number(ctr >> 32n), 0, 0], key);
-      cached = ctr;
-    }
-    out[i] = block[Number(idx & 3n)]!;
+    const e = (BigInt(offset) + BigInt(i)) & M64;
+    out[i] = philoxAt(e >> 2n, seed)[Number(e & 3n)]!;
   }
   return out;
 }
 
-/** keep[i] = 1 iff (u_i >> 8) * 2^-24 >= p (p rounded to f32), as the kernels decide. */
+/**
+ * h_e of dropout's stream (native/core/philox.h), e = (offset + i) mod 2^64: the 16-bit half
+ * e mod 2 (low half first) of word (e div 2) mod 4 of philox(e div 8).
+ */
+export function philoxHalves(n: number, seed: bigint | number, offset: bigint | number = 0n): Uint16Array {
+  const out = new Uint16Array(n);
+  let cached = -1n;
+  let block: Uint32Array = new Uint32Array(4);
+  for (let i = 0; i < n; i++) {
+    const e = (BigInt(offset) + BigInt(i)) & M64;
+    if (e >> 3n !== cached) {
+      cached = e >> 3n;
+      block = philoxAt(cached, seed);
+    }
+    const word = block[Number((e >> 1n) & 3n)]!;
+    out[i] = (e & 1n ? word >>> 16 : word) & 0xffff;
+  }
+  return out;
+}
+
+/** Dropout's threshold t = round(float(p) * 65536) in [0, 65536] (p >= 0, so Math.round rounds like C's roundf). */
+export function dropoutThreshold(p: number): number {
+  return Math.min(65536, Math.max(0, Math.round(Math.fround(p) * 65536)));
+}
+
+/** keep[i] = 1 iff h_i >= t, as the kernels decide; t = 0 keeps everything. */
 export function keepMask(n: number, p: number, seed: bigint | number, offset: bigint | number = 0n): Uint8Array {
   const keep = new Uint8Array(n);
-  if (p <= 0) return keep.fill(1);
-  const pf = Math.fround(p);
-  const u = philoxWords(n, seed, offset);
-  for (let i = 0; i < n; i++) keep[i] = (u[i]! >>> 8) * 2 ** -24 >= pf ? 1 : 0;
+  const t = dropoutThreshold(p);
+  if (t === 0) return keep.fill(1);
+  const h = philoxHalves(n, seed, offset);
+  for (let i = 0; i < n; i++) keep[i] = h[i]! >= t ? 1 : 0;
   return keep;
 }
 
-/** The factor kept values are multiplied by: float(1 / (1 - p)), 0 for p = 1. */
+/** The factor kept values are multiplied by: float(65536 / (65536 - t)), 0 for t = 65536. */
 export function dropoutScale(p: number): number {
-  const pf = Math.fround(p);
-  return pf >= 1 ? 0 : Math.fround(1 / (1 - pf));
+  const t = dropoutThreshold(p);
+  return t >= 65536 ? 0 : Math.fround(65536 / (65536 - t));
 }
 
 // --- fused ops --------------------------------------------------------------------------------

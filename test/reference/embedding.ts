@@ -25,19 +25,27 @@ export function philox4x32(ctr: readonly number[], key: readonly number[]): numb
 }
 
 /**
- * u_i of seqfuse's stream (native/core/philox.h): key = (seed mod 2^32, seed div 2^32),
- * counter = ((offset + i) div 4) split into two words, word (offset + i) mod 4.
+ * h_i of seqfuse's dropout stream (native/core/philox.h): key = (seed mod 2^32, seed div 2^32),
+ * e = (offset + i) mod 2^64, counter = e div 8 split into two words; the 16-bit half e mod 2
+ * (low first) of word (e div 2) mod 4.
  */
-export function philoxWord(i: bigint, seed: bigint, offset: bigint): number {
+export function philoxHalf(i: bigint, seed: bigint, offset: bigint): number {
   const e = (offset + i) & 0xffffffffffffffffn;
-  const c = e >> 2n;
+  const c = e >> 3n;
   const key = [Number(seed & 0xffffffffn), Number((seed >> 32n) & 0xffffffffn)];
-  return philox4x32([Number(c & 0xffffffffn), Number(c >> 32n), 0, 0], key)[Number(e & 3n)]!;
+  const word = BigInt(philox4x32([Number(c & 0xffffffffn), Number(c >> 32n), 0, 0], key)[Number((e >> 1n) & 3n)]!);
+  return Number((word >> (16n * (e & 1n))) & 0xffffn);
 }
 
-/** Dropout keeps element i iff (u_i >> 8) * 2^-24 >= p, compared in f32. */
+/** Dropout's threshold: round(float(p) * 65536), half away from zero. */
+export function threshold(p: number): number {
+  return Math.min(65536, Math.max(0, Math.round(Math.fround(p) * 65536)));
+}
+
+/** Dropout keeps element i iff h_i >= t (t = 0: always). */
 export function keeps(i: bigint, p: number, seed: bigint, offset: bigint): boolean {
-  return (philoxWord(i, seed, offset) >>> 8) * 2 ** -24 >= Math.fround(p);
+  const t = threshold(p);
+  return t === 0 || philoxHalf(i, seed, offset) >= t;
 }
 
 export interface EmbeddingRefOptions {
@@ -50,11 +58,11 @@ export interface EmbeddingRefOptions {
   offset?: bigint;
 }
 
-/** The factor dropout applies to element i: 0 or 1 / (1 - p) (f32, as the kernel computes it). */
+/** The factor dropout applies to element i: 0 or float(65536 / (65536 - t)), as the kernel computes it. */
 function dropFactor(i: number, o: EmbeddingRefOptions): number {
-  const p = o.dropout ?? 0;
-  if (p === 0) return 1;
-  return keeps(BigInt(i), p, o.seed ?? 0n, o.offset ?? 0n) ? Math.fround(1 / Math.fround(1 - Math.fround(p))) : 0;
+  const t = threshold(o.dropout ?? 0);
+  if (t === 0) return 1;
+  return keeps(BigInt(i), o.dropout!, o.seed ?? 0n, o.offset ?? 0n) ? Math.fround(65536 / (65536 - t)) : 0;
 }
 
 /** out [tokens, dim] for ids [tokens] in sequences of `seq` tokens. */
