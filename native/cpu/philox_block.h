@@ -14,8 +14,9 @@
 // Rounds 0 and 1 are folded (c2 = c3 = 0 and the counter's high word is shared by a step), which
 // saves 2 of the 20 multiplies. AVX2: 4 counters per register, AVX-512: 8; both run 16 counters
 // (64 words, 128 elements) per step in independent chains to hide multiply latency. Measured on
-// AVX2 (Zen 3, ~3 GHz): ~0.7 ns per word, i.e. ~0.35 ns per element; the vector ports are the
-// limit (~5 uops per word at the ~2.2 per cycle this mix of multiplies and shifts sustains).
+// AVX2 (Zen 3, ~3 GHz): ~0.56 ns per word, ~0.28 ns per element; the vector ports are the limit
+// (~5.4 uops per word, all four FP pipes busy; multiplies and shifts share two of them). Scalar
+// counters interleaved on the integer pipes did not help (the front end is the next limit).
 #pragma once
 #include <cstring>
 #include "core/philox.h"
@@ -49,7 +50,7 @@ static inline PI pl_m0_iota(uint64_t i) {
   return _mm512_setr_epi64(m * int64_t(i), m * int64_t(i + 1), m * int64_t(i + 2), m * int64_t(i + 3),
                            m * int64_t(i + 4), m * int64_t(i + 5), m * int64_t(i + 6), m * int64_t(i + 7));
 }
-// words w of counters k = 0..7 to out + 8k (32 words)
+// the four words of counter k = 0..7 to out + 8k (16-bit halves, stream order): 32 words
 static inline void pl_store(uint16_t* out, PI c0, PI c1, PI c2, PI c3) {
   PI x = _mm512_mask_blend_epi32(0xAAAA, c0, _mm512_slli_epi64(c1, 32));  // (c0, c1) per counter
   PI z = _mm512_mask_blend_epi32(0xAAAA, c2, _mm512_slli_epi64(c3, 32));  // (c2, c3) per counter
@@ -72,7 +73,7 @@ static inline PI pl_m0_iota(uint64_t i) {
   const int64_t m = 0xD2511F53;
   return _mm256_setr_epi64x(m * int64_t(i), m * int64_t(i + 1), m * int64_t(i + 2), m * int64_t(i + 3));
 }
-// words w of counters k = 0..3 to out + 8k (16 words)
+// the four words of counter k = 0..3 to out + 8k (16-bit halves, stream order): 16 words
 static inline void pl_store(uint16_t* out, PI c0, PI c1, PI c2, PI c3) {
   PI x = _mm256_blend_epi32(c0, _mm256_slli_epi64(c1, 32), 0xAA);  // (c0, c1) per counter
   PI z = _mm256_blend_epi32(c2, _mm256_slli_epi64(c3, 32), 0xAA);  // (c2, c3) per counter
