@@ -120,6 +120,6 @@ export const silu = defineOp((x: Tensor, opts?: ActivationOptions) => actFwd('si
 export const siluBackward = defineOp((dy: Tensor, x: Tensor) => actBwd('siluBackward', dy, x, ACT_CODE.silu));
 /** y = dropout(act(x + bias)): the FFN1 epilogue. x: [..., C]; bias: [C]. */
 export const biasAct = defineOp((x: Tensor, bias: Tensor, opts: BiasActOptions) => biasActFwd(x, bias, opts));
-/** Gradients of biasAct: dx = dy * mask/(1-p) * act'(x + bias) and dbias = sum of dx over rows. */
+/** Gradients of biasAct: dx = dy * mask * scale * act'(x + bias) (mask and scale as in the forward) and dbias = sum of dx over rows. */
 export const biasActBackward = defineOp((dy: Tensor, x: Tensor, bias: Tensor, opts: BiasActBackwardOptions) =>
   biasActBwd(dy, x, bias, opts));
