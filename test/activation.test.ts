@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import {
-  biasAct, biasActBackward, dropout, gelu, geluBackward, getNumThreads, relu, reluBackward, type SeqfuseError, setNumThreads, silu,
+  biasAct, biasActBackward, dropout, gelu, geluBackward, getNumThreads, relu, reluBackward, setNumThreads, silu,
   siluBackward, Tensor,
 } from '../lib/index.js';
 import { native } from '../lib/native.js';
-import { EDGE_SIZES, expectClose, expectSameBits, finiteDiff, forEachIsa, freshSeed, poisoned, randomTensor, rng } from './helpers.js';
+import { EDGE_SIZES, expectClose, expectCode, expectSameBits, finiteDiff, forEachIsa, freshSeed, poisoned, randomTensor, rng } from './helpers.js';
 import { type ActName, actRef, biasActBackwardRef, biasActRef, columnSumError, erf, keepMask } from './reference/activation.js';
 import { tol } from './tolerance.js';
 
@@ -37,18 +37,6 @@ function plainBackward(act: (typeof ACTS)[number], dy: Tensor, x: Tensor): Tenso
     case 'relu': return reluBackward(dy, x);
     case 'silu': return siluBackward(dy, x);
   }
-}
-
-function expectCode(fn: () => unknown, code: string): void {
-  let err: unknown;
-  try {
-    fn();
-  } catch (e) {
-    err = e;
-  }
-  expect(err, `expected ${code}`).toBeDefined();
-  expect((err as SeqfuseError).name).toBe('SeqfuseError');
-  expect((err as SeqfuseError).code, (err as Error).message).toBe(code);
 }
 
 describe(`activations (seed ${seed})`, () => {

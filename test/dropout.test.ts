@@ -1,25 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import {
-  biasDropoutResidual, biasDropoutResidualBackward, dropout, dropoutBackward, getNumThreads, type SeqfuseError, setNumThreads, Tensor,
+  biasDropoutResidual, biasDropoutResidualBackward, dropout, dropoutBackward, getNumThreads, setNumThreads, Tensor,
 } from '../lib/index.js';
 import { native } from '../lib/native.js';
-import { EDGE_SIZES, expectClose, expectSameBits, finiteDiff, forEachIsa, freshSeed, isas, poisoned, randomTensor, rng } from './helpers.js';
+import { EDGE_SIZES, expectClose, expectCode, expectSameBits, finiteDiff, forEachIsa, freshSeed, isas, poisoned, randomTensor, rng } from './helpers.js';
 import { biasDropoutResidualRef, columnSumError, dropoutScale, dropoutThreshold, keepMask, philox4x32_10, philoxHalves } from './reference/activation.js';
 import { tol } from './tolerance.js';
 
 const seed = freshSeed();
-
-function expectCode(fn: () => unknown, code: string): void {
-  let err: unknown;
-  try {
-    fn();
-  } catch (e) {
-    err = e;
-  }
-  expect(err, `expected ${code}`).toBeDefined();
-  expect((err as SeqfuseError).name).toBe('SeqfuseError');
-  expect((err as SeqfuseError).code, (err as Error).message).toBe(code);
-}
 
 /** The kept elements of a dropout of all-ones (kept ones are 65536/(65536-t) > 0, dropped ones 0). */
 function maskOf(n: number, p: number, s: number | bigint, offset: number | bigint = 0): Uint8Array {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { embedding, embeddingBackward, getNumThreads, SeqfuseError, setNumThreads, Tensor } from '../lib/index.js';
+import { embedding, embeddingBackward, getNumThreads, setNumThreads, Tensor } from '../lib/index.js';
 import { native } from '../lib/native.js';
-import { EDGE_SIZES, expectClose, expectSameBits, finiteDiff, forEachIsa, freshSeed, poisoned, randomTensor, rng } from './helpers.js';
+import { EDGE_SIZES, expectClose, expectCode, expectSameBits, finiteDiff, forEachIsa, freshSeed, poisoned, randomTensor, rng } from './helpers.js';
 import { embeddingBackwardRef, embeddingRef, keeps, philox4x32, philoxHalf, threshold } from './reference/embedding.js';
 
 const seed = freshSeed();
@@ -11,18 +11,6 @@ function randomIds(n: number, vocab: number, r: () => number): Int32Array {
   const ids = new Int32Array(n);
   for (let i = 0; i < n; i++) ids[i] = Math.floor(r() * vocab);
   return ids;
-}
-
-function expectCode(fn: () => unknown, code: string, message?: RegExp): void {
-  let err: unknown;
-  try {
-    fn();
-  } catch (e) {
-    err = e;
-  }
-  expect(err, 'expected a SeqfuseError').toBeInstanceOf(SeqfuseError);
-  expect((err as SeqfuseError).code).toBe(code);
-  if (message) expect((err as SeqfuseError).message).toMatch(message);
 }
 
 describe('Philox4x32-10 reference (test/reference/embedding.ts)', () => {

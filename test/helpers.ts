@@ -1,6 +1,6 @@
 // Test utilities: seeded randomness, shapes with SIMD tails, poisoned outputs, ISA sweeps.
 import { expect } from 'vitest';
-import { type DType, getIsa, type Isa, setIsa, Tensor } from '../lib/index.js';
+import { type DType, getIsa, type Isa, SeqfuseError, setIsa, Tensor } from '../lib/index.js';
 import { relL2, tol } from './tolerance.js';
 
 /** mulberry32: a small seeded PRNG for test inputs and shapes (printed on failure). */
@@ -80,4 +80,17 @@ export function finiteDiff(f: () => number, x: Float32Array, i: number, h: numbe
   const fm = f();
   x[i] = x0;
   return (fp - fm) / (2 * h);
+}
+
+/** fn must throw a SeqfuseError with this code (and a message matching `message`, if given). */
+export function expectCode(fn: () => unknown, code: string, message?: string | RegExp): void {
+  let err: unknown;
+  try {
+    fn();
+  } catch (e) {
+    err = e;
+  }
+  expect(err, 'expected a SeqfuseError').toBeInstanceOf(SeqfuseError);
+  expect((err as SeqfuseError).code, (err as Error).message).toBe(code);
+  if (message !== undefined) expect((err as Error).message).toMatch(message);
 }

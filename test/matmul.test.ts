@@ -4,7 +4,7 @@ import {
   Tensor,
 } from '../lib/index.js';
 import { native } from '../lib/native.js';
-import { expectClose, expectSameBits, freshSeed, poisoned, randomTensor, rng } from './helpers.js';
+import { expectClose, expectCode, expectSameBits, freshSeed, poisoned, randomTensor, rng } from './helpers.js';
 import { erf, gemmBackwardRef, gemmRef, linearBackwardRef, linearRef } from './reference/matmul.js';
 
 const seed = freshSeed();
@@ -30,18 +30,6 @@ function expectExact(actual: Tensor, expected: ArrayLike<number>, what: string):
   for (let i = 0; i < a.length; i++) {
     if (a[i] !== expected[i]) expect.fail(`${what}: element ${i} is ${a[i]}, float64 reference ${expected[i]}`);
   }
-}
-
-function expectError(fn: () => unknown, code: string, message?: string | RegExp): void {
-  let err: unknown;
-  try {
-    fn();
-  } catch (e) {
-    err = e;
-  }
-  expect(err, 'expected a SeqfuseError').toBeInstanceOf(SeqfuseError);
-  expect((err as SeqfuseError).code, (err as Error).message).toBe(code);
-  if (message !== undefined) expect((err as Error).message).toMatch(message);
 }
 
 /** Central difference of f after writing t.data[i] (through the getter, as users must). */
@@ -387,32 +375,32 @@ describe('bad input', () => {
   it('linear rejects wrong shapes, dtypes, devices, disposed tensors and non-tensors', async () => {
     const wBad = Tensor.zeros([3072, 767]);
     const msg = 'linear: expected w of shape [N, 768] (in-features of x) but received [3072, 767]';
-    expectError(() => linear(x, wBad), 'ERR_SHAPE', msg);
-    expectError(() => native.linear_fwd(x, wBad, null, null, Tensor.zeros([2, 3072]), 0, null, false), 'ERR_SHAPE', msg);
-    expectError(() => linear(x, Tensor.zeros([768])), 'ERR_SHAPE');
-    expectError(() => linear(x, w, Tensor.zeros([3071])), 'ERR_SHAPE', 'linear: expected bias of shape [3072] but received [3071]');
-    expectError(() => linear(x, w, null, { residual: Tensor.zeros([2, 3071]) }), 'ERR_SHAPE', /residual of shape \[2, 3072\]/);
-    expectError(() => linear(x, w, null, { out: Tensor.zeros([3, 3072]) }), 'ERR_SHAPE', /out of shape \[2, 3072\]/);
-    expectError(() => linear(Tensor.zeros([], {}), w), 'ERR_SHAPE');
-    expectError(() => linear(x, w.to('bf16')), 'ERR_DTYPE', 'linear: expected f32 tensor for w (the dtype of x) but received bf16');
-    expectError(() => linear(x.to('i32'), Tensor.zeros([4, 768], { dtype: 'i32' })), 'ERR_DTYPE');
-    expectError(() => linear(x, w, null, { out: Tensor.zeros([2, 3072], { dtype: 'f16' }) }), 'ERR_DTYPE');
+    expectCode(() => linear(x, wBad), 'ERR_SHAPE', msg);
+    expectCode(() => native.linear_fwd(x, wBad, null, null, Tensor.zeros([2, 3072]), 0, null, false), 'ERR_SHAPE', msg);
+    expectCode(() => linear(x, Tensor.zeros([768])), 'ERR_SHAPE');
+    expectCode(() => linear(x, w, Tensor.zeros([3071])), 'ERR_SHAPE', 'linear: expected bias of shape [3072] but received [3071]');
+    expectCode(() => linear(x, w, null, { residual: Tensor.zeros([2, 3071]) }), 'ERR_SHAPE', /residual of shape \[2, 3072\]/);
+    expectCode(() => linear(x, w, null, { out: Tensor.zeros([3, 3072]) }), 'ERR_SHAPE', /out of shape \[2, 3072\]/);
+    expectCode(() => linear(Tensor.zeros([], {}), w), 'ERR_SHAPE');
+    expectCode(() => linear(x, w.to('bf16')), 'ERR_DTYPE', 'linear: expected f32 tensor for w (the dtype of x) but received bf16');
+    expectCode(() => linear(x.to('i32'), Tensor.zeros([4, 768], { dtype: 'i32' })), 'ERR_DTYPE');
+    expectCode(() => linear(x, w, null, { out: Tensor.zeros([2, 3072], { dtype: 'f16' }) }), 'ERR_DTYPE');
     const gone = Tensor.zeros([2, 768]);
     gone.dispose();
-    expectError(() => linear(gone, w), 'ERR_DISPOSED');
-    expectError(() => native.linear_fwd(gone, w, null, null, Tensor.zeros([2, 3072]), 0, null, false), 'ERR_DISPOSED');
+    expectCode(() => linear(gone, w), 'ERR_DISPOSED');
+    expectCode(() => native.linear_fwd(gone, w, null, null, Tensor.zeros([2, 3072]), 0, null, false), 'ERR_DISPOSED');
     const goneW = Tensor.zeros([4, 768]);
     goneW.dispose();
-    expectError(() => linear(x, goneW), 'ERR_DISPOSED');
-    expectError(() => linear([1, 2] as unknown as Tensor, w), 'ERR_ARG');
-    expectError(() => linear(x, {} as unknown as Tensor), 'ERR_ARG');
-    expectError(() => linear(x, w, 5 as unknown as Tensor), 'ERR_ARG');
-    expectError(() => linear(x, w, null, { activation: 'tanh' as LinearActivation }), 'ERR_ARG');
-    expectError(() => linear(x, w, null, 7 as unknown as object), 'ERR_ARG');
-    expectError(() => native.linear_fwd(x, w, null, null, Tensor.zeros([2, 3072]), 7, null, false), 'ERR_ARG');
-    expectError(() => native.linear_fwd(x, w, null, null, Tensor.zeros([2, 3072]), 0, {}, false), 'ERR_ARG', /weight cache/);
-    expectError(() => native.linear_fwd(x, w, null, null, Tensor.zeros([2, 3072]), 0, 12, false), 'ERR_ARG', /weight cache/);
-    expectError(() => native.weight_cache_bytes({}), 'ERR_ARG');
+    expectCode(() => linear(x, goneW), 'ERR_DISPOSED');
+    expectCode(() => linear([1, 2] as unknown as Tensor, w), 'ERR_ARG');
+    expectCode(() => linear(x, {} as unknown as Tensor), 'ERR_ARG');
+    expectCode(() => linear(x, w, 5 as unknown as Tensor), 'ERR_ARG');
+    expectCode(() => linear(x, w, null, { activation: 'tanh' as LinearActivation }), 'ERR_ARG');
+    expectCode(() => linear(x, w, null, 7 as unknown as object), 'ERR_ARG');
+    expectCode(() => native.linear_fwd(x, w, null, null, Tensor.zeros([2, 3072]), 7, null, false), 'ERR_ARG');
+    expectCode(() => native.linear_fwd(x, w, null, null, Tensor.zeros([2, 3072]), 0, {}, false), 'ERR_ARG', /weight cache/);
+    expectCode(() => native.linear_fwd(x, w, null, null, Tensor.zeros([2, 3072]), 0, 12, false), 'ERR_ARG', /weight cache/);
+    expectCode(() => native.weight_cache_bytes({}), 'ERR_ARG');
     await expect(linear.async(x, wBad)).rejects.toMatchObject({ code: 'ERR_SHAPE', message: msg });
     await expect(linear.async(x, w, Tensor.zeros([5]))).rejects.toBeInstanceOf(SeqfuseError);
   });
@@ -420,58 +408,58 @@ describe('bad input', () => {
   it('rejects outputs that overlap inputs, but allows out = residual / out = c exactly', () => {
     const sq = Tensor.randn([4, 4], { seed: 3 });
     const xs = Tensor.randn([4, 4], { seed: 4 });
-    expectError(() => linear(xs, sq, null, { out: xs }), 'ERR_ARG', /out shares memory with x/);
-    expectError(() => linear(xs, sq, null, { out: sq }), 'ERR_ARG', /out shares memory with w/);
-    expectError(() => gemm(xs, sq, { out: xs }), 'ERR_ARG', /out shares memory with a/);
-    expectError(() => gemm(xs, sq, { out: sq }), 'ERR_ARG', /out shares memory with b/);
+    expectCode(() => linear(xs, sq, null, { out: xs }), 'ERR_ARG', /out shares memory with x/);
+    expectCode(() => linear(xs, sq, null, { out: sq }), 'ERR_ARG', /out shares memory with w/);
+    expectCode(() => gemm(xs, sq, { out: xs }), 'ERR_ARG', /out shares memory with a/);
+    expectCode(() => gemm(xs, sq, { out: sq }), 'ERR_ARG', /out shares memory with b/);
     // out overlaps the residual without being it: two views into one buffer
     const buf = new Float32Array(20);
     const res = Tensor._wrapTemp(buf.subarray(0, 16), [4, 4], 'f32');
     const y = Tensor._wrapTemp(buf.subarray(4, 20), [4, 4], 'f32');
-    expectError(() => native.linear_fwd(xs, sq, null, res, y, 0, null, false), 'ERR_ARG', /out shares memory with residual/);
-    expectError(() => native.gemm(xs, sq, res, y, false, false, 1, 1, false), 'ERR_ARG', /out shares memory with c/);
+    expectCode(() => native.linear_fwd(xs, sq, null, res, y, 0, null, false), 'ERR_ARG', /out shares memory with residual/);
+    expectCode(() => native.gemm(xs, sq, res, y, false, false, 1, 1, false), 'ERR_ARG', /out shares memory with c/);
   });
 
   it('gemm rejects wrong shapes, dtypes, NaN/Inf scalars and non-tensors', async () => {
     const a = Tensor.randn([5, 33], { seed: 6 });
     const b = Tensor.randn([32, 4], { seed: 7 });
-    expectError(() => gemm(a, b), 'ERR_SHAPE', 'gemm: expected b of shape [33, N] (K = columns of a) but received [32, 4]');
-    expectError(() => gemm(a, b, { transA: true }), 'ERR_SHAPE', /\[5, N\] \(K = rows of a, transA\)/);
-    expectError(() => gemm(a, b, { transB: true }), 'ERR_SHAPE', /expected b of shape \[N, 33\]/);
-    expectError(() => gemm(a, Tensor.zeros([33, 4]), { c: Tensor.zeros([5, 3]), beta: 1 }), 'ERR_SHAPE', /c of shape \[5, 4\]/);
-    expectError(() => gemm(a, Tensor.zeros([33, 4]), { out: Tensor.zeros([4, 5]) }), 'ERR_SHAPE', /out of shape \[5, 4\]/);
-    expectError(() => gemm(a.reshape([5, 33, 1]), b), 'ERR_SHAPE', /2-D tensor for a/);
-    expectError(() => gemm(a, Tensor.zeros([33, 4], { dtype: 'bf16' })), 'ERR_DTYPE');
-    expectError(() => gemm(Tensor.zeros([2, 2], { dtype: 'i8' }), Tensor.zeros([2, 2], { dtype: 'i8' })), 'ERR_DTYPE');
-    expectError(() => gemm(a, Tensor.zeros([33, 4]), { alpha: NaN }), 'ERR_ARG');
-    expectError(() => gemm(a, Tensor.zeros([33, 4]), { beta: Infinity }), 'ERR_ARG');
-    expectError(() => native.gemm(a, Tensor.zeros([33, 4]), null, Tensor.zeros([5, 4]), false, false, NaN, 0, false), 'ERR_ARG');
-    expectError(() => native.gemm(a, Tensor.zeros([33, 4]), null, Tensor.zeros([5, 4]), 1 as unknown as boolean, false, 1, 0, false), 'ERR_ARG');
-    expectError(() => gemm(a, Tensor.zeros([33, 4]), { transA: 'yes' as unknown as boolean }), 'ERR_ARG');
-    expectError(() => gemm(a, 'b' as unknown as Tensor), 'ERR_ARG');
-    expectError(() => gemm(a, Tensor.zeros([33, 4]), { c: {} as Tensor }), 'ERR_ARG');
+    expectCode(() => gemm(a, b), 'ERR_SHAPE', 'gemm: expected b of shape [33, N] (K = columns of a) but received [32, 4]');
+    expectCode(() => gemm(a, b, { transA: true }), 'ERR_SHAPE', /\[5, N\] \(K = rows of a, transA\)/);
+    expectCode(() => gemm(a, b, { transB: true }), 'ERR_SHAPE', /expected b of shape \[N, 33\]/);
+    expectCode(() => gemm(a, Tensor.zeros([33, 4]), { c: Tensor.zeros([5, 3]), beta: 1 }), 'ERR_SHAPE', /c of shape \[5, 4\]/);
+    expectCode(() => gemm(a, Tensor.zeros([33, 4]), { out: Tensor.zeros([4, 5]) }), 'ERR_SHAPE', /out of shape \[5, 4\]/);
+    expectCode(() => gemm(a.reshape([5, 33, 1]), b), 'ERR_SHAPE', /2-D tensor for a/);
+    expectCode(() => gemm(a, Tensor.zeros([33, 4], { dtype: 'bf16' })), 'ERR_DTYPE');
+    expectCode(() => gemm(Tensor.zeros([2, 2], { dtype: 'i8' }), Tensor.zeros([2, 2], { dtype: 'i8' })), 'ERR_DTYPE');
+    expectCode(() => gemm(a, Tensor.zeros([33, 4]), { alpha: NaN }), 'ERR_ARG');
+    expectCode(() => gemm(a, Tensor.zeros([33, 4]), { beta: Infinity }), 'ERR_ARG');
+    expectCode(() => native.gemm(a, Tensor.zeros([33, 4]), null, Tensor.zeros([5, 4]), false, false, NaN, 0, false), 'ERR_ARG');
+    expectCode(() => native.gemm(a, Tensor.zeros([33, 4]), null, Tensor.zeros([5, 4]), 1 as unknown as boolean, false, 1, 0, false), 'ERR_ARG');
+    expectCode(() => gemm(a, Tensor.zeros([33, 4]), { transA: 'yes' as unknown as boolean }), 'ERR_ARG');
+    expectCode(() => gemm(a, 'b' as unknown as Tensor), 'ERR_ARG');
+    expectCode(() => gemm(a, Tensor.zeros([33, 4]), { c: {} as Tensor }), 'ERR_ARG');
     const gone = Tensor.zeros([33, 4]);
     gone.dispose();
-    expectError(() => gemm(a, gone), 'ERR_DISPOSED');
+    expectCode(() => gemm(a, gone), 'ERR_DISPOSED');
     await expect(gemm.async(a, b)).rejects.toMatchObject({ code: 'ERR_SHAPE' });
   });
 
   it('backward ops reject mismatched shapes and dtypes', () => {
     const xs = Tensor.randn([3, 5], { seed: 8 });
     const ws = Tensor.randn([4, 5], { seed: 9 });
-    expectError(() => linearBackward(Tensor.zeros([3, 5]), xs, ws), 'ERR_SHAPE', /expected dy of shape \[3, 4\]/);
-    expectError(() => linearBackward(Tensor.zeros([3, 4]), xs, Tensor.zeros([4, 6])), 'ERR_SHAPE', /\[N, 5\]/);
-    expectError(() => linearBackward(Tensor.zeros([3, 4], { dtype: 'bf16' }), xs, ws), 'ERR_DTYPE');
-    expectError(() => gemmBackward(Tensor.zeros([3, 4]), xs, Tensor.zeros([4, 4])), 'ERR_SHAPE');
-    expectError(() => gemmBackward(Tensor.zeros([3, 3]), xs, Tensor.zeros([5, 4])), 'ERR_SHAPE', /dOut of shape \[3, 4\]/);
-    expectError(() => gemmBackward(Tensor.zeros([3, 4]), xs, Tensor.zeros([5, 4]), { alpha: NaN }), 'ERR_ARG');
+    expectCode(() => linearBackward(Tensor.zeros([3, 5]), xs, ws), 'ERR_SHAPE', /expected dy of shape \[3, 4\]/);
+    expectCode(() => linearBackward(Tensor.zeros([3, 4]), xs, Tensor.zeros([4, 6])), 'ERR_SHAPE', /\[N, 5\]/);
+    expectCode(() => linearBackward(Tensor.zeros([3, 4], { dtype: 'bf16' }), xs, ws), 'ERR_DTYPE');
+    expectCode(() => gemmBackward(Tensor.zeros([3, 4]), xs, Tensor.zeros([4, 4])), 'ERR_SHAPE');
+    expectCode(() => gemmBackward(Tensor.zeros([3, 3]), xs, Tensor.zeros([5, 4])), 'ERR_SHAPE', /dOut of shape \[3, 4\]/);
+    expectCode(() => gemmBackward(Tensor.zeros([3, 4]), xs, Tensor.zeros([5, 4]), { alpha: NaN }), 'ERR_ARG');
   });
 
   it('frees the outputs it allocated when a call fails', async () => {
     const badBias = Tensor.zeros([7]);
     const badB = Tensor.zeros([767, 2]);
     const before = memory().cpu.tensors;
-    expectError(() => linear(x, w, badBias), 'ERR_SHAPE');
+    expectCode(() => linear(x, w, badBias), 'ERR_SHAPE');
     await expect(gemm.async(x, badB)).rejects.toBeInstanceOf(SeqfuseError);
     expect(memory().cpu.tensors).toBe(before);
   });

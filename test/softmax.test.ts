@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { type DType, SeqfuseError, setNumThreads, getNumThreads, softmax, softmaxBackward, Tensor } from '../lib/index.js';
+import { type DType, setNumThreads, getNumThreads, softmax, softmaxBackward, Tensor } from '../lib/index.js';
 import { native } from '../lib/native.js';
-import { expectClose, expectSameBits, finiteDiff, forEachIsa, freshSeed, poisoned, randomTensor, rng } from './helpers.js';
+import { expectClose, expectCode, expectSameBits, finiteDiff, forEachIsa, freshSeed, poisoned, randomTensor, rng } from './helpers.js';
 import { softmaxBackwardRef, softmaxRef } from './reference/softmax.js';
 
 const seed = freshSeed();
@@ -14,18 +14,6 @@ function randomMask(shape: number[], r: () => number, pInf = 0.2): { t: Tensor; 
   const v = new Float32Array(n);
   for (let i = 0; i < n; i++) v[i] = r() < pInf ? -Infinity : r() * 4 - 2;
   return { t: Tensor.from(v, shape), v };
-}
-
-function expectCode(fn: () => unknown, code: string, message?: RegExp): void {
-  let err: unknown;
-  try {
-    fn();
-  } catch (e) {
-    err = e;
-  }
-  expect(err, 'expected a SeqfuseError').toBeInstanceOf(SeqfuseError);
-  expect((err as SeqfuseError).code).toBe(code);
-  if (message) expect((err as SeqfuseError).message).toMatch(message);
 }
 
 describe(`softmax (seed ${seed})`, () => {
