@@ -4,7 +4,8 @@ import {
 } from '../lib/index.js';
 import { native } from '../lib/native.js';
 import { EDGE_SIZES, expectClose, expectCode, expectSameBits, finiteDiff, forEachIsa, freshSeed, isas, poisoned, randomTensor, rng } from './helpers.js';
-import { biasDropoutResidualRef, columnSumError, dropoutScale, dropoutThreshold, keepMask, philox4x32_10, philoxHalves } from './reference/activation.js';
+import { biasDropoutResidualRef, columnSumError } from './reference/activation.js';
+import { dropoutScale, dropoutThreshold, keepMask, philox4x32_10, philoxHalves } from './reference/philox.js';
 import { tol } from './tolerance.js';
 
 const seed = freshSeed();
