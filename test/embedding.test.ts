@@ -270,4 +270,23 @@ describe(`embedding (seed ${seed})`, () => {
     expectCode(() => native.embedding_fwd(ids, small, null, Tensor.zeros([3, 4]), 0, 1, -1, 0, -5, 0, false), 'ERR_ARG', /seed/);
     expectCode(() => native.embedding_bwd(Tensor.zeros([3, 4]), ids, Tensor.zeros([2, 4]), null, 0, 1, -1, 0, 0, 0, false), 'ERR_ARG', /ids\[2\] = 2/);
   });
+
+  it('embeddingBackward accumulates into caller-provided gradients', () => {
+    const r = rng(seed + 99);
+    const ids = Tensor.from(randomIds(12, 9, r), [3, 4]);
+    const dOut = randomTensor([3, 4, 5], r).t;
+    const once = embeddingBackward(dOut, ids, { vocabSize: 9, numPositions: 6 });
+    const dtable = Tensor.zeros([9, 5]);
+    const dpositions = Tensor.zeros([6, 5]);
+    for (let k = 0; k < 2; k++) {
+      const g = embeddingBackward(dOut, ids, { vocabSize: 9, numPositions: 6, dtable, dpositions });
+      expect(g.dtable).toBe(dtable);
+      expect(g.dpositions).toBe(dpositions);
+    }
+    expectClose(dtable, Array.from(once.dtable.toArray(), (v) => 2 * v), 'f32', 'dtable accumulated twice');
+    expectClose(dpositions, Array.from(once.dpositions!.toArray(), (v) => 2 * v), 'f32', 'dpositions accumulated twice');
+    expectCode(() => embeddingBackward(dOut, ids, { vocabSize: 9, dtable: Tensor.zeros([8, 5]) }), 'ERR_SHAPE');
+    expectCode(() => embeddingBackward(dOut, ids, { vocabSize: 9, dtable: Tensor.zeros([9, 5], { dtype: 'bf16' }) }), 'ERR_DTYPE');
+    expectCode(() => embeddingBackward(dOut, ids, { vocabSize: 9, dpositions }), 'ERR_ARG');
+  });
 });

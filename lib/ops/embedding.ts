@@ -36,6 +36,13 @@ export interface EmbeddingBackwardOptions {
   /** Rows of the position table: when given, dpositions [numPositions, dim] is returned too. */
   numPositions?: number;
   positionOffset?: number;
+  /**
+   * Accumulate into these gradients ([vocabSize, dim] and [numPositions, dim], dOut's dtype)
+   * instead of new zeroed ones: a training loop keeps one across steps and micro-batches and
+   * skips allocating (and page-faulting) a vocabulary-sized table per call.
+   */
+  dtable?: Tensor;
+  dpositions?: Tensor;
 }
 
 export interface EmbeddingGrads {
@@ -114,13 +121,22 @@ export const embeddingBackward = defineOp((dOut: Tensor, ids: Tensor, opts: Embe
     fail('ERR_SHAPE', `${op}: expected dOut of shape [${[...ids.shape, 'dim'].join(', ')}] but received [${dOut.shape.join(', ')}]`);
   const dim = dOut.shape[dOut.ndim - 1]!;
   const fresh: Tensor[] = [];
-  const dtable = Tensor.zeros([vocab, dim], { dtype: dOut.dtype });
-  fresh.push(dtable);
-  let dpositions: Tensor | null = null;
-  if (numPositions !== null) {
-    dpositions = Tensor.zeros([numPositions, dim], { dtype: dOut.dtype });
-    fresh.push(dpositions);
-  }
+  const accumulator = (given: unknown, name: string, rows: number): Tensor => {
+    if (given !== undefined) {
+      const t = tensorArg(given, op, name);  // dtype and device are checked in C++
+      if (t.ndim !== 2 || t.shape[0] !== rows || t.shape[1] !== dim)
+        fail('ERR_SHAPE', `${op}: expected ${name} of shape [${rows}, ${dim}] but received [${t.shape.join(', ')}]`);
+      t._storage.version++;  // written in place: caches derived from its data go stale
+      return t;
+    }
+    const t = Tensor.zeros([rows, dim], { dtype: dOut.dtype });
+    fresh.push(t);
+    return t;
+  };
+  const dtable = accumulator(o.dtable, 'dtable', vocab);
+  if (o.dpositions !== undefined && numPositions === null)
+    fail('ERR_ARG', `${op}: options.dpositions needs options.numPositions`);
+  const dpositions = numPositions === null ? null : accumulator(o.dpositions, 'dpositions', numPositions);
   return {
     run: (a) => native.embedding_bwd(dOut, ids, dtable, dpositions, c.positionOffset, c.scale, c.paddingIdx, c.dropout, c.seed,
       c.offset, a),
