@@ -421,6 +421,17 @@ describe(`fusedAttention (seed ${seed})`, () => {
     }
   });
 
+  it('empty shapes: B = 0 and Sq = 0 give empty results; Sk = 0 means no query sees a key', () => {
+    const r = rng(seed + 19);
+    for (const [B, Sq, Sk] of [[0, 3, 4], [2, 0, 4], [2, 3, 0]] as const) {
+      const c = makeCase(r, { B, H: 2, Hkv: 1, Sq, Sk, D: 8 }, 'f32', { causal: true, lengths: new Array<number>(B).fill(0) });
+      forEachIsa((isa) => {
+        checkForward(c, isa);
+        checkBackward(c, isa);
+      });
+    }
+  });
+
   it('a NaN score makes its query NaN and leaves the others right', () => {
     const r = rng(seed + 10);
     const c = makeCase(r, { B: 1, H: 2, Hkv: 1, Sq: 5, Sk: 9, D: 16 }, 'f32');
