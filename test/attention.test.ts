@@ -263,11 +263,24 @@ describe(`fusedAttention (seed ${seed})`, () => {
   it('causal is aligned bottom-right for Sq < Sk and Sq > Sk; queries that see no key give zeros and lse -Infinity', () => {
     const r = rng(seed + 2);
     for (const dtype of ['f32', 'bf16'] as const) {
-      for (const [Sq, Sk] of [[3, 8], [8, 3], [9, 1], [1, 9], [17, 5], [5, 17], [33, 64], [64, 33], [16, 16]] as const) {
+      for (const [Sq, Sk] of [[3, 8], [8, 3], [9, 1], [1, 9], [17, 5], [5, 17], [33, 64], [64, 33], [16, 16], [200, 130], [130, 257], [97, 97]] as const) {
         const c = makeCase(r, { B: 2, H: 2, Hkv: 1, Sq, Sk, D: pick([8, 33, 64], r) }, dtype, { causal: true });
         const empty = forward(c).lse.filter((x) => x === -Infinity).length;
         expect(empty, `${c.what}: queries without keys`).toBe(2 * 2 * Math.max(0, Sq - Sk));
         checkAll(c);
+      }
+    }
+  });
+
+  it('spans several query and key blocks (Sq, Sk around and past 96, 128, 256) with every mask', () => {
+    const r = rng(seed + 18);
+    for (const [Sq, Sk] of [[97, 129], [96, 128], [191, 383], [255, 257], [300, 70]] as const) {
+      for (const dtype of ['f32', 'bf16'] as const) {
+        const s: AttnShape = { B: 2, H: pick([1, 2], r), Hkv: 1, Sq, Sk, D: pick([8, 59, 64], r) };
+        const f: Features = { causal: r() < 0.5, lengths: [Sk - Math.floor(r() * 40), Math.floor(r() * Sk)] };
+        if (r() < 0.5) f.biasShape = [Sq, Sk];
+        if (r() < 0.3) Object.assign(f, { dropout: 0.2, seed: Math.floor(r() * 2 ** 32) });
+        checkAll(makeCase(r, s, dtype, f));
       }
     }
   });
@@ -305,7 +318,7 @@ describe(`fusedAttention (seed ${seed})`, () => {
     }
     // a bias of -Infinity everywhere hides every key
     const s: AttnShape = { B: 1, H: 2, Hkv: 1, Sq: 3, Sk: 4, D: 8 };
-    checkAll(makeCase(r, s, 'f32', { biasShape: [Sk], pInf: 1 }));
+    checkAll(makeCase(r, s, 'f32', { biasShape: [4], pInf: 1 }));
   });
 
   it('GQA and MQA: query head h reads key/value head h / (H / Hkv); dk and dv sum over the group', () => {
@@ -340,9 +353,8 @@ describe(`fusedAttention (seed ${seed})`, () => {
     const threads = getNumThreads();
     try {
       for (let Sq = 1; Sq <= 16; Sq++) {
-        const Sk = 1000 + Math.floor(r() * 3100);
-        const Hkv = pick([1, 2], r);
-        const s: AttnShape = { B: 2, H: 4, Hkv, Sq, Sk, D: pick([64, 128], r) };
+        const Sk = 700 + Math.floor(r() * 2000);
+        const s: AttnShape = { B: 2, H: 2, Hkv: pick([1, 2], r), Sq, Sk, D: pick([64, 128], r) };
         const dtype = Sq % 5 === 1 ? 'bf16' : 'f32';
         const lengths = [Sk - Math.floor(r() * Sk * 0.5), 1 + Math.floor(r() * Sk)];
         const c = makeCase(r, s, dtype, { lengths, causal: Sq % 2 === 0 });

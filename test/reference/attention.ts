@@ -53,20 +53,27 @@ export function roundTo(dtype: DType): (x: number) => number {
 
 const exact = (x: number) => x;
 
-/** Offset of element (b, h, i, j) in a bias of shape `bs` broadcast to [B, H, Sq, Sk]. */
-function biasIndex(bs: readonly number[], b: number, h: number, i: number, j: number): number {
-  const idx = [b, h, i, j];
-  const shift = 4 - bs.length;
-  let off = 0;
-  for (let d = 0; d < bs.length; d++) off = off * bs[d]! + (bs[d] === 1 ? 0 : idx[d + shift]!);
-  return off;
+/** Strides of a bias of shape `bs` broadcast to [B, H, Sq, Sk] (aligned at the end; 0 on broadcast dims). */
+function biasStrides(bs: readonly number[]): number[] {
+  const st = [0, 0, 0, 0];
+  let stride = 1;
+  for (let d = bs.length - 1; d >= 0; d--) {
+    st[d + 4 - bs.length] = bs[d] === 1 ? 0 : stride;
+    stride *= bs[d]!;
+  }
+  return st;
+}
+
+/** The inputs as Float64Array, so the loops below see one array kind. */
+function f64(a: ArrayLike<number>): Float64Array {
+  return a instanceof Float64Array ? a : Float64Array.from(a);
 }
 
 /**
  * The probabilities of one (b, h) block: P [Sq, Sk] (undropped, 0 where hidden), the dropout
  * factors keep * scale_p per element (null without dropout), and lse [Sq].
  */
-function probabilities(s: AttnShape, q: ArrayLike<number>, k: ArrayLike<number>, b: number, h: number, o: AttnRefOptions,
+function probabilities(s: AttnShape, q: Float64Array, k: Float64Array, b: number, h: number, o: AttnRefOptions,
   round: (x: number) => number): { P: Float64Array; drop: Float64Array | null; lse: Float64Array } {
   const { H, Hkv, Sq, Sk, D } = s;
   const scale = o.scale ?? 1 / Math.sqrt(D);
@@ -78,8 +85,11 @@ function probabilities(s: AttnShape, q: ArrayLike<number>, k: ArrayLike<number>,
   const drop = p > 0 ? new Float64Array(Sq * Sk) : null;
   const sp = dropoutScale(p);
   const sc = new Float64Array(Sk);
+  const bias = o.bias ? f64(o.bias.v) : null;
+  const bst = o.bias ? biasStrides(o.bias.shape) : [0, 0, 0, 0];
   for (let i = 0; i < Sq; i++) {
     const qo = ((b * H + h) * Sq + i) * D;
+    const bo = b * bst[0]! + h * bst[1]! + i * bst[2]!;
     const last = Math.min(len, o.causal ? i + Sk - Sq + 1 : Sk);  // visible keys are j < last
     let max = -Infinity;
     let nan = false;
@@ -87,8 +97,7 @@ function probabilities(s: AttnShape, q: ArrayLike<number>, k: ArrayLike<number>,
       const ko = ((b * Hkv + kh) * Sk + j) * D;
       let dot = 0;
       for (let d = 0; d < D; d++) dot += q[qo + d]! * k[ko + d]!;
-      const bias = o.bias ? o.bias.v[biasIndex(o.bias.shape, b, h, i, j)]! : 0;
-      sc[j] = round(scale * dot + bias);
+      sc[j] = round(scale * dot + (bias ? bias[bo + j * bst[3]!]! : 0));
       if (sc[j]! > max) max = sc[j]!;
       if (Number.isNaN(sc[j])) nan = true;
     }
@@ -109,9 +118,10 @@ function probabilities(s: AttnShape, q: ArrayLike<number>, k: ArrayLike<number>,
 }
 
 /** out and lse of fusedAttention for q [B, H, Sq, D] and k, v [B, Hkv, Sk, D]. */
-export function attentionRef(s: AttnShape, q: ArrayLike<number>, k: ArrayLike<number>, v: ArrayLike<number>,
+export function attentionRef(s: AttnShape, q64: ArrayLike<number>, k64: ArrayLike<number>, v64: ArrayLike<number>,
   o: AttnRefOptions = {}): AttnForward {
   const { B, H, Hkv, Sq, Sk, D } = s;
+  const [q, k, v] = [f64(q64), f64(k64), f64(v64)];
   const round = o.round ?? exact;
   const out = new Float64Array(B * H * Sq * D);
   const lse = new Float64Array(B * H * Sq);
@@ -142,9 +152,10 @@ export function attentionRef(s: AttnShape, q: ArrayLike<number>, k: ArrayLike<nu
  * group). delta_i = <dout_i, out_i> is taken from this function's own forward, as
  * sum_j P_ij dP_ij (the same value in exact arithmetic; the rounded path is softmax's backward).
  */
-export function attentionBackwardRef(s: AttnShape, q: ArrayLike<number>, k: ArrayLike<number>, v: ArrayLike<number>,
-  dout: ArrayLike<number>, o: AttnRefOptions = {}): AttnGrads {
+export function attentionBackwardRef(s: AttnShape, q64: ArrayLike<number>, k64: ArrayLike<number>, v64: ArrayLike<number>,
+  dout64: ArrayLike<number>, o: AttnRefOptions = {}): AttnGrads {
   const { B, H, Hkv, Sq, Sk, D } = s;
+  const [q, k, v, dout] = [f64(q64), f64(k64), f64(v64), f64(dout64)];
   const round = o.round ?? exact;
   const scale = o.scale ?? 1 / Math.sqrt(D);
   const dq = new Float64Array(B * H * Sq * D);
