@@ -4,11 +4,12 @@
 //              attn_rng_index (dropout's element index of (b, h, i, j))
 //   rows:      add_bias_row, softmax_block_row (the forward's online softmax step), probs_row (the
 //              backward's P from lse), drop_row (dropout's keep mask on a row segment)
-//   products:  mm_panel, C[M, N] (=, +=, or row-scaled +=) A[M, K] B[K, N] through register tiles
-//              that broadcast A and load B rows. A is read through two strides, so one kernel
+//   products:  mm_panel / mm_panel_packed, C[M, N] (=, +=, or row-scaled +=) A[M, K] B[K, N]
+//              through register tiles that broadcast A and load B rows (plain or packed panels). A is read through two strides, so one kernel
 //              serves Q K^T (B = K^T packed), P V, dS K, and the transposed products P^T dO and
 //              dS^T Q (A = P or dS read column-wise: ars = 1, aks = row stride).
-//   packing:   rows_to_f32 (scaled f32 copy), pack_transposed (K^T blocks), rows_from_f32 (output)
+//   packing:   rows_to_f32 (scaled f32 copy), pack_panels / pack_panels_t (B operands in the
+//              panel layout, f32, from rows or transposed), pack_transposed, rows_from_f32 (output)
 //
 // Why own tiles rather than oneDNN matmuls: the products of one block are small (96 x 128 x 64),
 // where a primitive call's fixed cost (~1.5 us cached, plus its own packing of both operands)
@@ -117,27 +118,40 @@ SF_INLINE void mm_rows(int64_t m, int64_t K, const float* A, int64_t ars, int64_
 }
 
 // C[M, N] op= A[M, K] B[K, N]: A[m, k] at A[m * ars + k * aks] (broadcast; any strides),
-// B[k, n] at B[k * ldb + n], C[m, n] at C[m * ldc + n]; alpha[M] for Acc::Scale. B and C need no
-// padding: a partial last vector is masked. Column tiles outer: a tile's B panel (K x kNR) stays
-// in L1 while the row tiles stream past it. K = 0 gives C = 0 (Set), C (Add), alpha C (Scale).
+// C[m, n] at C[m * ldc + n], alpha[M] for Acc::Scale; B in column panels of kNR columns, panel
+// p at B + p * bstep, B[k, n] at + k * ldb + n % kNR: packed panels (pack_panels) have ldb = kNR
+// and bstep = K * kNR, so a tile's B (K x kNR) is one contiguous run that stays in L1 while the
+// row tiles stream past it (column tiles are the outer loop); plain rows have bstep = kNR.
+// Nothing needs padding: a partial last vector of B and C is masked. K = 0 gives C = 0 (Set),
+// C (Add), alpha C (Scale).
 template <Acc Mode, int KC = 0>
-static void mm_panel(int64_t M, int64_t N, int64_t K, const float* A, int64_t ars, int64_t aks, const float* B, int64_t ldb,
-                     float* C, int64_t ldc, const float* alpha = nullptr) {
+static void mm_panel_packed(int64_t M, int64_t N, int64_t K, const float* A, int64_t ars, int64_t aks, const float* B,
+                            int64_t ldb, int64_t bstep, float* C, int64_t ldc, const float* alpha = nullptr) {
   constexpr int W = V::W;
   const auto al = [alpha](int64_t m) { return alpha ? alpha + m : nullptr; };
   int64_t n = 0;
-  for (; n + kNR <= N; n += kNR)
+  for (; n + kNR <= N; n += kNR) {
+    const float* bp = B + n / kNR * bstep;
     for (int64_t m = 0; m < M; m += kMR)
-      mm_rows<kMR, kNV, Mode, false, KC>(M - m < kMR ? M - m : kMR, K, A + m * ars, ars, aks, B + n, ldb, C + m * ldc + n,
+      mm_rows<kMR, kNV, Mode, false, KC>(M - m < kMR ? M - m : kMR, K, A + m * ars, ars, aks, bp, ldb, C + m * ldc + n,
                                          ldc, al(m), W);
+  }
   for (int tail = int((N - n + W - 1) / W); tail > 0; --tail, n += W) {  // fewer than kNV vectors
     const int w = N - n < W ? int(N - n) : W;
+    const float* bp = B + n / kNR * bstep + n % kNR;
     for (int64_t m = 0; m < M; m += kMR) {
       const int64_t mr = M - m < kMR ? M - m : kMR;
-      if (w == W) mm_rows<kMR, 1, Mode, false, KC>(mr, K, A + m * ars, ars, aks, B + n, ldb, C + m * ldc + n, ldc, al(m), W);
-      else mm_rows<kMR, 1, Mode, true, KC>(mr, K, A + m * ars, ars, aks, B + n, ldb, C + m * ldc + n, ldc, al(m), w);
+      if (w == W) mm_rows<kMR, 1, Mode, false, KC>(mr, K, A + m * ars, ars, aks, bp, ldb, C + m * ldc + n, ldc, al(m), W);
+      else mm_rows<kMR, 1, Mode, true, KC>(mr, K, A + m * ars, ars, aks, bp, ldb, C + m * ldc + n, ldc, al(m), w);
     }
   }
+}
+
+// mm_panel_packed with B in plain rows: B[k, n] at B[k * ldb + n].
+template <Acc Mode, int KC = 0>
+static void mm_panel(int64_t M, int64_t N, int64_t K, const float* A, int64_t ars, int64_t aks, const float* B, int64_t ldb,
+                     float* C, int64_t ldc, const float* alpha = nullptr) {
+  mm_panel_packed<Mode, KC>(M, N, K, A, ars, aks, B, ldb, kNR, C, ldc, alpha);
 }
 
 // --- score rows ----------------------------------------------------------------------------
@@ -290,6 +304,48 @@ static void pack_transposed(const T* src, int64_t lds, int64_t rows, int64_t col
   }
   for (int64_t c = 0; c < cols; ++c)
     for (int64_t r = rows; r < rpad; ++r) dst[c * ldd + r] = 0.0f;
+}
+
+// Floats of a packed B[K, N] (mm_panel_packed): ceil(N / kNR) panels of K x kNR.
+SF_INLINE int64_t packed_floats(int64_t K, int64_t N) { return (N + kNR - 1) / kNR * kNR * K; }
+
+// B[k, n] = f32(src[k * lds + n]) for k < rows, n < cols, packed in panels (ldb = kNR,
+// bstep = kpad * kNR); zero for rows <= k < kpad and in the last panel's columns past cols.
+// For V rows as the B of P V.
+template <class T>
+static void pack_panels(const T* src, int64_t lds, int64_t rows, int64_t cols, float* dst, int64_t kpad) {
+  constexpr int W = V::W;
+  for (int64_t n0 = 0; n0 < cols; n0 += kNR) {
+    float* p = dst + n0 / kNR * kpad * kNR;
+    const int64_t nc = cols - n0 < kNR ? cols - n0 : kNR;
+    for (int64_t k = 0; k < rows; ++k) {
+      const T* x = src + k * lds + n0;
+      float* y = p + k * kNR;
+      for (int64_t c = 0; c < kNR; c += W) {
+        const int64_t w = nc - c;
+        V::store(y + c, w >= W ? V::load(x + c) : w > 0 ? V::load(x + c, int(w)) : V::zero());
+      }
+    }
+    for (int64_t k = rows; k < kpad; ++k)
+      for (int64_t c = 0; c < kNR; ++c) p[k * kNR + c] = 0.0f;
+  }
+}
+
+// B[k, n] = scale * f32(src[n * lds + k]) for n < rows, k < cols (B = src^T), packed in panels
+// (ldb = kNR, bstep = cols * kNR); zero in columns rows <= n < npad. For K rows as the B of Q K^T.
+template <class T>
+static void pack_panels_t(const T* src, int64_t lds, int64_t rows, int64_t cols, float* dst, int64_t npad,
+                          float scale = 1.0f) {
+  for (int64_t n0 = 0; n0 < npad; n0 += kNR) {
+    float* p = dst + n0 / kNR * cols * kNR;
+    const int64_t nr = rows - n0 < kNR ? (rows - n0 > 0 ? rows - n0 : 0) : kNR;
+    for (int64_t c = 0; c < nr; ++c) {
+      const T* x = src + (n0 + c) * lds;
+      for (int64_t k = 0; k < cols; ++k) p[k * kNR + c] = scale * to_f32(x[k]);
+    }
+    for (int64_t k = 0; k < cols; ++k)
+      for (int64_t c = nr; c < kNR; ++c) p[k * kNR + c] = 0.0f;
+  }
 }
 
 }  // namespace seqfuse::cpu::SF_ISA_NS
