@@ -27,6 +27,12 @@ export interface AttnRefOptions {
   seed?: number | bigint;
   /** The storage rounding of the unfused path (roundTo); default none: exact float64. */
   round?: (x: number) => number;
+  /**
+   * Backward only: take delta_i = <dout_i, out_i> from this out [B, H, Sq, D], as attention.h's
+   * kernels do from the out they are given (e.g. rounded to the dtype), instead of the exact
+   * sum_j P_ij dP_ij.
+   */
+  deltaOut?: ArrayLike<number>;
 }
 
 export interface AttnForward {
@@ -150,12 +156,14 @@ export function attentionRef(s: AttnShape, q64: ArrayLike<number>, k64: ArrayLik
 /**
  * dq, dk, dv of fusedAttention for the upstream gradient dout (dk, dv summed over each GQA
  * group). delta_i = <dout_i, out_i> is taken from this function's own forward, as
- * sum_j P_ij dP_ij (the same value in exact arithmetic; the rounded path is softmax's backward).
+ * sum_j P_ij dP_ij (the same value in exact arithmetic; the rounded path is softmax's backward),
+ * unless o.deltaOut gives the out.
  */
 export function attentionBackwardRef(s: AttnShape, q64: ArrayLike<number>, k64: ArrayLike<number>, v64: ArrayLike<number>,
   dout64: ArrayLike<number>, o: AttnRefOptions = {}): AttnGrads {
   const { B, H, Hkv, Sq, Sk, D } = s;
   const [q, k, v, dout] = [f64(q64), f64(k64), f64(v64), f64(dout64)];
+  const deltaOut = o.deltaOut ? f64(o.deltaOut) : null;
   const round = o.round ?? exact;
   const scale = o.scale ?? 1 / Math.sqrt(D);
   const dq = new Float64Array(B * H * Sq * D);
@@ -193,6 +201,10 @@ export function attentionBackwardRef(s: AttnShape, q64: ArrayLike<number>, k64: 
           for (let d = 0; d < D; d++) dvh[j * D + d] += pd * dout[qo + d]!;
           dS[j] = dp;
           delta += pij * dp;
+        }
+        if (deltaOut) {
+          delta = 0;
+          for (let d = 0; d < D; d++) delta += dout[qo + d]! * deltaOut[qo + d]!;
         }
         acc.fill(0);
         for (let j = 0; j < Sk; j++) {
