@@ -169,9 +169,9 @@ async function ortPeers(c, data, threads) {
   } else {
     // K/V copy i split into its past (first Sk-1 keys of each head) and the new token (the last key)
     const split = (x) => {
-      const past = new Float32Array(c.Hkv * (c.Sk - 1) * c.D);
-      const last = new Float32Array(c.Hkv * c.D);
-      for (let h = 0; h < c.Hkv; h++) {
+      const past = new Float32Array(c.B * c.Hkv * (c.Sk - 1) * c.D);
+      const last = new Float32Array(c.B * c.Hkv * c.D);
+      for (let h = 0; h < c.B * c.Hkv; h++) {
         past.set(x.subarray(h * c.Sk * c.D, (h * c.Sk + c.Sk - 1) * c.D), h * (c.Sk - 1) * c.D);
         last.set(x.subarray((h * c.Sk + c.Sk - 1) * c.D, (h + 1) * c.Sk * c.D), h * c.D);
       }
@@ -183,7 +183,7 @@ async function ortPeers(c, data, threads) {
       const [pk, nk] = split(k);
       const [pv, nv] = split(v);
       return { q: t(data.q, [c.B, 1, c.H * c.D]), k: t(nk, kvd), v: t(nv, kvd), past_k: t(pk, past), past_v: t(pv, past),
-        seqlens_k: new ort.Tensor('int32', Int32Array.of(c.Sk - 1), [c.B]), total: new ort.Tensor('int32', Int32Array.of(c.Sk), []) };
+        seqlens_k: new ort.Tensor('int32', new Int32Array(c.B).fill(c.Sk - 1), [c.B]), total: new ort.Tensor('int32', Int32Array.of(c.Sk), []) };
     });
     // only `out` is fetched: copying the present cache back into JS would triple its time
     peers.push(ortPeer('ort GQA', await open(data.gqa), feeds, { out: t(new Float32Array(data.q.length), [c.B, 1, c.H * c.D]) }, (o) => o.slice()));
@@ -313,9 +313,9 @@ async function measure(peers, quick) {
     }
   }
   const res = {};
+  const base = perRound.get('seqfuse');
   for (const p of peers) {
-    const base = perRound.get('seqfuse');
-    res[p.name] = { ns: stats(all.get(p.name)), ratio: base ? stats(perRound.get(p.name).map((x, r) => x / base[r])) : null };
+    res[p.name] = { ns: stats(all.get(p.name)), ratio: stats(perRound.get(p.name).map((x, r) => x / base[r])) };
   }
   return res;
 }
@@ -335,16 +335,6 @@ function caseData(c) {
   return data;
 }
 
-function seqfuseHasKernel() {
-  try {
-    sf.fusedAttention(Tensor.zeros([1, 1, 1, 8]), Tensor.zeros([1, 1, 1, 8]), Tensor.zeros([1, 1, 1, 8]));
-    return true;
-  } catch (e) {
-    if (e.code === 'ERR_BACKEND') return false;
-    throw e;
-  }
-}
-
 export async function run(args) {
   const quick = args.includes('--quick');
   const torch = await startTorch();
@@ -358,8 +348,6 @@ export async function run(args) {
   const info = { seqfuse: commit, isa: sf.getIsa().active, onnxruntime: ort.env.versions.node, torch: torch.info ?? null };
   console.log(`attention f32: seqfuse ${commit} (${info.isa}), onnxruntime-node ${info.onnxruntime}, ${torchLine}${quick ? ', --quick' : ''}`);
 
-  const sfOk = seqfuseHasKernel();
-  if (!sfOk) console.log('seqfuse fusedAttention: this build has no CPU kernel yet (ERR_BACKEND); timing the peers only');
   const results = [];
   const prefillRows = [];
   const decodeRows = [];
@@ -367,20 +355,19 @@ export async function run(args) {
     const c = { ...c0, scale: 1 / Math.sqrt(c0.D) };
     const data = caseData(c);
     const flops = 4 * c.B * c.H * c.Sq * c.Sk * c.D * (c.causal ? 0.5 : 1);
-    const seqfuse = sfOk ? seqfusePeer(c, data) : null;
+    const seqfuse = seqfusePeer(c, data);
     const naive = naivePeer(c, data);
     if (!torch.missing) torch.checksum = await torch.ask({ case: { ...c0, copies: data.copies } });
-    let ref = sfOk ? await seqfuse.output() : null;
+    const ref = await seqfuse.output();
     let naiveRes = null;
     for (const threads of [1, 2]) {
       sf.setNumThreads(threads);
       const ortSet = await ortPeers(c, data, threads);
-      ref ??= await ortSet.peers[0].output();
-      const peers = [...(sfOk ? [seqfuse] : []), ...ortSet.peers, ...(torch.missing ? [] : [torchPeer(torch, threads)])];
+      const peers = [seqfuse, ...ortSet.peers, ...(torch.missing ? [] : [torchPeer(torch, threads)])];
       // JS runs on one thread: timed in the 1-thread pass, quoted in both
       if (threads === 1 && naive.flops <= NAIVE_MAX_FLOPS) peers.push(naive);
       const checks = {};
-      for (const p of peers.filter((x) => x !== seqfuse)) checks[p.name] = mismatch(ref, await p.output());
+      for (const p of peers.slice(1)) checks[p.name] = mismatch(ref, await p.output());
       const bad = Object.entries(checks).filter(([, e]) => !(e <= 1e-4));
       if (bad.length) console.log(`  MISMATCH ${c.kind} Sk=${c.Sk} causal=${c.causal}: ${bad.map(([n, e]) => `${n} ${e}`).join(', ')}`);
       // decode: a DRAM copy of at least 128 MiB moved per call (half read, half written), same rounds
@@ -392,18 +379,18 @@ export async function run(args) {
       m['naive JS'] = naiveRes;
       const ortBest = c.kind === 'prefill' ? (m['ort plain'].ns.median <= m['ort MHA'].ns.median ? 'ort plain' : 'ort MHA')
         : m['ort plain'].ns.median <= m['ort GQA'].ns.median ? 'ort plain' : 'ort GQA';
-      const sfNs = m.seqfuse?.ns;
-      const gflops = flops / sfNs?.median;
+      const sfNs = m.seqfuse.ns;
+      const gflops = flops / sfNs.median;
       const row = {
         threads, 'seqfuse ms': ms(sfNs), 'GFLOP/s': fmt(gflops), 'peak': PEAKS.f32GFlops[threads],
         'ORT plain ms': ms(m['ort plain'].ns), 'ORT best/sf': ratio(m[ortBest].ratio), 'torch ms': ms(m.torch?.ns), 'torch/sf': ratio(m.torch?.ratio),
-        'naive JS ms*': ms(naiveRes?.ns), 'JS/sf': fmt(naiveRes?.ns.median / sfNs?.median, 0),
+        'naive JS ms*': ms(naiveRes?.ns), 'JS/sf': fmt(naiveRes?.ns.median / sfNs.median, 0),
       };
       const rec = { ...c0, threads, flops, peakGFlops: PEAKS.f32GFlops[threads], ortBest, checks, naiveScaledFrom: `${c.H / c.Hkv} of ${c.B * c.H} heads`, peers: m };
       if (c.kind === 'prefill') {
         prefillRows.push({ S: c.Sq, causal: c.causal ? 'yes' : 'no', ...row, 'ORT MHA ms': ms(m['ort MHA'].ns) });
       } else {
-        const kvGBs = data.kvBytes / sfNs?.median;
+        const kvGBs = data.kvBytes / sfNs.median;
         const copyGBs = copyBytes / m.copy.ns.median;
         rec.kvGBs = kvGBs;
         rec.copyGBs = copyGBs;
