@@ -143,14 +143,28 @@ static void fwd_tasks(const AttentionArgs& a, int64_t t0, int64_t t1, float* scr
   }
 }
 
+// dst[r * ldd + c] = f32(src[r * D + c]), r < rows, c < D: a block of K or V rows, read once.
+// It is copied to L1 first even in f32, and each row requests the same row of the next block
+// (next: one follows): the tiles' reads (six rows interleaved) defeat the hardware prefetchers,
+// and without the requests the memory would idle while a block computes.
+template <class T>
+static void copy_block(const T* src, int64_t rows, int64_t D, float* dst, int64_t ldd, bool next) {
+  const int64_t bytes = D * int64_t(sizeof(T));
+  for (int64_t r = 0; r < rows; ++r) {
+    if (next)
+      for (int64_t c = 0; c < bytes; c += 64) __builtin_prefetch(reinterpret_cast<const char*>(src + (kDk + r) * D) + c);
+    rows_to_f32(src + r * D, D, 1, D, 1.0f, dst + r * ldd, ldd);
+  }
+}
+
 // Decode tasks [t0, t1): each leaves its rows' partial max, sum and output in p.part.
 template <class T>
 static void decode_tasks(const AttentionArgs& a, const DecodePlan& p, int64_t t0, int64_t t1, float* scratch) {
   constexpr int W = V::W;
   const int64_t D = a.D, dp = attn_pad(D), G = a.H / a.Hkv, rows = G * a.Sq;
   float* qt = scratch;  // Q^T of the rows, packed panels [D][kNR], scale folded in
-  float* kf = qt + D * kDecR;  // a block of K rows in f32 (16-bit inputs)
-  float* vf = kf + kDk * dp;  // a block of V rows in f32 (16-bit inputs)
+  float* kf = qt + D * kDecR;  // a block of K rows in f32
+  float* vf = kf + kDk * dp;  // a block of V rows in f32
   float* st = vf + kDk * dp;  // S^T [kDk][rs]
   float* m = st + kDk * kDecR;
   float* l = m + kDecR;
@@ -181,21 +195,10 @@ static void decode_tasks(const AttentionArgs& a, const DecodePlan& p, int64_t t0
     const T* vh = static_cast<const T*>(a.v) + bk * a.Sk * D;
     for (int64_t j0 = j0s; j0 < j1s; j0 += kDk) {
       const int64_t nk = j1s - j0 < kDk ? j1s - j0 : kDk;
-      const float* kb;
-      const float* vb;
-      int64_t ldk;
-      if constexpr (std::is_same_v<T, float>) {
-        kb = kh + j0 * D;
-        vb = vh + j0 * D;
-        ldk = D;
-      } else {
-        rows_to_f32(kh + j0 * D, D, nk, D, 1.0f, kf, dp);
-        rows_to_f32(vh + j0 * D, D, nk, D, 1.0f, vf, dp);
-        kb = kf;
-        vb = vf;
-        ldk = dp;
-      }
-      mm_panel_packed<Acc::Set>(nk, nr, D, kb, ldk, 1, qt, kNR, D * kNR, st, rs);
+      const bool more = j0 + kDk < j1s;
+      copy_block(kh + j0 * D, nk, D, kf, dp, more);
+      copy_block(vh + j0 * D, nk, D, vf, dp, more);
+      mm_panel_packed<Acc::Set>(nk, nr, D, kf, dp, 1, qt, kNR, D * kNR, st, rs);
       // bias and masks, per row (a column of S^T)
       for (int64_t r = 0; r < nr; ++r) {
         const int64_t g = (r0 + r) / a.Sq, i = (r0 + r) % a.Sq;
@@ -232,7 +235,7 @@ static void decode_tasks(const AttentionArgs& a, const DecodePlan& p, int64_t t0
               if (h[jj] < drop.t) st[(c + jj) * rs + r] = 0.0f;
           }
         }
-      mm_panel<Acc::Scale>(nr, D, nk, st, 1, rs, vb, ldk, o, dp, alpha);
+      mm_panel<Acc::Scale>(nr, D, nk, st, 1, rs, vf, dp, o, dp, alpha);
     }
     float* part = p.part + t * decode_part_floats(a);
     for (int64_t r = 0; r < nr; ++r) {

@@ -81,20 +81,29 @@ SF_INLINE void mm_tile(int64_t K, const float* A, int64_t ars, int64_t aks, cons
                        int64_t ldc, const float* alpha, int w) {
   constexpr int W = V::W;
   const int64_t kn = KC > 0 ? KC : K;
+  // the accumulators must live in registers: the loops over m and v are unrolled explicitly
+  // (GCC's own limits left 12-row tiles in a stack array, stored every step)
   R c[M][NV];
+#pragma GCC unroll 32
   for (int m = 0; m < M; ++m)
+#pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) c[m][v] = V::zero();
   for (int64_t k = 0; k < kn; ++k) {
     const float* bk = B + k * ldb;
     const float* ak = A + k * aks;
     R b[NV];
+#pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) b[v] = Tail && v == NV - 1 ? V::load(bk + v * W, w) : V::load(bk + v * W);
+#pragma GCC unroll 32
     for (int m = 0; m < M; ++m) {
       const R x = V::set1(ak[m * ars]);
+#pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) c[m][v] = V::fma(x, b[v], c[m][v]);
     }
   }
+#pragma GCC unroll 32
   for (int m = 0; m < M; ++m) {
+#pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) {
       float* cp = C + m * ldc + v * W;
       const bool t = Tail && v == NV - 1;
@@ -136,13 +145,14 @@ static void mm_panel_packed(int64_t M, int64_t N, int64_t K, const float* A, int
       mm_rows<kMR, kNV, Mode, false, KC>(M - m < kMR ? M - m : kMR, K, A + m * ars, ars, aks, bp, ldb, C + m * ldc + n,
                                          ldc, al(m), W);
   }
-  for (int tail = int((N - n + W - 1) / W); tail > 0; --tail, n += W) {  // fewer than kNV vectors
+  // fewer than kNV vectors left: one-vector tiles of 2 kMR rows (as many accumulators)
+  for (int tail = int((N - n + W - 1) / W); tail > 0; --tail, n += W) {
     const int w = N - n < W ? int(N - n) : W;
     const float* bp = B + n / kNR * bstep + n % kNR;
-    for (int64_t m = 0; m < M; m += kMR) {
-      const int64_t mr = M - m < kMR ? M - m : kMR;
-      if (w == W) mm_rows<kMR, 1, Mode, false, KC>(mr, K, A + m * ars, ars, aks, bp, ldb, C + m * ldc + n, ldc, al(m), W);
-      else mm_rows<kMR, 1, Mode, true, KC>(mr, K, A + m * ars, ars, aks, bp, ldb, C + m * ldc + n, ldc, al(m), w);
+    for (int64_t m = 0; m < M; m += 2 * kMR) {
+      const int64_t mr = M - m < 2 * kMR ? M - m : 2 * kMR;
+      if (w == W) mm_rows<2 * kMR, 1, Mode, false, KC>(mr, K, A + m * ars, ars, aks, bp, ldb, C + m * ldc + n, ldc, al(m), W);
+      else mm_rows<2 * kMR, 1, Mode, true, KC>(mr, K, A + m * ars, ars, aks, bp, ldb, C + m * ldc + n, ldc, al(m), w);
     }
   }
 }
