@@ -411,7 +411,7 @@ ORT plain: Transpose/MatMul/Mul/[Add mask]/Softmax/MatMul graph; ORT MHA: com.mi
 (q and out in its [B,S,H*D] layout, transposed once outside the timing); ORT GQA: com.microsoft
 GroupQueryAttention with a past cache of Sk-1 keys plus the new token, fetching only the output.
 onnxruntime-node: intraOpNumThreads = threads, sequential, all graph optimizations.
-torch: matmul, scale and mask in place, softmax in place, matmul into a preallocated output
+torch: matmul into preallocated scores, scale, mask and softmax in place, matmul into a preallocated output
 (${torchLine}).
 * naive JS: a plain Float32Array loop on one head (prefill) or one key/value head's 4 query heads
 (decode), single-threaded, scaled up to all heads; the 2-thread rows quote the 1-thread time;

@@ -1,8 +1,9 @@
 # PyTorch CPU peer of bench/attention.mjs, which starts it with the system python3 (Debian's
 # python3-torch) and talks to it one JSON line per command, so its timings interleave with the
 # other peers' rounds. torch 1.13 has no scaled_dot_product_attention: this is the
-# matmul -> softmax -> matmul a user writes, in its fastest form measured here (scale and mask
-# in place, softmax in place, output into a preallocated tensor).
+# matmul -> softmax -> matmul a user writes, in its fastest form measured here (scores and output
+# in preallocated tensors, scale, mask and softmax in place: a fresh scores tensor per call costs
+# ~30% at S = 512 in page faults).
 #   {"case": {B, H, Hkv, Sq, Sk, D, causal, copies}} -> {"sum", "sumsq"} of the output (a check)
 #   {"time": reps, "threads": n}                      -> {"ns": [per-call ns]}
 import json
@@ -45,13 +46,14 @@ class Case:
             i = torch.arange(g * Sq).remainder(Sq).unsqueeze(1)
             j = torch.arange(Sk).unsqueeze(0)
             self.mask = torch.zeros(g * Sq, Sk).masked_fill_(j > i + Sk - Sq, float('-inf'))
+        self.scores = torch.empty(B, Hkv, g * Sq, Sk)
         self.out = torch.empty(B, Hkv, g * Sq, D)
         self.calls = 0
 
     def run(self):
         k, v = self.kv[self.calls % len(self.kv)]
         self.calls += 1
-        s = torch.matmul(self.q, k.transpose(-1, -2))
+        s = torch.matmul(self.q, k.transpose(-1, -2), out=self.scores)
         s.mul_(self.scale)
         if self.mask is not None:
             s.add_(self.mask)
