@@ -68,6 +68,8 @@ static inline int64_t decode_scratch_floats(const AttentionArgs& a) {
 
 namespace seqfuse::cpu::SF_ISA_NS {
 
+constexpr int64_t kBand = 2 * kMR;  // rows per P V call in a ragged block
+
 // Tasks [t0, t1) of the block walk; DC > 0: D known at compile time.
 template <class T, int DC>
 static void fwd_tasks(const AttentionArgs& a, int64_t t0, int64_t t1, float* scratch) {
@@ -117,7 +119,19 @@ static void fwd_tasks(const AttentionArgs& a, int64_t t0, int64_t t1, float* scr
     }
     for (int64_t j0 = 0; j0 < kend; j0 += kBc) {
       const int64_t nk = kend - j0 < kBc ? kend - j0 : kBc;
-      mm_panel_packed<Acc::Set, DC>(rows, (nk + kNR - 1) / kNR * kNR, D, qs, dp, 1, kt + j0 * D, kNR, D * kNR, s, kBc);
+      // a block where the rows see different numbers of keys (causal's diagonal) computes each
+      // column tile of S only for the rows that see it, and P V per band of rows only over the
+      // keys the band sees: about half of such a block
+      const bool ragged = attn_key_end(a, b, i0) - j0 < nk;
+      const float* ktb = kt + j0 * D;
+      if (!ragged) {
+        mm_panel_packed<Acc::Set, DC>(rows, (nk + kNR - 1) / kNR * kNR, D, qs, dp, 1, ktb, kNR, D * kNR, s, kBc);
+      } else {
+        for (int64_t n0 = 0; n0 < nk; n0 += kNR) {
+          const int64_t r0 = attn_clamp(attn_first_row(a, b, j0 + n0) - i0, 0, rows);
+          mm_panel_packed<Acc::Set, DC>(rows - r0, kNR, D, qs + r0 * dp, dp, 1, ktb + n0 * D, kNR, D * kNR, s + r0 * kBc + n0, kBc);
+        }
+      }
       for (int64_t r = 0; r < rows; ++r) {
         float* sr = s + r * kBc;
         int64_t n = attn_key_end(a, b, i0 + r) - j0;
@@ -131,7 +145,16 @@ static void fwd_tasks(const AttentionArgs& a, int64_t t0, int64_t t1, float* scr
         alpha[r] = softmax_block_row(sr, n, nk, m[r], l[r], nan[r]);
         if (drop.on()) drop_row(drop, rng, attn_rng_index(a, b, h, i0 + r, j0), sr, n);
       }
-      mm_panel_packed<Acc::Scale>(rows, D, nk, s, kBc, 1, vp + j0 * dv, kNR, kBc * kNR, o, dp, alpha);
+      const float* vpb = vp + j0 * dv;
+      if (!ragged) {
+        mm_panel_packed<Acc::Scale>(rows, D, nk, s, kBc, 1, vpb, kNR, kBc * kNR, o, dp, alpha);
+      } else {
+        for (int64_t r = 0; r < rows; r += kBand) {
+          const int64_t rb = rows - r < kBand ? rows - r : kBand;
+          const int64_t kk = attn_clamp(attn_key_end(a, b, i0 + r + rb - 1) - j0, 0, nk);
+          mm_panel_packed<Acc::Scale>(rb, D, kk, s + r * kBc, kBc, 1, vpb, kNR, kBc * kNR, o + r * dp, dp, alpha + r);
+        }
+      }
     }
     float* lse = a.lse ? a.lse + (b * a.H + h) * a.Sq + i0 : nullptr;
     for (int64_t r = 0; r < rows; ++r) {

@@ -27,6 +27,9 @@ namespace seqfuse::cpu {
 constexpr int64_t kAttnPad = 16;
 static inline int64_t attn_pad(int64_t n) { return (n + kAttnPad - 1) / kAttnPad * kAttnPad; }
 
+// x clamped to [lo, hi] (std::clamp would be a shared template instance: see cpu/simd.h)
+static inline int64_t attn_clamp(int64_t x, int64_t lo, int64_t hi) { return x < lo ? lo : x > hi ? hi : x; }
+
 // Query row i of batch row b sees keys [0, attn_key_end): j < L_b and, if causal, j <= i + Sk - Sq.
 static inline int64_t attn_key_end(const AttentionArgs& a, int64_t b, int64_t i) {
   int64_t e = a.kv_lengths ? int64_t(a.kv_lengths[b]) : a.Sk;
