@@ -1,8 +1,9 @@
 #!/usr/bin/env node
-// npm run bench -- <suite...>   (default: every suite). Suites: ops.
+// npm run bench -- <suite...> [--quick]   (default: every suite). Suites: ops, attention.
 // Each suite prints a table and writes JSON under bench/results/.
 const suites = {
   ops: () => import('./ops.mjs'),
+  attention: () => import('./attention.mjs'),
 };
 
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));

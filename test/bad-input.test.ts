@@ -19,6 +19,10 @@ const notTensor = { shape: [2, 8], dtype: 'f32' } as unknown as Tensor;
 
 const x = f32([2, 8]);
 const v8 = f32([8]);
+// attention: q [B 2, H 4, Sq 3, D 8], k and v [2, Hkv 2, Sk 5, 8], lse [2, 4, 3]
+const aq = f32([2, 4, 3, 8]);
+const akv = f32([2, 2, 5, 8]);
+const alse = f32([2, 4, 3]);
 
 /** Bad calls per export; async forms are checked automatically for ops that have them. */
 export const CASES: Record<string, Case[]> = {
@@ -151,6 +155,57 @@ export const CASES: Record<string, Case[]> = {
   biasDropoutResidualBackward: [
     ['options missing seed with dropout', () => [x, { dropout: 0.3 }], 'ERR_ARG'],
     ['disposed dy', () => [disposed(), {}], 'ERR_DISPOSED'],
+  ],
+  fusedAttention: [
+    ['k with another batch size', () => [aq, f32([1, 2, 5, 8]), f32([1, 2, 5, 8])], 'ERR_SHAPE'],
+    ['k with another head dim', () => [aq, f32([2, 2, 5, 7]), f32([2, 2, 5, 7])], 'ERR_SHAPE'],
+    ['v of another shape than k', () => [aq, akv, f32([2, 2, 6, 8])], 'ERR_SHAPE'],
+    ['H not a multiple of Hkv', () => [aq, f32([2, 3, 5, 8]), f32([2, 3, 5, 8])], 'ERR_SHAPE'],
+    ['head dim D = 0', () => [f32([2, 4, 3, 0]), f32([2, 2, 5, 0]), f32([2, 2, 5, 0])], 'ERR_SHAPE'],
+    ['head dim D = 257', () => [f32([1, 1, 2, 257]), f32([1, 1, 3, 257]), f32([1, 1, 3, 257])], 'ERR_SHAPE'],
+    ['3-D q', () => [f32([4, 3, 8]), akv, akv], 'ERR_SHAPE'],
+    ['kvLengths above Sk', () => [aq, akv, akv, { kvLengths: Int32Array.of(5, 6) }], 'ERR_ARG'],
+    ['negative kvLengths', () => [aq, akv, akv, { kvLengths: Tensor.from(Int32Array.of(-1, 2)) }], 'ERR_ARG'],
+    ['kvLengths of the wrong length', () => [aq, akv, akv, { kvLengths: Int32Array.of(1, 2, 3) }], 'ERR_SHAPE'],
+    ['f32 kvLengths tensor', () => [aq, akv, akv, { kvLengths: f32([2]) }], 'ERR_DTYPE'],
+    ['kvLengths as a number array', () => [aq, akv, akv, { kvLengths: [1, 2] }], 'ERR_ARG'],
+    ['attnBias not broadcastable', () => [aq, akv, akv, { attnBias: f32([4, 5]) }], 'ERR_SHAPE'],
+    ['5-D attnBias', () => [aq, akv, akv, { attnBias: f32([1, 2, 4, 3, 5]) }], 'ERR_SHAPE'],
+    ['bf16 attnBias', () => [aq, akv, akv, { attnBias: f32([3, 5]).to('bf16') }], 'ERR_DTYPE'],
+    ['bf16 k with f32 q', () => [aq, akv.to('bf16'), akv], 'ERR_DTYPE'],
+    ['f16 q, k, v with bf16 v', () => [aq.to('f16'), akv.to('f16'), akv.to('bf16')], 'ERR_DTYPE'],
+    ['i32 q, k, v', () => [i32([2, 4, 3, 8]), i32([2, 2, 5, 8]), i32([2, 2, 5, 8])], 'ERR_DTYPE'],
+    ['disposed k', () => [aq, disposed(), akv], 'ERR_DISPOSED'],
+    ['disposed attnBias', () => [aq, akv, akv, { attnBias: disposed() }], 'ERR_DISPOSED'],
+    ['lse of the wrong shape', () => [aq, akv, akv, { lse: f32([2, 4, 5]) }], 'ERR_SHAPE'],
+    ['bf16 lse', () => [aq, akv, akv, { lse: f32([2, 4, 3]).to('bf16') }], 'ERR_DTYPE'],
+    ['out of another dtype', () => [aq, akv, akv, { out: f32([2, 4, 3, 8]).to('f16') }], 'ERR_DTYPE'],
+    ['out of the shape of k', () => [aq, akv, akv, { out: f32([2, 2, 5, 8]) }], 'ERR_SHAPE'],
+    ['NaN scale', () => [aq, akv, akv, { scale: NaN }], 'ERR_ARG'],
+    ['infinite scale', () => [aq, akv, akv, { scale: -Infinity }], 'ERR_ARG'],
+    ['dropout above 1', () => [aq, akv, akv, { dropout: 1.5, seed: 1 }], 'ERR_ARG'],
+    ['NaN dropout', () => [aq, akv, akv, { dropout: NaN, seed: 1 }], 'ERR_ARG'],
+    ['dropout without seed', () => [aq, akv, akv, { dropout: 0.1 }], 'ERR_ARG'],
+    ['fractional seed', () => [aq, akv, akv, { dropout: 0.1, seed: 2.5 }], 'ERR_ARG'],
+    ['seed of 2^64', () => [aq, akv, akv, { dropout: 0.1, seed: 2n ** 64n }], 'ERR_ARG'],
+    ['causal not a boolean', () => [aq, akv, akv, { causal: 'yes' }], 'ERR_ARG'],
+    ['options not an object', () => [aq, akv, akv, 7], 'ERR_ARG'],
+  ],
+  fusedAttentionBackward: [
+    ['dOut of another shape', () => [f32([2, 4, 3, 7]), aq, akv, akv, aq, alse], 'ERR_SHAPE'],
+    ['k with another head dim', () => [aq, aq, f32([2, 2, 5, 7]), f32([2, 2, 5, 7]), aq, alse], 'ERR_SHAPE'],
+    ['H not a multiple of Hkv', () => [aq, aq, f32([2, 3, 5, 8]), f32([2, 3, 5, 8]), aq, alse], 'ERR_SHAPE'],
+    ['lse of the wrong shape', () => [aq, aq, akv, akv, aq, f32([2, 4])], 'ERR_SHAPE'],
+    ['f16 lse', () => [aq, aq, akv, akv, aq, alse.to('f16')], 'ERR_DTYPE'],
+    ['no lse', () => [aq, aq, akv, akv, aq, null], 'ERR_ARG'],
+    ['bf16 out with f32 q', () => [aq, aq, akv, akv, aq.to('bf16'), alse], 'ERR_DTYPE'],
+    ['dk of the shape of q', () => [aq, aq, akv, akv, aq, alse, { dk: f32([2, 4, 3, 8]) }], 'ERR_SHAPE'],
+    ['f16 dv', () => [aq, aq, akv, akv, aq, alse, { dv: akv.to('f16') }], 'ERR_DTYPE'],
+    ['kvLengths above Sk', () => [aq, aq, akv, akv, aq, alse, { kvLengths: Int32Array.of(0, 9) }], 'ERR_ARG'],
+    ['i32 attnBias', () => [aq, aq, akv, akv, aq, alse, { attnBias: i32([5]) }], 'ERR_DTYPE'],
+    ['dropout without seed', () => [aq, aq, akv, akv, aq, alse, { dropout: 0.2 }], 'ERR_ARG'],
+    ['negative dropout', () => [aq, aq, akv, akv, aq, alse, { dropout: -0.2, seed: 3 }], 'ERR_ARG'],
+    ['disposed lse', () => [aq, aq, akv, akv, aq, disposed()], 'ERR_DISPOSED'],
   ],
   setNumThreads: [
     ['zero', () => [0], 'ERR_ARG'],

@@ -29,6 +29,10 @@ describe('no leaks', () => {
     const badIds = Tensor.from(new Int32Array([1, 2, 3, 10]), [4]);
     const table = Tensor.randn([10, 64], { seed: 4 });
     const w = Tensor.randn([64, 64], { seed: 5 });
+    const aq = Tensor.randn([1, 4, 16, 16], { seed: 6 });
+    const akv = Tensor.randn([1, 2, 24, 16], { seed: 7 });
+    const alse = Tensor.zeros([1, 4, 16]);
+    const lengths = Int32Array.of(20);
     const calls: Array<[string, (...a: unknown[]) => unknown, unknown[]]> = [
       ['layerNorm', sf.layerNorm as never, [x, g, b]],
       ['rmsNorm', sf.rmsNorm as never, [x, g]],
@@ -55,6 +59,11 @@ describe('no leaks', () => {
       ['biasDropoutResidual', sf.biasDropoutResidual as never, [x, b, x, { dropout: 0.1, seed: 6 }]],
       ['biasDropoutResidualBackward', sf.biasDropoutResidualBackward as never, [x, { dropout: 0.1, seed: 6 }]],
       ['dropout (bad p)', sf.dropout as never, [x, 2, 5]],
+      ['fusedAttention', sf.fusedAttention as never, [aq, akv, akv, { causal: true, kvLengths: lengths, returnLse: true }]],
+      ['fusedAttention (dropout)', sf.fusedAttention as never, [aq, akv, akv, { dropout: 0.1, seed: 7, attnBias: Tensor.zeros([16, 24]) }]],
+      ['fusedAttentionBackward', sf.fusedAttentionBackward as never, [aq, aq, akv, akv, aq, alse, { causal: true, dropout: 0.1, seed: 7 }]],
+      ['fusedAttention (bad kvLengths)', sf.fusedAttention as never, [aq, akv, akv, { kvLengths: Int32Array.of(25) }]],
+      ['fusedAttentionBackward (bad lse)', sf.fusedAttentionBackward as never, [aq, aq, akv, akv, aq, Tensor.zeros([1, 4])]],
     ];
     const round = async (n: number) => {
       for (let i = 0; i < n; i++) {

@@ -1,8 +1,448 @@
-// native/cpu/attention.cc — placeholder until the kernel lands (branch attn-*).
-#include "cpu/simd.h"
-#include "ops/attention.h"
+// native/cpu/attention.cc — fused attention forward (ops/attention.h), FlashAttention-style.
+// Shapes: q, out [B, H, Sq, D]; k, v [B, Hkv, Sk, D]; lse [B, H, Sq] f32 (nullable).
+//
+// Blocks (Sq > kDecSq): a task is (b, kv head, query head of its group, block of kBr query
+// rows). Its rows are converted to f32 with the scale folded in, then it walks the key blocks
+// of kBc keys that any of its rows sees (causal and kvLengths skip the rest, so causal does
+// about half the work):
+//   S = Q K^T        (mm_panel_packed: Q broadcast, K^T panels loaded)
+//   per row: bias, mask (a row sees a prefix of the block), online softmax (softmax_block_rows),
+//            dropout's keep mask on the row's probabilities
+//   O = alpha O + P V (V panels loaded; the running-max rescale rides on the accumulator load)
+// and writes out = O * scale_p / l and lse = m + log l. The scratch is one block's S, P, Q and
+// O and one kv head's K^T and V in f32 panels: O(kBr kBc + Sk D) per thread, never Sq x Sk.
+// Packing makes each tile's B operand one contiguous run (strided rows alias in L1: K^T rows
+// 512 bytes apart used only 8 of its 64 sets) and converts 16-bit inputs once. The products run
+// on our own register tiles (cpu/attention_block.h says why not oneDNN). Tasks of one kv head
+// are consecutive, so a thread packs each head it touches once (and once for the whole GQA
+// group); threads get contiguous task ranges of equal cost (rows x key blocks), so causal's
+// uneven tasks still balance.
+#include <cfloat>
+#include <type_traits>
+#include "cpu/attention_block.h"
+
+namespace seqfuse::cpu {
+constexpr int64_t kBr = 96;   // query rows per block: a multiple of every pass's kMR
+constexpr int64_t kBc = 128;  // keys per block: a multiple of every pass's kNR
+
+// The f32 scratch of one thread (floats), the same in every pass: a kv head's K^T and V in
+// panels (V's columns padded to a multiple of kNR <= 32), and one block's Q, O, S and row state.
+static inline int64_t fwd_scratch_floats(const AttentionArgs& a) {
+  const int64_t nkb = (a.Sk + kBc - 1) / kBc, dp = attn_pad(a.D), dv = (a.D + 31) / 32 * 32;
+  return nkb * kBc * (dp + dv) + kBr * dp * 2 + kBr * kBc + 4 * kBr + attn_pad(kRngBuf / 2) + kAttnPad;
+}
+
+// The task walk's cost model, for splitting tasks over threads: rows x key blocks visited, plus
+// one block's fixed work.
+static inline int64_t fwd_task_cost(const AttentionArgs& a, int64_t t) {
+  const int64_t nqb = (a.Sq + kBr - 1) / kBr, qb = t % nqb, b = t / nqb / (a.H / a.Hkv) / a.Hkv;
+  const int64_t i0 = qb * kBr, rows = a.Sq - i0 < kBr ? a.Sq - i0 : kBr;
+  const int64_t kend = attn_key_end(a, b, i0 + rows - 1);
+  return rows * ((kend + kBc - 1) / kBc + 1);
+}
+
+// Decode (Sq <= kDecSq): a task is (b, kv head, up to kDecR rows of its group's query heads x Sq,
+// a split of the keys). The rows are the columns of S^T = K Q^T, so each key's row of K is
+// broadcast straight from the input (f32) or from a converted block (16-bit) and read once for
+// the whole group; the softmax state lives in lanes, one per query row; O += P V reads V once.
+// Splits cover the keys in runs of whole kDk-key blocks; their partial (max, sum, output) are
+// merged by log-sum-exp (decode_merge), so one batch row with few kv heads still uses every thread.
+constexpr int64_t kDecSq = 16;   // decode path for Sq <= this
+constexpr int64_t kDecR = 64;    // query rows per decode task: columns of S^T
+constexpr int64_t kDk = 64;      // keys per decode block
+constexpr int64_t kDecMinKeys = 1024;  // keys per split at least, so a split's fixed work stays small
+
+struct DecodePlan {
+  int64_t nrc = 0;     // row chunks per (b, kv head)
+  int64_t nsplit = 0;  // key splits per row chunk
+  float* part = nullptr;  // per task: m[kDecR], l[kDecR], O[kDecR][dp]
+};
+
+static inline int64_t decode_part_floats(const AttentionArgs& a) { return kDecR * (attn_pad(a.D) + 2); }
+
+static inline int64_t decode_scratch_floats(const AttentionArgs& a) {
+  const int64_t dp = attn_pad(a.D);
+  return a.D * kDecR + 2 * kDk * dp + kDk * kDecR + 4 * kDecR + kDecR * dp + attn_pad(kRngBuf / 2) + kAttnPad;
+}
+}  // namespace seqfuse::cpu
+
+namespace seqfuse::cpu::SF_ISA_NS {
+
+constexpr int64_t kBand = 2 * kMR;  // rows per P V call in a ragged block
+// The block walk keeps scores in log2 units (scale and bias times log2 e), so the softmax's
+// exponentials are vexp2_nonpos (half the FMA-pipe work of e^x); lse converts back.
+constexpr float kLog2e = 1.44269504088896341f, kLn2 = 0.693147180559945309f;
+
+// Tasks [t0, t1) of the block walk; DC > 0: D known at compile time.
+template <class T, int DC>
+static void fwd_tasks(const AttentionArgs& a, int64_t t0, int64_t t1, float* scratch) {
+  const int64_t D = DC > 0 ? DC : a.D, dp = attn_pad(D), G = a.H / a.Hkv;
+  const int64_t nqb = (a.Sq + kBr - 1) / kBr, nkb = (a.Sk + kBc - 1) / kBc;
+  const int64_t dv = (D + kNR - 1) / kNR * kNR;  // V's columns in panels
+  float* kt = scratch;  // per key block: kBc / kNR panels [D][kNR] of K^T
+  float* vp = kt + nkb * kBc * dp;  // per key block: dv / kNR panels [kBc][kNR] of V
+  float* qs = vp + nkb * kBc * attn_pad(dv);  // [kBr][dp]
+  float* o = qs + kBr * dp;  // [kBr][dp]
+  float* s = o + kBr * dp;  // [kBr][kBc]
+  float* m = s + kBr * kBc;
+  float* l = m + kBr;
+  float* alpha = l + kBr;
+  float* f = alpha + kBr;
+  uint16_t* rng = reinterpret_cast<uint16_t*>(f + kBr);
+  bool nan[kBr];
+  int64_t nr[kBr];  // keys of the current block each row sees
+  const Dropout drop(a.dropout, a.seed);
+  const float keep_scale = dropout_scale(drop.t);
+  const T* q = static_cast<const T*>(a.q);
+  const T* k = static_cast<const T*>(a.k);
+  const T* v = static_cast<const T*>(a.v);
+  T* out = static_cast<T*>(a.out);
+  int64_t packed = -1;
+  for (int64_t t = t0; t < t1; ++t) {
+    const int64_t qb = t % nqb, g = t / nqb % G, bk = t / nqb / G, b = bk / a.Hkv, h = bk % a.Hkv * G + g;
+    const int64_t i0 = qb * kBr, rows = a.Sq - i0 < kBr ? a.Sq - i0 : kBr;
+    const int64_t kend = attn_key_end(a, b, i0 + rows - 1);  // the rows' ends grow with i
+    const T* qh = q + ((b * a.H + h) * a.Sq + i0) * D;
+    if (kend > 0 && packed != bk) {  // every key any row of this (b, kv head) sees
+      const int64_t kmax = attn_key_end(a, b, a.Sq - 1);
+      const T* kh = k + bk * a.Sk * D;
+      const T* vh = v + bk * a.Sk * D;
+      for (int64_t j0 = 0; j0 < kmax; j0 += kBc) {
+        const int64_t nk = kmax - j0 < kBc ? kmax - j0 : kBc;
+        pack_panels_t(kh + j0 * D, D, nk, D, kt + j0 * D, kBc);
+        pack_panels(vh + j0 * D, D, nk, D, vp + j0 * dv, kBc);
+      }
+      packed = bk;
+    }
+    rows_to_f32(qh, D, rows, D, a.scale * kLog2e, qs, dp);
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t c = 0; c < D; ++c) o[r * dp + c] = 0.0f;
+      m[r] = -INFINITY;
+      l[r] = 0.0f;
+      nan[r] = false;
+    }
+    for (int64_t j0 = 0; j0 < kend; j0 += kBc) {
+      const int64_t nk = kend - j0 < kBc ? kend - j0 : kBc;
+      // a block where the rows see different numbers of keys (causal's diagonal) computes each
+      // column tile of S only for the rows that see it, and P V per band of rows only over the
+      // keys the band sees: about half of such a block
+      const bool ragged = attn_key_end(a, b, i0) - j0 < nk;
+      const float* ktb = kt + j0 * D;
+      if (!ragged) {
+        mm_panel_packed<Acc::Set, DC>(rows, (nk + kNR - 1) / kNR * kNR, D, qs, dp, 1, ktb, kNR, D * kNR, s, kBc);
+      } else {
+        for (int64_t n0 = 0; n0 < nk; n0 += kNR) {
+          const int64_t r0 = attn_clamp(attn_first_row(a, b, j0 + n0) - i0, 0, rows);
+          mm_panel_packed<Acc::Set, DC>(rows - r0, kNR, D, qs + r0 * dp, dp, 1, ktb + n0 * D, kNR, D * kNR, s + r0 * kBc + n0, kBc);
+        }
+      }
+      for (int64_t r = 0; r < rows; ++r) {
+        nr[r] = attn_clamp(attn_key_end(a, b, i0 + r) - j0, 0, nk);
+        if (const float* br = attn_bias_row(a, b, h, i0 + r))
+          add_bias_row(s + r * kBc, nr[r], br + j0 * a.bias_stride[3], a.bias_stride[3], kLog2e);
+      }
+      softmax_block_rows(s, kBc, rows, nr, nk, m, l, alpha, nan);
+      if (drop.on())
+        for (int64_t r = 0; r < rows; ++r) drop_row(drop, rng, attn_rng_index(a, b, h, i0 + r, j0), s + r * kBc, nr[r]);
+      const float* vpb = vp + j0 * dv;
+      if (!ragged) {
+        mm_panel_packed<Acc::Scale>(rows, D, nk, s, kBc, 1, vpb, kNR, kBc * kNR, o, dp, alpha);
+      } else {
+        for (int64_t r = 0; r < rows; r += kBand) {
+          const int64_t rb = rows - r < kBand ? rows - r : kBand;
+          const int64_t kk = attn_clamp(attn_key_end(a, b, i0 + r + rb - 1) - j0, 0, nk);
+          mm_panel_packed<Acc::Scale>(rb, D, kk, s + r * kBc, kBc, 1, vpb, kNR, kBc * kNR, o + r * dp, dp, alpha + r);
+        }
+      }
+    }
+    float* lse = a.lse ? a.lse + (b * a.H + h) * a.Sq + i0 : nullptr;
+    for (int64_t r = 0; r < rows; ++r) {
+      const bool empty = l[r] == 0.0f;
+      f[r] = nan[r] ? NAN : empty ? 0.0f : keep_scale / l[r];
+      if (lse) lse[r] = nan[r] ? NAN : empty ? -INFINITY : m[r] * kLn2 + std::log(l[r]);
+    }
+    rows_from_f32(o, dp, f, rows, D, out + ((b * a.H + h) * a.Sq + i0) * D, D);
+  }
+}
+
+// dst[r * ldd + c] = f32(src[r * D + c]), r < rows, c < D: a block of K or V rows, read once.
+// It is copied to L1 first even in f32, and each row requests the same row of the next block
+// (next: one follows): the tiles' reads (six rows interleaved) defeat the hardware prefetchers,
+// and without the requests the memory would idle while a block computes.
+template <class T>
+static void copy_block(const T* src, int64_t rows, int64_t D, float* dst, int64_t ldd, bool next) {
+  const int64_t bytes = D * int64_t(sizeof(T));
+  for (int64_t r = 0; r < rows; ++r) {
+    if (next)
+      for (int64_t c = 0; c < bytes; c += 64) __builtin_prefetch(reinterpret_cast<const char*>(src + (kDk + r) * D) + c);
+    rows_to_f32(src + r * D, D, 1, D, 1.0f, dst + r * ldd, ldd);
+  }
+}
+
+// Decode tasks [t0, t1): each leaves its rows' partial max, sum and output in p.part.
+template <class T>
+static void decode_tasks(const AttentionArgs& a, const DecodePlan& p, int64_t t0, int64_t t1, float* scratch) {
+  constexpr int W = V::W;
+  const int64_t D = a.D, dp = attn_pad(D), G = a.H / a.Hkv, rows = G * a.Sq;
+  float* qt = scratch;  // Q^T of the rows, packed panels [D][kNR], scale folded in
+  float* kf = qt + D * kDecR;  // a block of K rows in f32
+  float* vf = kf + kDk * dp;  // a block of V rows in f32
+  float* st = vf + kDk * dp;  // S^T [kDk][rs]
+  float* m = st + kDk * kDecR;
+  float* l = m + kDecR;
+  float* alpha = l + kDecR;
+  float* dn = alpha + kDecR;  // per row: sum of (s - m), NaN iff some score is
+  float* o = dn + kDecR;  // [kDecR][dp]
+  uint16_t* rng = reinterpret_cast<uint16_t*>(o + kDecR * dp);
+  const Dropout drop(a.dropout, a.seed);
+  const T* q = static_cast<const T*>(a.q);
+  for (int64_t i = 0; i < kDk * kDecR; ++i) st[i] = 0.0f;  // lanes past a task's rows stay finite
+  for (int64_t t = t0; t < t1; ++t) {
+    const int64_t ks = t % p.nsplit, rc = t / p.nsplit % p.nrc, bk = t / p.nsplit / p.nrc, b = bk / a.Hkv, hk = bk % a.Hkv;
+    const int64_t r0 = rc * kDecR, nr = rows - r0 < kDecR ? rows - r0 : kDecR, rs = attn_pad(nr);
+    // this split's keys: whole blocks of the keys any row sees
+    const int64_t kend = attn_key_end(a, b, a.Sq - 1), nblk = (kend + kDk - 1) / kDk;
+    const int64_t j0s = nblk * ks / p.nsplit * kDk, j1e = nblk * (ks + 1) / p.nsplit * kDk, j1s = j1e < kend ? j1e : kend;
+    // the group's rows are consecutive in q: heads hk G .. hk G + G - 1, Sq rows each
+    const T* qg = q + ((b * a.H + hk * G) * a.Sq + r0) * D;
+    pack_panels_t(qg, D, nr, D, qt, (nr + kNR - 1) / kNR * kNR, a.scale);
+    for (int64_t r = 0; r < nr; r += W) {
+      V::store(m + r, V::set1(-INFINITY));
+      V::store(l + r, V::zero());
+      V::store(dn + r, V::zero());
+    }
+    for (int64_t r = 0; r < nr; ++r)
+      for (int64_t c = 0; c < D; ++c) o[r * dp + c] = 0.0f;
+    const T* kh = static_cast<const T*>(a.k) + bk * a.Sk * D;
+    const T* vh = static_cast<const T*>(a.v) + bk * a.Sk * D;
+    for (int64_t j0 = j0s; j0 < j1s; j0 += kDk) {
+      const int64_t nk = j1s - j0 < kDk ? j1s - j0 : kDk;
+      const bool more = j0 + kDk < j1s;
+      copy_block(kh + j0 * D, nk, D, kf, dp, more);
+      copy_block(vh + j0 * D, nk, D, vf, dp, more);
+      mm_panel_packed<Acc::Set>(nk, nr, D, kf, dp, 1, qt, kNR, D * kNR, st, rs);
+      // bias and masks, per row (a column of S^T)
+      for (int64_t r = 0; r < nr; ++r) {
+        const int64_t g = (r0 + r) / a.Sq, i = (r0 + r) % a.Sq;
+        if (const float* br = attn_bias_row(a, b, hk * G + g, i))
+          for (int64_t jj = 0; jj < nk; ++jj) st[jj * rs + r] += br[(j0 + jj) * a.bias_stride[3]];
+        const int64_t e = attn_key_end(a, b, i) - j0;
+        for (int64_t jj = e < 0 ? 0 : e; jj < nk; ++jj) st[jj * rs + r] = -INFINITY;
+      }
+      // online softmax, one lane per row; -inf max (nothing visible yet) uses 0 as the shift
+      for (int64_t r = 0; r < nr; r += W) {
+        R mx = V::load(m + r);
+        for (int64_t jj = 0; jj < nk; ++jj) mx = V::max(V::load(st + jj * rs + r), mx);
+        const R shift = V::select(V::lt(mx, V::set1(-FLT_MAX)), V::zero(), mx);
+        const R al = vexp_nonpos(V::sub(V::load(m + r), shift));
+        R sum = V::zero(), d = V::load(dn + r);
+        for (int64_t jj = 0; jj < nk; ++jj) {
+          const R x = V::sub(V::load(st + jj * rs + r), shift), e = vexp_nonpos(x);
+          d = V::add(d, x);
+          sum = V::add(sum, e);
+          V::store(st + jj * rs + r, e);
+        }
+        V::store(l + r, V::fma(V::load(l + r), al, sum));
+        V::store(m + r, mx);
+        V::store(dn + r, d);
+        V::store(alpha + r, al);
+      }
+      if (drop.on())
+        for (int64_t r = 0; r < nr; ++r) {
+          const uint64_t first = attn_rng_index(a, b, hk * G, r0 + r, j0);  // rows of the group are consecutive
+          for (int64_t c = 0; c < nk; c += kRngBlock) {
+            const int64_t len = nk - c < kRngBlock ? nk - c : kRngBlock;
+            const uint16_t* h = drop.block(rng, first + uint64_t(c), len);
+            for (int64_t jj = 0; jj < len; ++jj)
+              if (h[jj] < drop.t) st[(c + jj) * rs + r] = 0.0f;
+          }
+        }
+      mm_panel<Acc::Scale>(nr, D, nk, st, 1, rs, vf, dp, o, dp, alpha);
+    }
+    float* part = p.part + t * decode_part_floats(a);
+    for (int64_t r = 0; r < nr; ++r) {
+      part[r] = m[r];
+      part[kDecR + r] = dn[r] != dn[r] ? NAN : l[r];
+    }
+    for (int64_t r = 0; r < nr; ++r)
+      for (int64_t c = 0; c < D; ++c) part[2 * kDecR + r * dp + c] = o[r * dp + c];
+  }
+}
+
+// Merges the splits of row chunks [c0, c1) (c = bk * nrc + rc) into out and lse.
+template <class T>
+static void decode_merge(const AttentionArgs& a, const DecodePlan& p, int64_t c0, int64_t c1) {
+  constexpr int W = V::W;
+  const int64_t D = a.D, dp = attn_pad(D), rows = a.H / a.Hkv * a.Sq, pf = decode_part_floats(a);
+  const float keep_scale = dropout_scale(dropout_threshold(a.dropout));
+  for (int64_t c = c0; c < c1; ++c) {
+    const int64_t rc = c % p.nrc, bk = c / p.nrc, b = bk / a.Hkv, hk = bk % a.Hkv;
+    const int64_t r0 = rc * kDecR, nr = rows - r0 < kDecR ? rows - r0 : kDecR;
+    const float* part = p.part + c * p.nsplit * pf;
+    const int64_t row0 = (b * a.H + hk * (a.H / a.Hkv)) * a.Sq + r0;  // global row of the chunk's first
+    T* out = static_cast<T*>(a.out) + row0 * D;
+    for (int64_t r = 0; r < nr; ++r) {
+      float mx = -INFINITY, l = 0.0f;
+      bool nan = false;
+      for (int64_t s = 0; s < p.nsplit; ++s) {
+        const float ms = part[s * pf + r];
+        mx = ms > mx ? ms : mx;
+        nan |= part[s * pf + kDecR + r] != part[s * pf + kDecR + r];
+      }
+      R acc[256 / V::W + 1];  // D <= 256
+      const int64_t nv = (D + W - 1) / W;
+      for (int64_t v = 0; v < nv; ++v) acc[v] = V::zero();
+      if (!nan && mx != -INFINITY) {
+        for (int64_t s = 0; s < p.nsplit; ++s) {
+          const float w = std::exp(part[s * pf + r] - mx);  // 0 for a split that saw nothing
+          l += w * part[s * pf + kDecR + r];
+          const float* os = part + s * pf + 2 * kDecR + r * dp;
+          for (int64_t v = 0; v < nv; ++v) acc[v] = V::fma(V::set1(w), V::load(os + v * W), acc[v]);
+        }
+      }
+      const bool empty = !nan && l == 0.0f;
+      const R f = V::set1(nan ? NAN : empty ? 0.0f : keep_scale / l);
+      if (a.lse) a.lse[row0 + r] = nan ? NAN : empty ? -INFINITY : mx + std::log(l);
+      T* y = out + r * D;
+      for (int64_t v = 0; v < nv; ++v) {
+        const R x = V::mul(acc[v], f);
+        if ((v + 1) * W <= D) V::store(y + v * W, x);
+        else V::store(y + v * W, x, int(D - v * W));
+      }
+    }
+  }
+}
+
+void attention_decode_tasks(const AttentionArgs& a, const DecodePlan& p, int64_t t0, int64_t t1, float* scratch) {
+  switch (a.dtype) {
+    case DType::F32: return decode_tasks<float>(a, p, t0, t1, scratch);
+    case DType::BF16: return decode_tasks<bf16_t>(a, p, t0, t1, scratch);
+    case DType::F16: return decode_tasks<f16_t>(a, p, t0, t1, scratch);
+    default: return;
+  }
+}
+
+void attention_decode_merge(const AttentionArgs& a, const DecodePlan& p, int64_t c0, int64_t c1) {
+  switch (a.dtype) {
+    case DType::F32: return decode_merge<float>(a, p, c0, c1);
+    case DType::BF16: return decode_merge<bf16_t>(a, p, c0, c1);
+    case DType::F16: return decode_merge<f16_t>(a, p, c0, c1);
+    default: return;
+  }
+}
+
+template <class T>
+static void fwd_tasks_t(const AttentionArgs& a, int64_t t0, int64_t t1, float* scratch) {
+  switch (a.D) {
+    case 64: return fwd_tasks<T, 64>(a, t0, t1, scratch);
+    case 128: return fwd_tasks<T, 128>(a, t0, t1, scratch);
+    default: return fwd_tasks<T, 0>(a, t0, t1, scratch);
+  }
+}
+
+void attention_fwd_tasks(const AttentionArgs& a, int64_t t0, int64_t t1, float* scratch) {
+  switch (a.dtype) {
+    case DType::F32: return fwd_tasks_t<float>(a, t0, t1, scratch);
+    case DType::BF16: return fwd_tasks_t<bf16_t>(a, t0, t1, scratch);
+    case DType::F16: return fwd_tasks_t<f16_t>(a, t0, t1, scratch);
+    default: return;
+  }
+}
+
+}  // namespace seqfuse::cpu::SF_ISA_NS
+
 #if SF_ISA_MAIN
+#include <omp.h>
+#include <algorithm>
+#include <vector>
+#include "core/threads.h"
+#include "cpu/isa.h"
+
 namespace seqfuse {
-void attention_fwd_cpu(const AttentionArgs&) { fail(ErrorCode::Backend, "attention: kernel not written yet"); }
+namespace cpu {
+SF_ISA_DECLARE(void attention_fwd_tasks(const AttentionArgs&, int64_t, int64_t, float*))
+SF_ISA_DECLARE(void attention_decode_tasks(const AttentionArgs&, const DecodePlan&, int64_t, int64_t, float*))
+SF_ISA_DECLARE(void attention_decode_merge(const AttentionArgs&, const DecodePlan&, int64_t, int64_t))
+}  // namespace cpu
+
+// Aligned per-thread f32 scratch, allocated before the parallel region (an allocation failure
+// must throw on the calling thread, not inside OpenMP).
+struct Scratch {
+  std::vector<float> buf;
+  float* base;
+  int64_t per;
+  Scratch(int64_t per_thread, int threads) : buf(size_t(per_thread) * size_t(threads) + cpu::kAttnPad), per(per_thread) {
+    base = buf.data() + (cpu::kAttnPad - reinterpret_cast<uintptr_t>(buf.data()) / sizeof(float) % cpu::kAttnPad) % cpu::kAttnPad;
+  }
+  float* at(int t) { return base + per * t; }
+};
+
+// Runs fn(t0, t1, thread) over contiguous ranges of [0, n) of equal cost (cum: prefix sums of
+// the items' costs, n + 1 entries) on `threads` threads.
+template <class Fn>
+static void run_balanced(const std::vector<int64_t>& cum, int threads, const Fn& fn) {
+  const int64_t n = int64_t(cum.size()) - 1, total = cum.back();
+  if (threads <= 1) return fn(int64_t(0), n, 0);
+  const auto split = [&](int i, int nt) {
+    return i == 0 ? 0 : i == nt ? n : int64_t(std::lower_bound(cum.begin(), cum.end(), total * i / nt) - cum.begin());
+  };
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    const int64_t t0 = split(t, nt), t1 = split(t + 1, nt);
+    if (t0 < t1) fn(t0, t1, t);
+  }
+}
+
+// Threads worth using for `work` (multiply-adds / 1024): one per ~2.5 us of work at least, as
+// a fork/join costs a few microseconds.
+static int useful_threads(int64_t work, int64_t tasks) {
+  int threads = get_num_threads();
+  const int64_t useful = work / 256;
+  if (useful < threads) threads = int(std::max<int64_t>(useful, 1));
+  return int(std::min<int64_t>(threads, tasks));
+}
+
+static void attention_decode_cpu(const AttentionArgs& a) {
+  using namespace cpu;
+  const int64_t R = a.H / a.Hkv * a.Sq, groups = a.B * a.Hkv;
+  DecodePlan p;
+  p.nrc = (R + kDecR - 1) / kDecR;
+  int64_t kmax = 0;
+  for (int64_t b = 0; b < a.B; ++b) kmax = std::max(kmax, attn_key_end(a, b, a.Sq - 1));
+  const int threads = get_num_threads();
+  // splits: enough tasks for every thread, each split at least kDecMinKeys keys
+  const int64_t chunks = groups * p.nrc, want = (2 * threads + chunks - 1) / chunks;
+  p.nsplit = std::max<int64_t>(1, std::min(want, kmax / kDecMinKeys));
+  const int64_t tasks = chunks * p.nsplit;
+  std::vector<float> part(size_t(tasks * decode_part_floats(a)));
+  p.part = part.data();
+  std::vector<int64_t> cum(size_t(tasks) + 1, 0);
+  for (int64_t t = 0; t < tasks; ++t) {
+    const int64_t b = t / p.nsplit / p.nrc / a.Hkv, rc = t / p.nsplit % p.nrc;
+    const int64_t rows = std::min(kDecR, R - rc * kDecR);
+    cum[size_t(t) + 1] = cum[size_t(t)] + rows * (attn_key_end(a, b, a.Sq - 1) / p.nsplit + kDk);
+  }
+  const int nt = useful_threads(cum.back() * a.D / 1024, tasks);
+  Scratch sc(decode_scratch_floats(a), nt);
+  auto fn = SF_PICK(attention_decode_tasks);
+  run_balanced(cum, nt, [&](int64_t t0, int64_t t1, int t) { fn(a, p, t0, t1, sc.at(t)); });
+  auto merge = SF_PICK(attention_decode_merge);
+  parallel_for(chunks, p.nsplit * kDecR * a.D, [&](int64_t c0, int64_t c1) { merge(a, p, c0, c1); });
+}
+
+void attention_fwd_cpu(const AttentionArgs& a) {
+  using namespace cpu;
+  if (a.B == 0 || a.H == 0 || a.Sq == 0) return;
+  if (a.Sq <= kDecSq) return attention_decode_cpu(a);
+  const int64_t tasks = a.B * a.H * ((a.Sq + kBr - 1) / kBr);
+  std::vector<int64_t> cum(size_t(tasks) + 1, 0);
+  for (int64_t t = 0; t < tasks; ++t) cum[size_t(t) + 1] = cum[size_t(t)] + fwd_task_cost(a, t);
+  const int nt = useful_threads(cum.back() * kBc * a.D / 1024, tasks);
+  Scratch sc(fwd_scratch_floats(a), nt);
+  auto fn = SF_PICK(attention_fwd_tasks);
+  run_balanced(cum, nt, [&](int64_t t0, int64_t t1, int t) { fn(a, t0, t1, sc.at(t)); });
+}
+
 }  // namespace seqfuse
 #endif
