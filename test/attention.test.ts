@@ -588,7 +588,9 @@ describe(`fusedAttention dropout (seed ${seed})`, () => {
     const [H, Sq, Sk] = [8, 1024, 128];
     const n = H * Sq * Sk;
     for (const p of [0.1, 0.5, 0.9]) {
-      const c = maskCase({ B: 1, H, Hkv: 2, Sq, Sk, D: Sk }, { dropout: p, seed: seed + Math.round(p * 10) });
+      // a fixed seed: a 3-sigma bound fails 0.27% of fresh seeds by design (CI would flake); the
+      // mask itself is checked against the TS Philox reference on fresh seeds above
+      const c = maskCase({ B: 1, H, Hkv: 2, Sq, Sk, D: Sk }, { dropout: p, seed: 20261123 + Math.round(p * 10) });
       const out = fusedAttention(c.q.t, c.k.t, c.v.t, c.opts).toArray();
       let kept = 0;
       for (let e = 0; e < n; e++) if (out[e] !== 0) kept++;

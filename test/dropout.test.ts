@@ -8,6 +8,9 @@ import { biasDropoutResidualRef, columnSumError } from './reference/activation.j
 import { dropoutScale, dropoutThreshold, keepMask, philox4x32_10, philoxHalves } from './reference/philox.js';
 import { tol } from './tolerance.js';
 
+/** The seed of the statistical keep-rate checks (see there). */
+const KEEP_RATE_SEED = 20261123;
+
 const seed = freshSeed();
 
 /** The kept elements of a dropout of all-ones (kept ones are 65536/(65536-t) > 0, dropped ones 0). */
@@ -124,12 +127,14 @@ describe(`dropout (seed ${seed})`, () => {
   });
 
   it('keeps 1 - t/65536 of a large tensor (within 3 sigma) and scales kept values exactly by 65536/(65536-t)', () => {
+    // Fixed seeds: a 3-sigma bound fails 0.27% of fresh seeds by design, which would make CI
+    // flaky; the masks themselves are checked bit for bit against the TS Philox on fresh seeds.
     const n = 1 << 20;
-    const r = rng(seed + 1);
+    const r = rng(KEEP_RATE_SEED + 1);
     const xs = new Float32Array(n).map(() => r() * 4 - 2);
     const x = Tensor.from(xs);
     for (const p of [0.1, 0.3, 0.5, 0.9]) {
-      const y = dropout(x, p, seed + Math.round(p * 10)).toArray();
+      const y = dropout(x, p, KEEP_RATE_SEED + Math.round(p * 10)).toArray();
       const scale = dropoutScale(p);
       let kept = 0;
       for (let i = 0; i < n; i++) {
