@@ -7,9 +7,11 @@
 //   S  = (scale Q) K^T          P = exp(S + bias - lse), 0 where hidden   (the forward's S bits)
 //   dP = dO V^T                 dS = P (keep scale_p dP - delta),  P <- keep scale_p P
 //   dV += P^T dO                dK += dS^T (scale Q)                dQ += dS (scale K)
-// all on cpu/attention_block.h's register tiles (mm_panel), accumulated in f32. Scratch per
-// thread: one block's K^T, V^T and scale K, one tile's Q, dO, P and dS (O(kBr kBc + kBc D));
-// nothing of size Sq x Sk.
+// all on cpu/attention_block.h's register tiles (mm_panel_packed: A broadcast from rows, B read
+// from panels packed per block or tile, which also converts 16-bit inputs), accumulated in f32.
+// Scratch per thread: one block's K^T, V^T and scale K, one tile's Q, dO, P and dS: O(kBr kBc +
+// kBc D), 160 KiB at D = 64; for 16-bit outputs also f32 rows of dq (Sq x D) and dk, dv (Sk x
+// D), and when groups are split (below) an f32 dq partial (Sq x D). Nothing of size Sq x Sk.
 //
 // Threads and determinism. The unit that owns its outputs is a group: (b, kv head) with its G
 // query heads, which alone write that kv head's dk/dv rows and those heads' dq rows.
