@@ -6,7 +6,7 @@
 // of kBc keys that any of its rows sees (causal and kvLengths skip the rest, so causal does
 // about half the work):
 //   S = Q K^T        (mm_panel_packed: Q broadcast, K^T panels loaded)
-//   per row: bias, mask (a row sees a prefix of the block), online softmax (softmax_block_row),
+//   per row: bias, mask (a row sees a prefix of the block), online softmax (softmax_block_rows),
 //            dropout's keep mask on the row's probabilities
 //   O = alpha O + P V (V panels loaded; the running-max rescale rides on the accumulator load)
 // and writes out = O * scale_p / l and lse = m + log l. The scratch is one block's S, P, Q and
@@ -68,6 +68,11 @@ static inline int64_t decode_scratch_floats(const AttentionArgs& a) {
 
 namespace seqfuse::cpu::SF_ISA_NS {
 
+constexpr int64_t kBand = 2 * kMR;  // rows per P V call in a ragged block
+// The block walk keeps scores in log2 units (scale and bias times log2 e), so the softmax's
+// exponentials are vexp2_nonpos (half the FMA-pipe work of e^x); lse converts back.
+constexpr float kLog2e = 1.44269504088896341f, kLn2 = 0.693147180559945309f;
+
 // Tasks [t0, t1) of the block walk; DC > 0: D known at compile time.
 template <class T, int DC>
 static void fwd_tasks(const AttentionArgs& a, int64_t t0, int64_t t1, float* scratch) {
@@ -85,6 +90,7 @@ static void fwd_tasks(const AttentionArgs& a, int64_t t0, int64_t t1, float* scr
   float* f = alpha + kBr;
   uint16_t* rng = reinterpret_cast<uint16_t*>(f + kBr);
   bool nan[kBr];
+  int64_t nr[kBr];  // keys of the current block each row sees
   const Dropout drop(a.dropout, a.seed);
   const float keep_scale = dropout_scale(drop.t);
   const T* q = static_cast<const T*>(a.q);
@@ -108,7 +114,7 @@ static void fwd_tasks(const AttentionArgs& a, int64_t t0, int64_t t1, float* scr
       }
       packed = bk;
     }
-    rows_to_f32(qh, D, rows, D, a.scale, qs, dp);
+    rows_to_f32(qh, D, rows, D, a.scale * kLog2e, qs, dp);
     for (int64_t r = 0; r < rows; ++r) {
       for (int64_t c = 0; c < D; ++c) o[r * dp + c] = 0.0f;
       m[r] = -INFINITY;
@@ -117,27 +123,43 @@ static void fwd_tasks(const AttentionArgs& a, int64_t t0, int64_t t1, float* scr
     }
     for (int64_t j0 = 0; j0 < kend; j0 += kBc) {
       const int64_t nk = kend - j0 < kBc ? kend - j0 : kBc;
-      mm_panel_packed<Acc::Set, DC>(rows, (nk + kNR - 1) / kNR * kNR, D, qs, dp, 1, kt + j0 * D, kNR, D * kNR, s, kBc);
-      for (int64_t r = 0; r < rows; ++r) {
-        float* sr = s + r * kBc;
-        int64_t n = attn_key_end(a, b, i0 + r) - j0;
-        n = n < 0 ? 0 : n > nk ? nk : n;
-        if (n == 0) {
-          for (int64_t j = 0; j < nk; ++j) sr[j] = 0.0f;
-          alpha[r] = 1.0f;
-          continue;
+      // a block where the rows see different numbers of keys (causal's diagonal) computes each
+      // column tile of S only for the rows that see it, and P V per band of rows only over the
+      // keys the band sees: about half of such a block
+      const bool ragged = attn_key_end(a, b, i0) - j0 < nk;
+      const float* ktb = kt + j0 * D;
+      if (!ragged) {
+        mm_panel_packed<Acc::Set, DC>(rows, (nk + kNR - 1) / kNR * kNR, D, qs, dp, 1, ktb, kNR, D * kNR, s, kBc);
+      } else {
+        for (int64_t n0 = 0; n0 < nk; n0 += kNR) {
+          const int64_t r0 = attn_clamp(attn_first_row(a, b, j0 + n0) - i0, 0, rows);
+          mm_panel_packed<Acc::Set, DC>(rows - r0, kNR, D, qs + r0 * dp, dp, 1, ktb + n0 * D, kNR, D * kNR, s + r0 * kBc + n0, kBc);
         }
-        if (const float* br = attn_bias_row(a, b, h, i0 + r)) add_bias_row(sr, n, br + j0 * a.bias_stride[3], a.bias_stride[3]);
-        alpha[r] = softmax_block_row(sr, n, nk, m[r], l[r], nan[r]);
-        if (drop.on()) drop_row(drop, rng, attn_rng_index(a, b, h, i0 + r, j0), sr, n);
       }
-      mm_panel_packed<Acc::Scale>(rows, D, nk, s, kBc, 1, vp + j0 * dv, kNR, kBc * kNR, o, dp, alpha);
+      for (int64_t r = 0; r < rows; ++r) {
+        nr[r] = attn_clamp(attn_key_end(a, b, i0 + r) - j0, 0, nk);
+        if (const float* br = attn_bias_row(a, b, h, i0 + r))
+          add_bias_row(s + r * kBc, nr[r], br + j0 * a.bias_stride[3], a.bias_stride[3], kLog2e);
+      }
+      softmax_block_rows(s, kBc, rows, nr, nk, m, l, alpha, nan);
+      if (drop.on())
+        for (int64_t r = 0; r < rows; ++r) drop_row(drop, rng, attn_rng_index(a, b, h, i0 + r, j0), s + r * kBc, nr[r]);
+      const float* vpb = vp + j0 * dv;
+      if (!ragged) {
+        mm_panel_packed<Acc::Scale>(rows, D, nk, s, kBc, 1, vpb, kNR, kBc * kNR, o, dp, alpha);
+      } else {
+        for (int64_t r = 0; r < rows; r += kBand) {
+          const int64_t rb = rows - r < kBand ? rows - r : kBand;
+          const int64_t kk = attn_clamp(attn_key_end(a, b, i0 + r + rb - 1) - j0, 0, nk);
+          mm_panel_packed<Acc::Scale>(rb, D, kk, s + r * kBc, kBc, 1, vpb, kNR, kBc * kNR, o + r * dp, dp, alpha + r);
+        }
+      }
     }
     float* lse = a.lse ? a.lse + (b * a.H + h) * a.Sq + i0 : nullptr;
     for (int64_t r = 0; r < rows; ++r) {
       const bool empty = l[r] == 0.0f;
       f[r] = nan[r] ? NAN : empty ? 0.0f : keep_scale / l[r];
-      if (lse) lse[r] = nan[r] ? NAN : empty ? -INFINITY : m[r] + std::log(l[r]);
+      if (lse) lse[r] = nan[r] ? NAN : empty ? -INFINITY : m[r] * kLn2 + std::log(l[r]);
     }
     rows_from_f32(o, dp, f, rows, D, out + ((b * a.H + h) * a.Sq + i0) * D, D);
   }

@@ -2,7 +2,7 @@
 // cpu/attention_bwd.cc backward) are built from; included after nothing else, in every ISA pass.
 //   masks:     attn_key_end / attn_first_row (kvLengths + bottom-right causal), attn_bias_row,
 //              attn_rng_index (dropout's element index of (b, h, i, j))
-//   rows:      add_bias_row, softmax_block_row (the forward's online softmax step), probs_row (the
+//   rows:      add_bias_row, softmax_block_rows (the forward's online softmax step), probs_row (the
 //              backward's P from lse), drop_row (dropout's keep mask on a row segment)
 //   products:  mm_panel / mm_panel_packed, C[M, N] (=, +=, or row-scaled +=) A[M, K] B[K, N]
 //              through register tiles that broadcast A and load B rows (plain or packed panels). A is read through two strides, so one kernel
@@ -17,6 +17,7 @@
 // run on the tile while it is in L1/L2; own tiles read operands in the layout the block already
 // has and let scale, mask, exp and the rescale of the output accumulator ride along.
 #pragma once
+#include <cfloat>
 #include "cpu/philox_block.h"
 #include "ops/attention.h"
 
@@ -26,6 +27,9 @@ namespace seqfuse::cpu {
 // a pass's scratch can be sized in the main pass, which does not know that pass's W.
 constexpr int64_t kAttnPad = 16;
 static inline int64_t attn_pad(int64_t n) { return (n + kAttnPad - 1) / kAttnPad * kAttnPad; }
+
+// x clamped to [lo, hi] (std::clamp would be a shared template instance: see cpu/simd.h)
+static inline int64_t attn_clamp(int64_t x, int64_t lo, int64_t hi) { return x < lo ? lo : x > hi ? hi : x; }
 
 // Query row i of batch row b sees keys [0, attn_key_end): j < L_b and, if causal, j <= i + Sk - Sq.
 static inline int64_t attn_key_end(const AttentionArgs& a, int64_t b, int64_t i) {
@@ -166,23 +170,26 @@ static void mm_panel(int64_t M, int64_t N, int64_t K, const float* A, int64_t ar
 
 // --- score rows ----------------------------------------------------------------------------
 
-// s[0, n) += bias[j * stride]; stride 0 adds one value (a bias broadcast over keys).
-static inline void add_bias_row(float* s, int64_t n, const float* bias, int64_t stride) {
+// s[0, n) += mul * bias[j * stride]; stride 0 adds one value (a bias broadcast over keys). mul:
+// log2 e for scores kept in log2 units (the forward).
+static inline void add_bias_row(float* s, int64_t n, const float* bias, int64_t stride, float mul = 1.0f) {
   constexpr int W = V::W;
+  const R mv = V::set1(mul);
   if (stride == 0) {
-    const R c = V::set1(*bias);
+    const float c1 = mul * *bias;
+    const R c = V::set1(c1);
     int64_t j = 0;
     for (; j + W <= n; j += W) V::store(s + j, V::add(V::load(s + j), c));
-    for (; j < n; ++j) s[j] += *bias;
+    for (; j < n; ++j) s[j] += c1;
     return;
   }
   if (stride == 1) {
     int64_t j = 0;
-    for (; j + W <= n; j += W) V::store(s + j, V::add(V::load(s + j), V::load(bias + j)));
-    for (; j < n; ++j) s[j] += bias[j];
+    for (; j + W <= n; j += W) V::store(s + j, V::fma(V::load(bias + j), mv, V::load(s + j)));
+    for (; j < n; ++j) s[j] += mul * bias[j];
     return;
   }
-  for (int64_t j = 0; j < n; ++j) s[j] += bias[j * stride];
+  for (int64_t j = 0; j < n; ++j) s[j] += mul * bias[j * stride];
 }
 
 // max of s[0, n), NaNs ignored (V::max(x, m) keeps m when x is NaN); -inf when n = 0.
@@ -235,22 +242,84 @@ static inline float exp_row(float* s, int64_t n, int64_t nz, float mx, bool& nan
   return sum;
 }
 
-// The forward's online softmax step for one query row in one key block: s[0, n) are the row's
-// scores (bias added), m and l the running max and sum of its earlier blocks. Writes
-// p = exp(s - m') over [0, n) and 0 over [n, nz), sets m = m' = max(m, max s), l = l e^(m - m')
-// + sum p, and returns e^(m - m'), by which the row's output accumulator must be scaled. Scores
-// of -inf (masked by the bias) count as absent; a NaN score sets nan (the row's output is NaN).
-static inline float softmax_block_row(float* s, int64_t n, int64_t nz, float& m, float& l, bool& nan) {
-  const float bmax = row_max(s, n), mx = bmax > m ? bmax : m;
-  if (mx == -INFINITY) {  // nothing visible so far: only NaNs decide
-    for (int64_t j = 0; j < n; ++j) nan |= s[j] != s[j];
-    for (int64_t j = 0; j < nz; ++j) s[j] = 0.0f;
-    return 1.0f;
+// 2^x for x <= 0 (scores in log2 units, the max subtracted): one add and two subtracts split x
+// into n + r (n = round(x) from the low mantissa bits of x + 1.5 * 2^23, r in [-0.5, 0.5] exact),
+// then 2^r by a degree-5 polynomial (our fit for relative error on [-0.5, 0.5], < 1.9e-7 evaluated
+// in f32) and 2^n added to the exponent field. Five FMAs against vexp_nonpos's ten FMA-pipe
+// operations; the products leave the FMA pipes no slack, so this is what the softmax costs.
+// x is clamped at -125 (the exponent trick needs n >= -125): 2^x < 2^-125 comes out as 2^-125,
+// far below any sum it joins (its row's max contributes 1). NaN stays NaN through the clamp (V::max
+// returns its second operand for a NaN), but 2^NaN is unspecified: callers detect NaN themselves.
+SF_INLINE R vexp2_nonpos(R x) {
+  const R magic = V::set1(12582912.0f);
+  x = V::max(V::set1(-125.0f), x);
+  const R t = V::add(x, magic);
+  const R r = V::sub(x, V::sub(t, magic));
+  R p = V::fma(V::set1(1.3264719163998961e-3f), r, V::set1(9.671513922512531e-3f));
+  p = V::fma(p, r, V::set1(5.550733953714371e-2f));
+  p = V::fma(p, r, V::set1(2.4022242426872253e-1f));
+  p = V::fma(p, r, V::set1(6.931470036506653e-1f));
+  p = V::fma(p, r, V::set1(1.0f));
+  return V::iadd(p, V::ishl(t, 23));
+}
+
+// s[j] = 2^(s[j] - shift) over [0, n) and 0 over [n, nz); returns the sum over [0, n). nan is
+// set when some s[j] - shift is NaN (a NaN score, or +inf with shift = +inf).
+static inline float exp2_row(float* s, int64_t n, int64_t nz, float shift, bool& nan) {
+  constexpr int W = V::W;
+  const R mv = V::set1(shift);
+  R s0 = V::zero(), s1 = s0, d0 = s0, d1 = s0;
+  int64_t j = 0;
+  for (; j + 2 * W <= n; j += 2 * W) {
+    const R a0 = V::sub(V::load(s + j), mv), a1 = V::sub(V::load(s + j + W), mv);
+    d0 = V::add(d0, a0);
+    d1 = V::add(d1, a1);
+    const R e0 = vexp2_nonpos(a0), e1 = vexp2_nonpos(a1);
+    V::store(s + j, e0);
+    V::store(s + j + W, e1);
+    s0 = V::add(s0, e0);
+    s1 = V::add(s1, e1);
   }
-  const float alpha = m == -INFINITY ? 0.0f : std::exp(m - mx);
-  l = l * alpha + exp_row(s, n, nz, mx, nan);
-  m = mx;
-  return alpha;
+  float sum = V::hsum(V::add(s0, s1)), d = V::hsum(V::add(d0, d1));
+  for (; j < n; j += W) {  // the last vectors, summed lane by lane
+    const int t = n - j < W ? int(n - j) : W;
+    for (int64_t k = j; k < j + t; ++k) d += s[k] - shift;
+    V::store(s + j, vexp2_nonpos(V::sub(V::load(s + j, t), mv)), t);
+    for (int64_t k = j; k < j + t; ++k) sum += s[k];
+  }
+  for (j = n; j < nz; ++j) s[j] = 0.0f;
+  if (d != d) nan = true;
+  return sum;
+}
+
+// The forward's online softmax step for rows [0, rows) of a block of scores in log2 units: row r
+// at s + r * lds sees its first n[r] keys of the block (bias added); m and l are the rows' running
+// max and sum over earlier blocks. Writes p = 2^(s - m') over [0, n[r]) and 0 over [n[r], nz),
+// sets m = m' = max(m, max s) and l = l 2^(m - m') + sum p, and alpha[r] = 2^(m - m'), by which the
+// row's output accumulator must be scaled. Scores of -inf count as absent (exactly while a row
+// has seen nothing else; after that with a weight <= 2^-125 of its max's); a NaN score sets
+// nan[r]. The rescale factors of all rows are computed together, W rows per vector.
+static inline void softmax_block_rows(float* s, int64_t lds, int64_t rows, const int64_t* n, int64_t nz, float* m,
+                                      float* l, float* alpha, bool* nan) {
+  constexpr int W = V::W;
+  for (int64_t r = 0; r < rows; ++r) alpha[r] = row_max(s + r * lds, n[r]);
+  // where nothing is visible yet (max -inf) the shift is 0: alpha then scales a zero accumulator
+  for (int64_t r = 0; r < rows; r += W) {
+    const int w = rows - r < W ? int(rows - r) : W;
+    const R mo = V::load(m + r, w), mx = V::max(V::load(alpha + r, w), mo);
+    const R shift = V::select(V::lt(mx, V::set1(-FLT_MAX)), V::zero(), mx);
+    V::store(m + r, mx, w);
+    V::store(alpha + r, vexp2_nonpos(V::sub(mo, shift)), w);
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    float* sr = s + r * lds;
+    if (m[r] == -INFINITY) {  // only -inf or NaN so far: exp2's clamp would turn -inf into 2^-125
+      for (int64_t j = 0; j < n[r]; ++j) nan[r] = nan[r] || sr[j] != sr[j];
+      for (int64_t j = 0; j < nz; ++j) sr[j] = 0.0f;
+      continue;
+    }
+    l[r] = l[r] * alpha[r] + exp2_row(sr, n[r], nz, m[r], nan[r]);
+  }
 }
 
 // The backward's probabilities: s[j] = exp(s[j] - lse) over [0, n), 0 over [n, nz); lse finite
