@@ -135,8 +135,7 @@ static void bwd_head(const AttentionArgs& a, int64_t b, int64_t h, int64_t kb0, 
       for (int64_t r = 0; r < m; ++r) {
         const int64_t i = i0 + r;
         float* pr = p + r * Bc;
-        int64_t n = attn_key_end(a, b, i) - j0;
-        n = n < 0 ? 0 : n > nt ? nt : n;
+        int64_t n = attn_clamp(attn_key_end(a, b, i) - j0, 0, nt);
         const float l = lse[i];
         if (l == -INFINITY) n = 0;  // the row sees no key at all (e.g. its bias hides them)
         nvis[r] = n;
