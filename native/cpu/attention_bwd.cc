@@ -7,9 +7,11 @@
 //   S  = (scale Q) K^T          P = exp(S + bias - lse), 0 where hidden   (the forward's S bits)
 //   dP = dO V^T                 dS = P (keep scale_p dP - delta),  P <- keep scale_p P
 //   dV += P^T dO                dK += dS^T (scale Q)                dQ += dS (scale K)
-// all on cpu/attention_block.h's register tiles (mm_panel), accumulated in f32. Scratch per
-// thread: one block's K^T, V^T and scale K, one tile's Q, dO, P and dS (O(kBr kBc + kBc D));
-// nothing of size Sq x Sk.
+// all on cpu/attention_block.h's register tiles (mm_panel_packed: A broadcast from rows, B read
+// from panels packed per block or tile, which also converts 16-bit inputs), accumulated in f32.
+// Scratch per thread: one block's K^T, V^T and scale K, one tile's Q, dO, P and dS: O(kBr kBc +
+// kBc D), 160 KiB at D = 64; for 16-bit outputs also f32 rows of dq (Sq x D) and dk, dv (Sk x
+// D), and when groups are split (below) an f32 dq partial (Sq x D). Nothing of size Sq x Sk.
 //
 // Threads and determinism. The unit that owns its outputs is a group: (b, kv head) with its G
 // query heads, which alone write that kv head's dk/dv rows and those heads' dq rows.
@@ -38,10 +40,13 @@ struct BwdAcc {
   int64_t ldk;
 };
 
+// Columns of a B operand packed in panels (mm_panel_packed): D rounded up to the widest pass's kNR.
+static inline int64_t bwd_panel_cols(int64_t D) { return (D + 31) / 32 * 32; }
+
 // The f32 tile scratch of one thread (floats), the same in every pass.
 static inline int64_t bwd_tile_floats(const AttentionArgs& a) {
-  const int64_t dp = attn_pad(a.D);
-  return 2 * a.D * kBwdBc + kBwdBc * dp + 2 * kBwdBr * dp + 2 * kBwdBr * kBwdBc + attn_pad(kRngBuf / 2);
+  const int64_t dp = attn_pad(a.D), dn = bwd_panel_cols(a.D);
+  return kBwdBc * (2 * a.D + dn) + kBwdBr * (2 * dp + 2 * dn) + 2 * kBwdBr * kBwdBc + attn_pad(kRngBuf / 2);
 }
 }  // namespace seqfuse::cpu
 
@@ -76,12 +81,16 @@ static void bwd_head(const AttentionArgs& a, int64_t b, int64_t h, int64_t kb0, 
                      const BwdAcc& acc, float* scratch) {
   constexpr int64_t Br = kBwdBr, Bc = kBwdBc;
   const int64_t D = DC > 0 ? DC : a.D, dp = attn_pad(D), hk = h / (a.H / a.Hkv);
-  float* kt = scratch;       // [D][Bc] K^T of the block, zero past its last key
-  float* vt = kt + D * Bc;   // [D][Bc] V^T, the same
-  float* ks = vt + D * Bc;   // [Bc][dp] scale K
-  float* qs = ks + Bc * dp;  // [Br][dp] scale Q
-  float* d16 = qs + Br * dp;  // [Br][dp] dO in f32 (16-bit inputs)
-  float* p = d16 + Br * dp;  // [Br][Bc] P, then keep scale_p P
+  const int64_t dn = bwd_panel_cols(D);
+  // B operands in panels of kNR columns (mm_panel_packed), A operands in rows
+  float* kt = scratch;       // K^T of the block: D x Bc, zero past its last key
+  float* vt = kt + D * Bc;   // V^T, the same
+  float* ks = vt + D * Bc;   // scale K: Bc x D
+  float* qs = ks + Bc * dn;  // [Br][dp] scale Q, rows
+  float* qp = qs + Br * dp;  // scale Q: Br x D
+  float* d16 = qp + Br * dn;  // [Br][dp] dO in f32 rows (16-bit inputs)
+  float* dop = d16 + Br * dp;  // dO: Br x D
+  float* p = dop + Br * dn;  // [Br][Bc] P, then keep scale_p P
   float* ds = p + Br * Bc;   // [Br][Bc] dP, then dS
   uint16_t* rng = reinterpret_cast<uint16_t*>(ds + Br * Bc);
   const Dropout drop(a.dropout, a.seed);
@@ -93,14 +102,16 @@ static void bwd_head(const AttentionArgs& a, int64_t b, int64_t h, int64_t kb0, 
   const float* lse = a.lse + hq * a.Sq;
   const float* dl = delta + hq * a.Sq;
   const int64_t kend = a.kv_lengths ? int64_t(a.kv_lengths[b]) : a.Sk;
+  const R sc = V::set1(a.scale);
   int64_t nvis[Br];
   for (int64_t kb = kb0; kb < kb1; ++kb) {
     const int64_t j0 = kb * Bc, i1 = j0 < kend ? attn_first_row(a, b, j0) : a.Sq;
     if (i1 >= a.Sq) continue;  // no query sees the block
-    const int64_t nk = kend - j0 < Bc ? kend - j0 : Bc, nkp = (nk + kNR - 1) / kNR * kNR;
-    pack_transposed(k + j0 * D, D, nk, D, kt, Bc, nkp);
-    pack_transposed(v + j0 * D, D, nk, D, vt, Bc, nkp);
-    rows_to_f32(k + j0 * D, D, nk, D, a.scale, ks, dp);
+    const int64_t nk = kend - j0 < Bc ? kend - j0 : Bc;
+    pack_panels_t(k + j0 * D, D, nk, D, kt, Bc);
+    pack_panels_t(v + j0 * D, D, nk, D, vt, Bc);
+    pack_panels(k + j0 * D, D, nk, D, ks, Bc);
+    for (int64_t e = 0; e < (D + kNR - 1) / kNR * kNR * Bc; e += V::W) V::store(ks + e, V::mul(V::load(ks + e), sc));
     float* dk = acc.dk + j0 * acc.ldk;
     float* dv = acc.dv + j0 * acc.ldk;
     for (int64_t i0 = i1; i0 < a.Sq; i0 += Br) {
@@ -109,6 +120,7 @@ static void bwd_head(const AttentionArgs& a, int64_t b, int64_t h, int64_t kb0, 
       // causal diagonal, the products skip the columns no row sees
       const int64_t ke = attn_key_end(a, b, i0 + m - 1) - j0, nt = ke < nk ? ke : nk, ntp = (nt + kNR - 1) / kNR * kNR;
       rows_to_f32(q + i0 * D, D, m, D, a.scale, qs, dp);
+      pack_panels(qs, dp, m, D, qp, Br);
       const float* dor = d16;
       int64_t ldo = dp;
       if constexpr (std::is_same_v<T, float>) {
@@ -117,13 +129,13 @@ static void bwd_head(const AttentionArgs& a, int64_t b, int64_t h, int64_t kb0, 
       } else {
         rows_to_f32(dout + i0 * D, D, m, D, 1.0f, d16, dp);
       }
-      mm_panel<Acc::Set, DC>(m, ntp, D, qs, dp, 1, kt, Bc, p, Bc);
+      pack_panels(dor, ldo, m, D, dop, Br);
+      mm_panel_packed<Acc::Set, DC>(m, ntp, D, qs, dp, 1, kt, kNR, D * kNR, p, Bc);
       bool any = false;
       for (int64_t r = 0; r < m; ++r) {
         const int64_t i = i0 + r;
         float* pr = p + r * Bc;
-        int64_t n = attn_key_end(a, b, i) - j0;
-        n = n < 0 ? 0 : n > nt ? nt : n;
+        int64_t n = attn_clamp(attn_key_end(a, b, i) - j0, 0, nt);
         const float l = lse[i];
         if (l == -INFINITY) n = 0;  // the row sees no key at all (e.g. its bias hides them)
         nvis[r] = n;
@@ -140,7 +152,7 @@ static void bwd_head(const AttentionArgs& a, int64_t b, int64_t h, int64_t kb0, 
         }
       }
       if (!any) continue;
-      mm_panel<Acc::Set, DC>(m, ntp, D, dor, ldo, 1, vt, Bc, ds, Bc);
+      mm_panel_packed<Acc::Set, DC>(m, ntp, D, dor, ldo, 1, vt, kNR, D * kNR, ds, Bc);
       for (int64_t r = 0; r < m; ++r) {
         const int64_t n = nvis[r];
         float* dsr = ds + r * Bc;
@@ -154,14 +166,15 @@ static void bwd_head(const AttentionArgs& a, int64_t b, int64_t h, int64_t kb0, 
         }
       }
       if (m == Br) {
-        mm_panel<Acc::Add, int(Br)>(nt, D, m, p, 1, Bc, dor, ldo, dv, acc.ldk);
-        mm_panel<Acc::Add, int(Br)>(nt, D, m, ds, 1, Bc, qs, dp, dk, acc.ldk);
+        mm_panel_packed<Acc::Add, int(Br)>(nt, D, m, p, 1, Bc, dop, kNR, Br * kNR, dv, acc.ldk);
+        mm_panel_packed<Acc::Add, int(Br)>(nt, D, m, ds, 1, Bc, qp, kNR, Br * kNR, dk, acc.ldk);
       } else {
-        mm_panel<Acc::Add>(nt, D, m, p, 1, Bc, dor, ldo, dv, acc.ldk);
-        mm_panel<Acc::Add>(nt, D, m, ds, 1, Bc, qs, dp, dk, acc.ldk);
+        mm_panel_packed<Acc::Add>(nt, D, m, p, 1, Bc, dop, kNR, Br * kNR, dv, acc.ldk);
+        mm_panel_packed<Acc::Add>(nt, D, m, ds, 1, Bc, qp, kNR, Br * kNR, dk, acc.ldk);
       }
-      if (nt == Bc) mm_panel<Acc::Add, int(Bc)>(m, D, nt, ds, Bc, 1, ks, dp, acc.dq + i0 * acc.ldq, acc.ldq);
-      else mm_panel<Acc::Add>(m, D, nt, ds, Bc, 1, ks, dp, acc.dq + i0 * acc.ldq, acc.ldq);
+      float* dq = acc.dq + i0 * acc.ldq;
+      if (nt == Bc) mm_panel_packed<Acc::Add, int(Bc)>(m, D, nt, ds, Bc, 1, ks, kNR, Bc * kNR, dq, acc.ldq);
+      else mm_panel_packed<Acc::Add>(m, D, nt, ds, Bc, 1, ks, kNR, Bc * kNR, dq, acc.ldq);
     }
   }
 }
