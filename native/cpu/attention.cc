@@ -355,6 +355,7 @@ void attention_fwd_tasks(const AttentionArgs& a, int64_t t0, int64_t t1, float* 
 #if SF_ISA_MAIN
 #include <omp.h>
 #include <algorithm>
+#include <memory>
 #include <vector>
 #include "core/threads.h"
 #include "cpu/isa.h"
@@ -367,13 +368,15 @@ SF_ISA_DECLARE(void attention_decode_merge(const AttentionArgs&, const DecodePla
 }  // namespace cpu
 
 // Aligned per-thread f32 scratch, allocated before the parallel region (an allocation failure
-// must throw on the calling thread, not inside OpenMP).
+// must throw on the calling thread, not inside OpenMP) and not initialized (the kernels write
+// before they read; zeroing a vector cost as much as a small call's packing).
 struct Scratch {
-  std::vector<float> buf;
+  std::unique_ptr<float[]> buf;
   float* base;
   int64_t per;
-  Scratch(int64_t per_thread, int threads) : buf(size_t(per_thread) * size_t(threads) + cpu::kAttnPad), per(per_thread) {
-    base = buf.data() + (cpu::kAttnPad - reinterpret_cast<uintptr_t>(buf.data()) / sizeof(float) % cpu::kAttnPad) % cpu::kAttnPad;
+  Scratch(int64_t per_thread, int threads)
+      : buf(new float[size_t(per_thread) * size_t(threads) + cpu::kAttnPad]), per(per_thread) {
+    base = buf.get() + (cpu::kAttnPad - reinterpret_cast<uintptr_t>(buf.get()) / sizeof(float) % cpu::kAttnPad) % cpu::kAttnPad;
   }
   float* at(int t) { return base + per * t; }
 };
