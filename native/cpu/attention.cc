@@ -23,7 +23,7 @@
 
 namespace seqfuse::cpu {
 constexpr int64_t kBr = 96;   // query rows per block: a multiple of every pass's kMR
-constexpr int64_t kBc = 128;  // keys per block: a multiple of every pass's kNR
+constexpr int64_t kBc = 128; // keys per block: a multiple of every pass's kNR
 
 // The f32 scratch of one thread (floats), the same in every pass: a kv head's K^T and V in
 // panels (V's columns padded to a multiple of kNR <= 32), and one block's Q, O, S and row state.
@@ -103,14 +103,14 @@ static void fwd_tasks(const AttentionArgs& a, int64_t t0, int64_t t1, float* scr
     const int64_t i0 = qb * kBr, rows = a.Sq - i0 < kBr ? a.Sq - i0 : kBr;
     const int64_t kend = attn_key_end(a, b, i0 + rows - 1);  // the rows' ends grow with i
     const T* qh = q + ((b * a.H + h) * a.Sq + i0) * D;
-    if (kend > 0 && packed != bk) {  // every key any row of this (b, kv head) sees
-      const int64_t kmax = attn_key_end(a, b, a.Sq - 1);
+    const int64_t kmax = attn_key_end(a, b, a.Sq - 1);  // every key any row of this (b, kv head) sees
+    if (kend > 0 && packed != bk) {
       const T* kh = k + bk * a.Sk * D;
       const T* vh = v + bk * a.Sk * D;
       for (int64_t j0 = 0; j0 < kmax; j0 += kBc) {
         const int64_t nk = kmax - j0 < kBc ? kmax - j0 : kBc;
-        pack_panels_t(kh + j0 * D, D, nk, D, kt + j0 * D, kBc);
-        pack_panels(vh + j0 * D, D, nk, D, vp + j0 * dv, kBc);
+        pack_panels_t(kh + j0 * D, D, nk, D, kt + j0 * D, (nk + kNR - 1) / kNR * kNR);
+        pack_panels(vh + j0 * D, D, nk, D, vp + j0 * dv, nk);  // panels of nk rows: bstep nk kNR
       }
       packed = bk;
     }
@@ -144,14 +144,15 @@ static void fwd_tasks(const AttentionArgs& a, int64_t t0, int64_t t1, float* scr
       softmax_block_rows(s, kBc, rows, nr, nk, m, l, alpha, nan);
       if (drop.on())
         for (int64_t r = 0; r < rows; ++r) drop_row(drop, rng, attn_rng_index(a, b, h, i0 + r, j0), s + r * kBc, nr[r]);
-      const float* vpb = vp + j0 * dv;
+      const float* vpb = vp + j0 * dv;  // its panels hold the packed keys of the block
+      const int64_t vstep = (kmax - j0 < kBc ? kmax - j0 : kBc) * kNR;
       if (!ragged) {
-        mm_panel_packed<Acc::Scale>(rows, D, nk, s, kBc, 1, vpb, kNR, kBc * kNR, o, dp, alpha);
+        mm_panel_packed<Acc::Scale>(rows, D, nk, s, kBc, 1, vpb, kNR, vstep, o, dp, alpha);
       } else {
         for (int64_t r = 0; r < rows; r += kBand) {
           const int64_t rb = rows - r < kBand ? rows - r : kBand;
           const int64_t kk = attn_clamp(attn_key_end(a, b, i0 + r + rb - 1) - j0, 0, nk);
-          mm_panel_packed<Acc::Scale>(rb, D, kk, s + r * kBc, kBc, 1, vpb, kNR, kBc * kNR, o + r * dp, dp, alpha + r);
+          mm_panel_packed<Acc::Scale>(rb, D, kk, s + r * kBc, kBc, 1, vpb, kNR, vstep, o + r * dp, dp, alpha + r);
         }
       }
     }
@@ -354,6 +355,7 @@ void attention_fwd_tasks(const AttentionArgs& a, int64_t t0, int64_t t1, float* 
 #if SF_ISA_MAIN
 #include <omp.h>
 #include <algorithm>
+#include <memory>
 #include <vector>
 #include "core/threads.h"
 #include "cpu/isa.h"
@@ -366,13 +368,15 @@ SF_ISA_DECLARE(void attention_decode_merge(const AttentionArgs&, const DecodePla
 }  // namespace cpu
 
 // Aligned per-thread f32 scratch, allocated before the parallel region (an allocation failure
-// must throw on the calling thread, not inside OpenMP).
+// must throw on the calling thread, not inside OpenMP) and not initialized (the kernels write
+// before they read; zeroing a vector cost as much as a small call's packing).
 struct Scratch {
-  std::vector<float> buf;
+  std::unique_ptr<float[]> buf;
   float* base;
   int64_t per;
-  Scratch(int64_t per_thread, int threads) : buf(size_t(per_thread) * size_t(threads) + cpu::kAttnPad), per(per_thread) {
-    base = buf.data() + (cpu::kAttnPad - reinterpret_cast<uintptr_t>(buf.data()) / sizeof(float) % cpu::kAttnPad) % cpu::kAttnPad;
+  Scratch(int64_t per_thread, int threads)
+      : buf(new float[size_t(per_thread) * size_t(threads) + cpu::kAttnPad]), per(per_thread) {
+    base = buf.get() + (cpu::kAttnPad - reinterpret_cast<uintptr_t>(buf.get()) / sizeof(float) % cpu::kAttnPad) % cpu::kAttnPad;
   }
   float* at(int t) { return base + per * t; }
 };

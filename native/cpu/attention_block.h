@@ -373,14 +373,63 @@ static void rows_from_f32(const float* src, int64_t lds, const float* f, int64_t
   }
 }
 
+// dst[c * ldd + r] = scale * f32(src[r * lds + c]) for r < rows, c < cols: the transposing copy
+// of the packers, in 8 x 8 blocks through registers on the x86 passes (the AVX-512 pass uses the
+// same 256-bit code: its transposes would need twice the shuffles for the same bytes).
+#if SF_ISA >= 1
+static inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+static inline __m256 load8(const bf16_t* p) {
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i*)p)), 16));
+}
+static inline __m256 load8(const f16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)p)); }
+// r[i] becomes column i of the 8 x 8 block whose rows were r[0..7]
+static inline void transpose8(__m256 r[8]) {
+  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  // u0 = columns 0 | 4 of rows 0-3, u1 = 1 | 5, u2 = 2 | 6, u3 = 3 | 7; u4..u7 the same for rows 4-7
+  const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+  const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+  r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+  r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+  r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+  r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+  r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+  r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+  r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+#endif
+
+template <class T>
+static void transpose_to_f32(const T* src, int64_t lds, int64_t rows, int64_t cols, float* dst, int64_t ldd, float scale) {
+  int64_t r0 = 0;
+#if SF_ISA >= 1
+  const __m256 sc = _mm256_set1_ps(scale);
+  const int64_t c8 = cols - cols % 8;
+  for (; r0 + 8 <= rows; r0 += 8) {
+    for (int64_t c0 = 0; c0 < c8; c0 += 8) {
+      __m256 r[8];
+      for (int i = 0; i < 8; ++i) r[i] = load8(src + (r0 + i) * lds + c0);
+      transpose8(r);
+      for (int i = 0; i < 8; ++i) _mm256_storeu_ps(dst + (c0 + i) * ldd + r0, _mm256_mul_ps(r[i], sc));
+    }
+    for (int64_t c = c8; c < cols; ++c)
+      for (int i = 0; i < 8; ++i) dst[c * ldd + r0 + i] = scale * to_f32(src[(r0 + i) * lds + c]);
+  }
+#endif
+  for (int64_t r = r0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) dst[c * ldd + r] = scale * to_f32(src[r * lds + c]);
+}
+
 // dst[c * ldd + r] = f32(src[r * lds + c]) for r < rows, c < cols, and 0 for rows <= r < rpad:
 // a block of K^T (keys as columns) from K rows, zero past the last key.
 template <class T>
 static void pack_transposed(const T* src, int64_t lds, int64_t rows, int64_t cols, float* dst, int64_t ldd, int64_t rpad) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const T* x = src + r * lds;
-    for (int64_t c = 0; c < cols; ++c) dst[c * ldd + r] = to_f32(x[c]);
-  }
+  transpose_to_f32(src, lds, rows, cols, dst, ldd, 1.0f);
   for (int64_t c = 0; c < cols; ++c)
     for (int64_t r = rows; r < rpad; ++r) dst[c * ldd + r] = 0.0f;
 }
@@ -418,10 +467,7 @@ static void pack_panels_t(const T* src, int64_t lds, int64_t rows, int64_t cols,
   for (int64_t n0 = 0; n0 < npad; n0 += kNR) {
     float* p = dst + n0 / kNR * cols * kNR;
     const int64_t nr = rows - n0 < kNR ? (rows - n0 > 0 ? rows - n0 : 0) : kNR;
-    for (int64_t c = 0; c < nr; ++c) {
-      const T* x = src + (n0 + c) * lds;
-      for (int64_t k = 0; k < cols; ++k) p[k * kNR + c] = scale * to_f32(x[k]);
-    }
+    transpose_to_f32(src + n0 * lds, lds, nr, cols, p, kNR, scale);
     for (int64_t k = 0; k < cols; ++k)
       for (int64_t c = nr; c < kNR; ++c) p[k * kNR + c] = 0.0f;
   }
