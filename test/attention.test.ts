@@ -20,7 +20,8 @@ const SEQ = [1, 3, 7, 8, 9, 16, 17, 33, 65];
 // - f32 gradients: F32_GRAD_FACTOR * 1e-5. dS = P (dP - delta) subtracts two O(|dout| |v|) sums
 //   whose difference is much smaller when the weights are spread out, so the f32 rounding of dP
 //   and delta comes back relative to |dS| amplified by |dP| / |dP - delta|; dq and dk then sum Sk
-//   (resp. Sq) such terms.
+//   (resp. Sq) such terms. Where dS is exactly 0 (a single visible key, e.g. Sk = 1) relL2 is the
+//   absolute norm of that rounding. Measured on the first kernels: at most 8e-7.
 // - bf16/f16 (out and gradients): at most UNFUSED_FACTOR times the error of the unfused
 //   same-precision path (scores, softmax, dropout and each product rounded to the dtype, float64
 //   in between: reference/attention.ts), as flash-attention tests its kernels; never asked below

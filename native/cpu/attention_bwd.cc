@@ -105,6 +105,9 @@ static void bwd_head(const AttentionArgs& a, int64_t b, int64_t h, int64_t kb0, 
     float* dv = acc.dv + j0 * acc.ldk;
     for (int64_t i0 = i1; i0 < a.Sq; i0 += Br) {
       const int64_t m = a.Sq - i0 < Br ? a.Sq - i0 : Br;
+      // keys of the block that some row of the tile sees (the rows' ends grow with i): on the
+      // causal diagonal, the products skip the columns no row sees
+      const int64_t ke = attn_key_end(a, b, i0 + m - 1) - j0, nt = ke < nk ? ke : nk, ntp = (nt + kNR - 1) / kNR * kNR;
       rows_to_f32(q + i0 * D, D, m, D, a.scale, qs, dp);
       const float* dor = d16;
       int64_t ldo = dp;
@@ -114,51 +117,51 @@ static void bwd_head(const AttentionArgs& a, int64_t b, int64_t h, int64_t kb0, 
       } else {
         rows_to_f32(dout + i0 * D, D, m, D, 1.0f, d16, dp);
       }
-      mm_panel<Acc::Set, DC>(m, nkp, D, qs, dp, 1, kt, Bc, p, Bc);
+      mm_panel<Acc::Set, DC>(m, ntp, D, qs, dp, 1, kt, Bc, p, Bc);
       bool any = false;
       for (int64_t r = 0; r < m; ++r) {
         const int64_t i = i0 + r;
         float* pr = p + r * Bc;
         int64_t n = attn_key_end(a, b, i) - j0;
-        n = n < 0 ? 0 : n > nk ? nk : n;
+        n = n < 0 ? 0 : n > nt ? nt : n;
         const float l = lse[i];
         if (l == -INFINITY) n = 0;  // the row sees no key at all (e.g. its bias hides them)
         nvis[r] = n;
         if (n == 0) {
-          for (int64_t j = 0; j < nkp; ++j) pr[j] = 0.0f;
+          for (int64_t j = 0; j < ntp; ++j) pr[j] = 0.0f;
           continue;
         }
         any = true;
         if (const float* br = attn_bias_row(a, b, h, i)) add_bias_row(pr, n, br + j0 * a.bias_stride[3], a.bias_stride[3]);
         if (l == l) {
-          probs_row(pr, n, nkp, l);
+          probs_row(pr, n, ntp, l);
         } else {  // the forward's NaN row: NaN weights, so NaN gradients
-          for (int64_t j = 0; j < nkp; ++j) pr[j] = j < n ? NAN : 0.0f;
+          for (int64_t j = 0; j < ntp; ++j) pr[j] = j < n ? NAN : 0.0f;
         }
       }
       if (!any) continue;
-      mm_panel<Acc::Set, DC>(m, nkp, D, dor, ldo, 1, vt, Bc, ds, Bc);
+      mm_panel<Acc::Set, DC>(m, ntp, D, dor, ldo, 1, vt, Bc, ds, Bc);
       for (int64_t r = 0; r < m; ++r) {
         const int64_t n = nvis[r];
         float* dsr = ds + r * Bc;
         if (n == 0) {
-          for (int64_t j = 0; j < nkp; ++j) dsr[j] = 0.0f;
+          for (int64_t j = 0; j < ntp; ++j) dsr[j] = 0.0f;
         } else if (drop.on()) {
           const uint16_t* hr = drop.block(rng, attn_rng_index(a, b, h, i0 + r, j0), n);
-          grad_row<true>(p + r * Bc, dsr, n, nkp, dl[i0 + r], drop, hr);
+          grad_row<true>(p + r * Bc, dsr, n, ntp, dl[i0 + r], drop, hr);
         } else {
-          grad_row<false>(p + r * Bc, dsr, n, nkp, dl[i0 + r], drop, nullptr);
+          grad_row<false>(p + r * Bc, dsr, n, ntp, dl[i0 + r], drop, nullptr);
         }
       }
       if (m == Br) {
-        mm_panel<Acc::Add, int(Br)>(nk, D, m, p, 1, Bc, dor, ldo, dv, acc.ldk);
-        mm_panel<Acc::Add, int(Br)>(nk, D, m, ds, 1, Bc, qs, dp, dk, acc.ldk);
+        mm_panel<Acc::Add, int(Br)>(nt, D, m, p, 1, Bc, dor, ldo, dv, acc.ldk);
+        mm_panel<Acc::Add, int(Br)>(nt, D, m, ds, 1, Bc, qs, dp, dk, acc.ldk);
       } else {
-        mm_panel<Acc::Add>(nk, D, m, p, 1, Bc, dor, ldo, dv, acc.ldk);
-        mm_panel<Acc::Add>(nk, D, m, ds, 1, Bc, qs, dp, dk, acc.ldk);
+        mm_panel<Acc::Add>(nt, D, m, p, 1, Bc, dor, ldo, dv, acc.ldk);
+        mm_panel<Acc::Add>(nt, D, m, ds, 1, Bc, qs, dp, dk, acc.ldk);
       }
-      if (nk == Bc) mm_panel<Acc::Add, int(Bc)>(m, D, nk, ds, Bc, 1, ks, dp, acc.dq + i0 * acc.ldq, acc.ldq);
-      else mm_panel<Acc::Add>(m, D, nk, ds, Bc, 1, ks, dp, acc.dq + i0 * acc.ldq, acc.ldq);
+      if (nt == Bc) mm_panel<Acc::Add, int(Bc)>(m, D, nt, ds, Bc, 1, ks, dp, acc.dq + i0 * acc.ldq, acc.ldq);
+      else mm_panel<Acc::Add>(m, D, nt, ds, Bc, 1, ks, dp, acc.dq + i0 * acc.ldq, acc.ldq);
     }
   }
 }
