@@ -42,13 +42,14 @@ static inline int64_t fwd_task_cost(const AttentionArgs& a, int64_t t) {
 }
 
 // Decode (Sq <= kDecSq): a task is (b, kv head, up to kDecR rows of its group's query heads x Sq,
-// a split of the keys). The rows are the columns of S^T = K Q^T, so each key's row of K is
-// broadcast straight from the input (f32) or from a converted block (16-bit) and read once for
-// the whole group; the softmax state lives in lanes, one per query row; O += P V reads V once.
+// a split of the keys), so K and V are read once for the whole GQA group, in place (no packing:
+// each is read once). Scores are dot products of the rows with 8 keys at a time (dot_rows: full
+// vectors along D, where a tile product would fill only nr of a vector's lanes), then the same
+// row steps as the blocks (softmax_block_rows) and O = alpha O + P V on the tiles, V rows as B.
 // Splits cover the keys in runs of whole kDk-key blocks; their partial (max, sum, output) are
 // merged by log-sum-exp (decode_merge), so one batch row with few kv heads still uses every thread.
 constexpr int64_t kDecSq = 16;   // decode path for Sq <= this
-constexpr int64_t kDecR = 64;    // query rows per decode task: columns of S^T
+constexpr int64_t kDecR = 64;    // query rows per decode task
 constexpr int64_t kDk = 64;      // keys per decode block
 constexpr int64_t kDecMinKeys = 1024;  // keys per split at least, so a split's fixed work stays small
 
@@ -62,7 +63,7 @@ static inline int64_t decode_part_floats(const AttentionArgs& a) { return kDecR 
 
 static inline int64_t decode_scratch_floats(const AttentionArgs& a) {
   const int64_t dp = attn_pad(a.D);
-  return a.D * kDecR + 2 * kDk * dp + kDk * kDecR + 4 * kDecR + kDecR * dp + attn_pad(kRngBuf / 2) + kAttnPad;
+  return 2 * kDecR * dp + kDk * dp + kDecR * kDk + 3 * kDecR + attn_pad(kRngBuf / 2) + kAttnPad;
 }
 }  // namespace seqfuse::cpu
 
@@ -166,104 +167,83 @@ static void fwd_tasks(const AttentionArgs& a, int64_t t0, int64_t t1, float* scr
   }
 }
 
-// dst[r * ldd + c] = f32(src[r * D + c]), r < rows, c < D: a block of K or V rows, read once.
-// It is copied to L1 first even in f32, and each row requests the same row of the next block
-// (next: one follows): the tiles' reads (six rows interleaved) defeat the hardware prefetchers,
-// and without the requests the memory would idle while a block computes.
+// Requests the lines of rows [r0, r1) of K or V (rows of D elements): the decode's reads walk
+// 8 rows side by side (dots) or 16 columns down 64 rows (P V's tiles), which the hardware
+// prefetchers do not follow, so each 8-key step asks for the keys of the next step and the
+// values of its own.
 template <class T>
-static void copy_block(const T* src, int64_t rows, int64_t D, float* dst, int64_t ldd, bool next) {
-  const int64_t bytes = D * int64_t(sizeof(T));
-  for (int64_t r = 0; r < rows; ++r) {
-    if (next)
-      for (int64_t c = 0; c < bytes; c += 64) __builtin_prefetch(reinterpret_cast<const char*>(src + (kDk + r) * D) + c);
-    rows_to_f32(src + r * D, D, 1, D, 1.0f, dst + r * ldd, ldd);
-  }
+SF_INLINE void prefetch_rows(const T* p, int64_t r0, int64_t r1, int64_t D) {
+  const char* b = reinterpret_cast<const char*>(p + r0 * D);
+  const char* e = reinterpret_cast<const char*>(p + r1 * D);
+  for (; b < e; b += 64) __builtin_prefetch(b);
 }
 
-// Decode tasks [t0, t1): each leaves its rows' partial max, sum and output in p.part.
+// Decode tasks [t0, t1): each leaves its rows' partial max (log2 units), sum and output in p.part.
 template <class T>
 static void decode_tasks(const AttentionArgs& a, const DecodePlan& p, int64_t t0, int64_t t1, float* scratch) {
-  constexpr int W = V::W;
   const int64_t D = a.D, dp = attn_pad(D), G = a.H / a.Hkv, rows = G * a.Sq;
-  float* qt = scratch;  // Q^T of the rows, packed panels [D][kNR], scale folded in
-  float* kf = qt + D * kDecR;  // a block of K rows in f32
-  float* vf = kf + kDk * dp;  // a block of V rows in f32
-  float* st = vf + kDk * dp;  // S^T [kDk][rs]
-  float* m = st + kDk * kDecR;
+  float* qs = scratch;  // [kDecR][dp] the rows, scale and log2 e folded in
+  float* o = qs + kDecR * dp;  // [kDecR][dp]
+  float* vf = o + kDecR * dp;  // [kDk][dp] a block of V in f32 (16-bit inputs)
+  float* s = vf + kDk * dp;  // [kDecR][kDk]
+  float* m = s + kDecR * kDk;
   float* l = m + kDecR;
   float* alpha = l + kDecR;
-  float* dn = alpha + kDecR;  // per row: sum of (s - m), NaN iff some score is
-  float* o = dn + kDecR;  // [kDecR][dp]
-  uint16_t* rng = reinterpret_cast<uint16_t*>(o + kDecR * dp);
+  uint16_t* rng = reinterpret_cast<uint16_t*>(alpha + kDecR);
+  bool nan[kDecR];
+  int64_t nv[kDecR];
   const Dropout drop(a.dropout, a.seed);
   const T* q = static_cast<const T*>(a.q);
-  for (int64_t i = 0; i < kDk * kDecR; ++i) st[i] = 0.0f;  // lanes past a task's rows stay finite
   for (int64_t t = t0; t < t1; ++t) {
     const int64_t ks = t % p.nsplit, rc = t / p.nsplit % p.nrc, bk = t / p.nsplit / p.nrc, b = bk / a.Hkv, hk = bk % a.Hkv;
-    const int64_t r0 = rc * kDecR, nr = rows - r0 < kDecR ? rows - r0 : kDecR, rs = attn_pad(nr);
+    const int64_t r0 = rc * kDecR, nr = rows - r0 < kDecR ? rows - r0 : kDecR;
     // this split's keys: whole blocks of the keys any row sees
     const int64_t kend = attn_key_end(a, b, a.Sq - 1), nblk = (kend + kDk - 1) / kDk;
     const int64_t j0s = nblk * ks / p.nsplit * kDk, j1e = nblk * (ks + 1) / p.nsplit * kDk, j1s = j1e < kend ? j1e : kend;
-    // the group's rows are consecutive in q: heads hk G .. hk G + G - 1, Sq rows each
-    const T* qg = q + ((b * a.H + hk * G) * a.Sq + r0) * D;
-    pack_panels_t(qg, D, nr, D, qt, (nr + kNR - 1) / kNR * kNR, a.scale);
-    for (int64_t r = 0; r < nr; r += W) {
-      V::store(m + r, V::set1(-INFINITY));
-      V::store(l + r, V::zero());
-      V::store(dn + r, V::zero());
-    }
-    for (int64_t r = 0; r < nr; ++r)
+    // the group's rows are consecutive in q: heads hk G .. hk G + G - 1, Sq rows each; row r is
+    // (head hk G + (r0 + r) / Sq, query (r0 + r) % Sq)
+    rows_to_f32(q + ((b * a.H + hk * G) * a.Sq + r0) * D, D, nr, D, a.scale * kLog2e, qs, dp);
+    for (int64_t r = 0; r < nr; ++r) {
       for (int64_t c = 0; c < D; ++c) o[r * dp + c] = 0.0f;
+      m[r] = -INFINITY;
+      l[r] = 0.0f;
+      nan[r] = false;
+    }
     const T* kh = static_cast<const T*>(a.k) + bk * a.Sk * D;
     const T* vh = static_cast<const T*>(a.v) + bk * a.Sk * D;
     for (int64_t j0 = j0s; j0 < j1s; j0 += kDk) {
       const int64_t nk = j1s - j0 < kDk ? j1s - j0 : kDk;
-      const bool more = j0 + kDk < j1s;
-      copy_block(kh + j0 * D, nk, D, kf, dp, more);
-      copy_block(vh + j0 * D, nk, D, vf, dp, more);
-      mm_panel_packed<Acc::Set>(nk, nr, D, kf, dp, 1, qt, kNR, D * kNR, st, rs);
-      // bias and masks, per row (a column of S^T)
+      const T* kb = kh + j0 * D;
+      for (int64_t jj = 0; jj < nk; jj += 8) {
+        const int64_t n8 = nk - jj < 8 ? nk - jj : 8;
+        prefetch_rows(kh, j0 + jj + 8, j0 + jj + 16 < j1s ? j0 + jj + 16 : j1s, D);
+        prefetch_rows(vh, j0 + jj, j0 + jj + n8, D);
+        for (int64_t r = 0; r < nr; ++r) {
+          if (n8 == 8) dot_rows<8>(qs + r * dp, kb + jj * D, D, D, s + r * kDk + jj);
+          else
+            for (int64_t i = 0; i < n8; ++i) dot_rows<1>(qs + r * dp, kb + (jj + i) * D, D, D, s + r * kDk + jj + i);
+        }
+      }
       for (int64_t r = 0; r < nr; ++r) {
         const int64_t g = (r0 + r) / a.Sq, i = (r0 + r) % a.Sq;
+        nv[r] = attn_clamp(attn_key_end(a, b, i) - j0, 0, nk);
         if (const float* br = attn_bias_row(a, b, hk * G + g, i))
-          for (int64_t jj = 0; jj < nk; ++jj) st[jj * rs + r] += br[(j0 + jj) * a.bias_stride[3]];
-        const int64_t e = attn_key_end(a, b, i) - j0;
-        for (int64_t jj = e < 0 ? 0 : e; jj < nk; ++jj) st[jj * rs + r] = -INFINITY;
+          add_bias_row(s + r * kDk, nv[r], br + j0 * a.bias_stride[3], a.bias_stride[3], kLog2e);
       }
-      // online softmax, one lane per row; -inf max (nothing visible yet) uses 0 as the shift
-      for (int64_t r = 0; r < nr; r += W) {
-        R mx = V::load(m + r);
-        for (int64_t jj = 0; jj < nk; ++jj) mx = V::max(V::load(st + jj * rs + r), mx);
-        const R shift = V::select(V::lt(mx, V::set1(-FLT_MAX)), V::zero(), mx);
-        const R al = vexp_nonpos(V::sub(V::load(m + r), shift));
-        R sum = V::zero(), d = V::load(dn + r);
-        for (int64_t jj = 0; jj < nk; ++jj) {
-          const R x = V::sub(V::load(st + jj * rs + r), shift), e = vexp_nonpos(x);
-          d = V::add(d, x);
-          sum = V::add(sum, e);
-          V::store(st + jj * rs + r, e);
-        }
-        V::store(l + r, V::fma(V::load(l + r), al, sum));
-        V::store(m + r, mx);
-        V::store(dn + r, d);
-        V::store(alpha + r, al);
+      softmax_block_rows(s, kDk, nr, nv, nk, m, l, alpha, nan);
+      if (drop.on())  // rows of the group are consecutive in the stream too
+        for (int64_t r = 0; r < nr; ++r) drop_row(drop, rng, attn_rng_index(a, b, hk * G, r0 + r, j0), s + r * kDk, nv[r]);
+      if constexpr (std::is_same_v<T, float>) {
+        mm_panel<Acc::Scale>(nr, D, nk, s, kDk, 1, vh + j0 * D, D, o, dp, alpha);
+      } else {
+        rows_to_f32(vh + j0 * D, D, nk, D, 1.0f, vf, dp);
+        mm_panel<Acc::Scale>(nr, D, nk, s, kDk, 1, vf, dp, o, dp, alpha);
       }
-      if (drop.on())
-        for (int64_t r = 0; r < nr; ++r) {
-          const uint64_t first = attn_rng_index(a, b, hk * G, r0 + r, j0);  // rows of the group are consecutive
-          for (int64_t c = 0; c < nk; c += kRngBlock) {
-            const int64_t len = nk - c < kRngBlock ? nk - c : kRngBlock;
-            const uint16_t* h = drop.block(rng, first + uint64_t(c), len);
-            for (int64_t jj = 0; jj < len; ++jj)
-              if (h[jj] < drop.t) st[(c + jj) * rs + r] = 0.0f;
-          }
-        }
-      mm_panel<Acc::Scale>(nr, D, nk, st, 1, rs, vf, dp, o, dp, alpha);
     }
     float* part = p.part + t * decode_part_floats(a);
     for (int64_t r = 0; r < nr; ++r) {
       part[r] = m[r];
-      part[kDecR + r] = dn[r] != dn[r] ? NAN : l[r];
+      part[kDecR + r] = nan[r] ? NAN : l[r];
     }
     for (int64_t r = 0; r < nr; ++r)
       for (int64_t c = 0; c < D; ++c) part[2 * kDecR + r * dp + c] = o[r * dp + c];
@@ -295,7 +275,7 @@ static void decode_merge(const AttentionArgs& a, const DecodePlan& p, int64_t c0
       for (int64_t v = 0; v < nv; ++v) acc[v] = V::zero();
       if (!nan && mx != -INFINITY) {
         for (int64_t s = 0; s < p.nsplit; ++s) {
-          const float w = std::exp(part[s * pf + r] - mx);  // 0 for a split that saw nothing
+          const float w = std::exp2(part[s * pf + r] - mx);  // 0 for a split that saw nothing
           l += w * part[s * pf + kDecR + r];
           const float* os = part + s * pf + 2 * kDecR + r * dp;
           for (int64_t v = 0; v < nv; ++v) acc[v] = V::fma(V::set1(w), V::load(os + v * W), acc[v]);
@@ -303,7 +283,7 @@ static void decode_merge(const AttentionArgs& a, const DecodePlan& p, int64_t c0
       }
       const bool empty = !nan && l == 0.0f;
       const R f = V::set1(nan ? NAN : empty ? 0.0f : keep_scale / l);
-      if (a.lse) a.lse[row0 + r] = nan ? NAN : empty ? -INFINITY : mx + std::log(l);
+      if (a.lse) a.lse[row0 + r] = nan ? NAN : empty ? -INFINITY : mx * kLn2 + std::log(l);
       T* y = out + r * D;
       for (int64_t v = 0; v < nv; ++v) {
         const R x = V::mul(acc[v], f);
@@ -367,18 +347,36 @@ SF_ISA_DECLARE(void attention_decode_tasks(const AttentionArgs&, const DecodePla
 SF_ISA_DECLARE(void attention_decode_merge(const AttentionArgs&, const DecodePlan&, int64_t, int64_t))
 }  // namespace cpu
 
-// Aligned per-thread f32 scratch, allocated before the parallel region (an allocation failure
-// must throw on the calling thread, not inside OpenMP) and not initialized (the kernels write
-// before they read; zeroing a vector cost as much as a small call's packing).
+// Aligned f32 scratch: `extra` floats, then `per` floats per thread. Allocated before the
+// parallel region (an allocation failure must throw on the calling thread, not inside OpenMP),
+// not initialized (the kernels write before they read). Up to kKeepFloats it is kept for the next
+// call on the same calling thread (the JS thread or a libuv worker): a decode step is ~100 us,
+// and a fresh mapping of its few hundred KiB cost that much again in page faults.
 struct Scratch {
-  std::unique_ptr<float[]> buf;
+  static constexpr int64_t kKeepFloats = int64_t(1) << 20;  // 4 MiB per calling thread
+  std::unique_ptr<float[]> own;
   float* base;
-  int64_t per;
-  Scratch(int64_t per_thread, int threads)
-      : buf(new float[size_t(per_thread) * size_t(threads) + cpu::kAttnPad]), per(per_thread) {
-    base = buf.get() + (cpu::kAttnPad - reinterpret_cast<uintptr_t>(buf.get()) / sizeof(float) % cpu::kAttnPad) % cpu::kAttnPad;
+  int64_t extra, per;
+  Scratch(int64_t extra_floats, int64_t per_thread, int threads) : extra(cpu::attn_pad(extra_floats)), per(per_thread) {
+    thread_local std::unique_ptr<float[]> kept;
+    thread_local int64_t kept_n = 0;
+    const int64_t n = extra + per * threads + cpu::kAttnPad;
+    float* p;
+    if (n <= kKeepFloats) {
+      if (kept_n < n) {
+        kept.reset();
+        kept.reset(new float[size_t(n)]);
+        kept_n = n;
+      }
+      p = kept.get();
+    } else {
+      own.reset(new float[size_t(n)]);
+      p = own.get();
+    }
+    base = p + (cpu::kAttnPad - reinterpret_cast<uintptr_t>(p) / sizeof(float) % cpu::kAttnPad) % cpu::kAttnPad;
   }
-  float* at(int t) { return base + per * t; }
+  float* shared() { return base; }  // the extra floats
+  float* at(int t) { return base + extra + per * t; }  // a thread's scratch
 };
 
 // Runs fn(t0, t1, thread) over contiguous ranges of [0, n) of equal cost (cum: prefix sums of
@@ -419,8 +417,6 @@ static void attention_decode_cpu(const AttentionArgs& a) {
   const int64_t chunks = groups * p.nrc, want = (2 * threads + chunks - 1) / chunks;
   p.nsplit = std::max<int64_t>(1, std::min(want, kmax / kDecMinKeys));
   const int64_t tasks = chunks * p.nsplit;
-  std::vector<float> part(size_t(tasks * decode_part_floats(a)));
-  p.part = part.data();
   std::vector<int64_t> cum(size_t(tasks) + 1, 0);
   for (int64_t t = 0; t < tasks; ++t) {
     const int64_t b = t / p.nsplit / p.nrc / a.Hkv, rc = t / p.nsplit % p.nrc;
@@ -428,7 +424,8 @@ static void attention_decode_cpu(const AttentionArgs& a) {
     cum[size_t(t) + 1] = cum[size_t(t)] + rows * (attn_key_end(a, b, a.Sq - 1) / p.nsplit + kDk);
   }
   const int nt = useful_threads(cum.back() * a.D / 1024, tasks);
-  Scratch sc(decode_scratch_floats(a), nt);
+  Scratch sc(tasks * decode_part_floats(a), decode_scratch_floats(a), nt);
+  p.part = sc.shared();
   auto fn = SF_PICK(attention_decode_tasks);
   run_balanced(cum, nt, [&](int64_t t0, int64_t t1, int t) { fn(a, p, t0, t1, sc.at(t)); });
   auto merge = SF_PICK(attention_decode_merge);
@@ -443,7 +440,7 @@ void attention_fwd_cpu(const AttentionArgs& a) {
   std::vector<int64_t> cum(size_t(tasks) + 1, 0);
   for (int64_t t = 0; t < tasks; ++t) cum[size_t(t) + 1] = cum[size_t(t)] + fwd_task_cost(a, t);
   const int nt = useful_threads(cum.back() * kBc * a.D / 1024, tasks);
-  Scratch sc(fwd_scratch_floats(a), nt);
+  Scratch sc(0, fwd_scratch_floats(a), nt);
   auto fn = SF_PICK(attention_fwd_tasks);
   run_balanced(cum, nt, [&](int64_t t0, int64_t t1, int t) { fn(a, t0, t1, sc.at(t)); });
 }

@@ -8,6 +8,7 @@
 //              through register tiles that broadcast A and load B rows (plain or packed panels). A is read through two strides, so one kernel
 //              serves Q K^T (B = K^T packed), P V, dS K, and the transposed products P^T dO and
 //              dS^T Q (A = P or dS read column-wise: ars = 1, aks = row stride).
+//   dots:      dot_rows, up to 8 dot products of one f32 row with rows read in place (decode)
 //   packing:   rows_to_f32 (scaled f32 copy), pack_panels / pack_panels_t (B operands in the
 //              panel layout, f32, from rows or transposed), pack_transposed, rows_from_f32 (output)
 //
@@ -166,6 +167,47 @@ template <Acc Mode, int KC = 0>
 static void mm_panel(int64_t M, int64_t N, int64_t K, const float* A, int64_t ars, int64_t aks, const float* B, int64_t ldb,
                      float* C, int64_t ldc, const float* alpha = nullptr) {
   mm_panel_packed<Mode, KC>(M, N, K, A, ars, aks, B, ldb, kNR, C, ldc, alpha);
+}
+
+// out[i] = <x, y + i * ldy> over n elements for the rows i < Rows (<= 8): one row of f32 against
+// rows of T (f32 or 16-bit, read in place), vectors along n, the sums reduced at the end (on
+// AVX2 8 of them at once by a hadd tree). For few query rows against many keys (decode), where
+// Q K^T as a tile product would leave most lanes of its vectors empty.
+#if SF_ISA == 1
+static inline __m256 hsum8(const __m256 a[8]) {
+  const __m256 t0 = _mm256_hadd_ps(a[0], a[1]), t1 = _mm256_hadd_ps(a[2], a[3]);
+  const __m256 t2 = _mm256_hadd_ps(a[4], a[5]), t3 = _mm256_hadd_ps(a[6], a[7]);
+  // u0: the sums of rows 0-3 over their low 128 bits | over their high 128 bits; u1: rows 4-7
+  const __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
+  return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+}
+#endif
+
+template <int Rows, class T>
+SF_INLINE void dot_rows(const float* x, const T* y, int64_t ldy, int64_t n, float* out) {
+  constexpr int W = V::W;
+  R acc[Rows];
+#pragma GCC unroll 8
+  for (int i = 0; i < Rows; ++i) acc[i] = V::zero();
+  int64_t d = 0;
+  for (; d + W <= n; d += W) {
+    const R xv = V::load(x + d);
+#pragma GCC unroll 8
+    for (int i = 0; i < Rows; ++i) acc[i] = V::fma(xv, V::load(y + i * ldy + d), acc[i]);
+  }
+  if (d < n) {
+    const int w = int(n - d);
+    const R xv = V::load(x + d, w);
+#pragma GCC unroll 8
+    for (int i = 0; i < Rows; ++i) acc[i] = V::fma(xv, V::load(y + i * ldy + d, w), acc[i]);
+  }
+#if SF_ISA == 1
+  if constexpr (Rows == 8) {
+    _mm256_storeu_ps(out, hsum8(acc));
+    return;
+  }
+#endif
+  for (int i = 0; i < Rows; ++i) out[i] = V::hsum(acc[i]);
 }
 
 // --- score rows ----------------------------------------------------------------------------
