@@ -36,14 +36,9 @@ export interface FusedAttentionResult {
   lse: Tensor;
 }
 
-export interface FusedAttentionBackwardOptions {
-  /** The forward's masking, scale and dropout: the probabilities are recomputed from them. */
-  causal?: boolean;
-  kvLengths?: Int32Array | Tensor | null;
-  attnBias?: Tensor | null;
-  scale?: number;
-  dropout?: number;
-  seed?: number | bigint;
+/** The forward's masking, scale and dropout (the probabilities are recomputed from them), and outputs. */
+export interface FusedAttentionBackwardOptions
+  extends Pick<FusedAttentionOptions, 'causal' | 'kvLengths' | 'attnBias' | 'scale' | 'dropout' | 'seed'> {
   /** Write the gradients here instead of new tensors (dq like q; dk, dv like k). */
   dq?: Tensor;
   dk?: Tensor;
