@@ -133,7 +133,9 @@ static void fwd_tasks(const AttentionArgs& a, int64_t t0, int64_t t1, float* scr
         mm_panel_packed<Acc::Set, DC>(rows, (nk + kNR - 1) / kNR * kNR, D, qs, dp, 1, ktb, kNR, D * kNR, s, kBc);
       } else {
         for (int64_t n0 = 0; n0 < nk; n0 += kNR) {
-          const int64_t r0 = attn_clamp(attn_first_row(a, b, j0 + n0) - i0, 0, rows);
+          // from the first row that sees the tile's first key, rounded down to whole row tiles
+          // (the extra rows' scores are never read)
+          const int64_t r0 = attn_clamp(attn_first_row(a, b, j0 + n0) - i0, 0, rows) / kMR * kMR;
           mm_panel_packed<Acc::Set, DC>(rows - r0, kNR, D, qs + r0 * dp, dp, 1, ktb + n0 * D, kNR, D * kNR, s + r0 * kBc + n0, kBc);
         }
       }
