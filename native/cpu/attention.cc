@@ -13,10 +13,9 @@
 // O and one kv head's K^T and V in f32 panels: O(kBr kBc + Sk D) per thread, never Sq x Sk.
 // Packing makes each tile's B operand one contiguous run (strided rows alias in L1: K^T rows
 // 512 bytes apart used only 8 of its 64 sets) and converts 16-bit inputs once. The products run
-// on our own register tiles (cpu/attention_block.h says why not oneDNN). Tasks of one kv head
-// are consecutive, so a thread packs each head it touches once (and once for the whole GQA
-// group); threads get contiguous task ranges of equal cost (rows x key blocks), so causal's
-// uneven tasks still balance.
+// on our own register tiles (cpu/attention_block.h says why not oneDNN). Threads take tasks
+// from a shared counter: whole kv heads when there are at least 4 per thread (each packed once,
+// for its whole GQA group), else single tasks, a head's largest (causal) blocks first.
 #include <cfloat>
 #include <type_traits>
 #include "cpu/attention_block.h"
