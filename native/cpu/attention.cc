@@ -13,10 +13,9 @@
 // O and one kv head's K^T and V in f32 panels: O(kBr kBc + Sk D) per thread, never Sq x Sk.
 // Packing makes each tile's B operand one contiguous run (strided rows alias in L1: K^T rows
 // 512 bytes apart used only 8 of its 64 sets) and converts 16-bit inputs once. The products run
-// on our own register tiles (cpu/attention_block.h says why not oneDNN). Tasks of one kv head
-// are consecutive, so a thread packs each head it touches once (and once for the whole GQA
-// group); threads get contiguous task ranges of equal cost (rows x key blocks), so causal's
-// uneven tasks still balance.
+// on our own register tiles (cpu/attention_block.h says why not oneDNN). Threads take tasks
+// from a shared counter: whole kv heads when there are at least 4 per thread (each packed once,
+// for its whole GQA group), else single tasks, a head's largest (causal) blocks first.
 #include <cfloat>
 #include <type_traits>
 #include "cpu/attention_block.h"
@@ -32,13 +31,18 @@ static inline int64_t fwd_scratch_floats(const AttentionArgs& a) {
   return nkb * kBc * (dp + dv) + kBr * dp * 2 + kBr * kBc + 4 * kBr + attn_pad(kRngBuf / 2) + kAttnPad;
 }
 
-// The task walk's cost model, for splitting tasks over threads: rows x key blocks visited, plus
-// one block's fixed work.
-static inline int64_t fwd_task_cost(const AttentionArgs& a, int64_t t) {
-  const int64_t nqb = (a.Sq + kBr - 1) / kBr, qb = t % nqb, b = t / nqb / (a.H / a.Hkv) / a.Hkv;
-  const int64_t i0 = qb * kBr, rows = a.Sq - i0 < kBr ? a.Sq - i0 : kBr;
-  const int64_t kend = attn_key_end(a, b, i0 + rows - 1);
-  return rows * ((kend + kBc - 1) / kBc + 1);
+// Tasks are handed out to the threads in chunks from a shared counter (no STL atomics in the ISA
+// passes: see cpu/simd.h), so a thread that the OS deschedules (a machine shared with other
+// work) delays only its current chunk, not a fixed half of the call.
+struct TaskQueue {
+  int64_t next = 0, n = 0, chunk = 1;
+};
+
+// The next chunk [t0, t1), or false when none is left.
+static inline bool take(TaskQueue* q, int64_t& t0, int64_t& t1) {
+  t0 = __atomic_fetch_add(&q->next, q->chunk, __ATOMIC_RELAXED);
+  t1 = t0 + q->chunk < q->n ? t0 + q->chunk : q->n;
+  return t0 < q->n;
 }
 
 // Decode (Sq <= kDecSq): a task is (b, kv head, up to kDecR rows of its group's query heads x Sq,
@@ -74,9 +78,11 @@ constexpr int64_t kBand = 2 * kMR;  // rows per P V call in a ragged block
 // exponentials are vexp2_nonpos (half the FMA-pipe work of e^x); lse converts back.
 constexpr float kLog2e = 1.44269504088896341f, kLn2 = 0.693147180559945309f;
 
-// Tasks [t0, t1) of the block walk; DC > 0: D known at compile time.
+// The block walk's tasks from the queue; DC > 0: D known at compile time. Task t is (kv head
+// t / (G nqb), query head of its group, query block): within a head the blocks go last first, so
+// the largest causal tasks are handed out before the small ones.
 template <class T, int DC>
-static void fwd_tasks(const AttentionArgs& a, int64_t t0, int64_t t1, float* scratch) {
+static void fwd_tasks(const AttentionArgs& a, TaskQueue* tq, float* scratch) {
   const int64_t D = DC > 0 ? DC : a.D, dp = attn_pad(D), G = a.H / a.Hkv;
   const int64_t nqb = (a.Sq + kBr - 1) / kBr, nkb = (a.Sk + kBc - 1) / kBc;
   const int64_t dv = (D + kNR - 1) / kNR * kNR;  // V's columns in panels
@@ -98,9 +104,9 @@ static void fwd_tasks(const AttentionArgs& a, int64_t t0, int64_t t1, float* scr
   const T* k = static_cast<const T*>(a.k);
   const T* v = static_cast<const T*>(a.v);
   T* out = static_cast<T*>(a.out);
-  int64_t packed = -1;
-  for (int64_t t = t0; t < t1; ++t) {
-    const int64_t qb = t % nqb, g = t / nqb % G, bk = t / nqb / G, b = bk / a.Hkv, h = bk % a.Hkv * G + g;
+  int64_t packed = -1, t0, t1;
+  while (take(tq, t0, t1)) for (int64_t t = t0; t < t1; ++t) {
+    const int64_t qb = nqb - 1 - t % nqb, g = t / nqb % G, bk = t / nqb / G, b = bk / a.Hkv, h = bk % a.Hkv * G + g;
     const int64_t i0 = qb * kBr, rows = a.Sq - i0 < kBr ? a.Sq - i0 : kBr;
     const int64_t kend = attn_key_end(a, b, i0 + rows - 1);  // the rows' ends grow with i
     const T* qh = q + ((b * a.H + h) * a.Sq + i0) * D;
@@ -133,7 +139,9 @@ static void fwd_tasks(const AttentionArgs& a, int64_t t0, int64_t t1, float* scr
         mm_panel_packed<Acc::Set, DC>(rows, (nk + kNR - 1) / kNR * kNR, D, qs, dp, 1, ktb, kNR, D * kNR, s, kBc);
       } else {
         for (int64_t n0 = 0; n0 < nk; n0 += kNR) {
-          const int64_t r0 = attn_clamp(attn_first_row(a, b, j0 + n0) - i0, 0, rows);
+          // from the first row that sees the tile's first key, rounded down to whole row tiles
+          // (the extra rows' scores are never read)
+          const int64_t r0 = attn_clamp(attn_first_row(a, b, j0 + n0) - i0, 0, rows) / kMR * kMR;
           mm_panel_packed<Acc::Set, DC>(rows - r0, kNR, D, qs + r0 * dp, dp, 1, ktb + n0 * D, kNR, D * kNR, s + r0 * kBc + n0, kBc);
         }
       }
@@ -178,9 +186,9 @@ SF_INLINE void prefetch_rows(const T* p, int64_t r0, int64_t r1, int64_t D) {
   for (; b < e; b += 64) __builtin_prefetch(b);
 }
 
-// Decode tasks [t0, t1): each leaves its rows' partial max (log2 units), sum and output in p.part.
+// Decode tasks from the queue: each leaves its rows' partial max (log2 units), sum and output in p.part.
 template <class T>
-static void decode_tasks(const AttentionArgs& a, const DecodePlan& p, int64_t t0, int64_t t1, float* scratch) {
+static void decode_tasks(const AttentionArgs& a, const DecodePlan& p, TaskQueue* tq, float* scratch) {
   const int64_t D = a.D, dp = attn_pad(D), G = a.H / a.Hkv, rows = G * a.Sq;
   float* qs = scratch;  // [kDecR][dp] the rows, scale and log2 e folded in
   float* o = qs + kDecR * dp;  // [kDecR][dp]
@@ -194,7 +202,8 @@ static void decode_tasks(const AttentionArgs& a, const DecodePlan& p, int64_t t0
   int64_t nv[kDecR];
   const Dropout drop(a.dropout, a.seed);
   const T* q = static_cast<const T*>(a.q);
-  for (int64_t t = t0; t < t1; ++t) {
+  int64_t t0, t1;
+  while (take(tq, t0, t1)) for (int64_t t = t0; t < t1; ++t) {
     const int64_t ks = t % p.nsplit, rc = t / p.nsplit % p.nrc, bk = t / p.nsplit / p.nrc, b = bk / a.Hkv, hk = bk % a.Hkv;
     const int64_t r0 = rc * kDecR, nr = rows - r0 < kDecR ? rows - r0 : kDecR;
     // this split's keys: whole blocks of the keys any row sees
@@ -294,11 +303,11 @@ static void decode_merge(const AttentionArgs& a, const DecodePlan& p, int64_t c0
   }
 }
 
-void attention_decode_tasks(const AttentionArgs& a, const DecodePlan& p, int64_t t0, int64_t t1, float* scratch) {
+void attention_decode_tasks(const AttentionArgs& a, const DecodePlan& p, TaskQueue* tq, float* scratch) {
   switch (a.dtype) {
-    case DType::F32: return decode_tasks<float>(a, p, t0, t1, scratch);
-    case DType::BF16: return decode_tasks<bf16_t>(a, p, t0, t1, scratch);
-    case DType::F16: return decode_tasks<f16_t>(a, p, t0, t1, scratch);
+    case DType::F32: return decode_tasks<float>(a, p, tq, scratch);
+    case DType::BF16: return decode_tasks<bf16_t>(a, p, tq, scratch);
+    case DType::F16: return decode_tasks<f16_t>(a, p, tq, scratch);
     default: return;
   }
 }
@@ -313,19 +322,19 @@ void attention_decode_merge(const AttentionArgs& a, const DecodePlan& p, int64_t
 }
 
 template <class T>
-static void fwd_tasks_t(const AttentionArgs& a, int64_t t0, int64_t t1, float* scratch) {
+static void fwd_tasks_t(const AttentionArgs& a, TaskQueue* tq, float* scratch) {
   switch (a.D) {
-    case 64: return fwd_tasks<T, 64>(a, t0, t1, scratch);
-    case 128: return fwd_tasks<T, 128>(a, t0, t1, scratch);
-    default: return fwd_tasks<T, 0>(a, t0, t1, scratch);
+    case 64: return fwd_tasks<T, 64>(a, tq, scratch);
+    case 128: return fwd_tasks<T, 128>(a, tq, scratch);
+    default: return fwd_tasks<T, 0>(a, tq, scratch);
   }
 }
 
-void attention_fwd_tasks(const AttentionArgs& a, int64_t t0, int64_t t1, float* scratch) {
+void attention_fwd_tasks(const AttentionArgs& a, TaskQueue* tq, float* scratch) {
   switch (a.dtype) {
-    case DType::F32: return fwd_tasks_t<float>(a, t0, t1, scratch);
-    case DType::BF16: return fwd_tasks_t<bf16_t>(a, t0, t1, scratch);
-    case DType::F16: return fwd_tasks_t<f16_t>(a, t0, t1, scratch);
+    case DType::F32: return fwd_tasks_t<float>(a, tq, scratch);
+    case DType::BF16: return fwd_tasks_t<bf16_t>(a, tq, scratch);
+    case DType::F16: return fwd_tasks_t<f16_t>(a, tq, scratch);
     default: return;
   }
 }
@@ -342,8 +351,8 @@ void attention_fwd_tasks(const AttentionArgs& a, int64_t t0, int64_t t1, float* 
 
 namespace seqfuse {
 namespace cpu {
-SF_ISA_DECLARE(void attention_fwd_tasks(const AttentionArgs&, int64_t, int64_t, float*))
-SF_ISA_DECLARE(void attention_decode_tasks(const AttentionArgs&, const DecodePlan&, int64_t, int64_t, float*))
+SF_ISA_DECLARE(void attention_fwd_tasks(const AttentionArgs&, TaskQueue*, float*))
+SF_ISA_DECLARE(void attention_decode_tasks(const AttentionArgs&, const DecodePlan&, TaskQueue*, float*))
 SF_ISA_DECLARE(void attention_decode_merge(const AttentionArgs&, const DecodePlan&, int64_t, int64_t))
 }  // namespace cpu
 
@@ -379,29 +388,20 @@ struct Scratch {
   float* at(int t) { return base + extra + per * t; }  // a thread's scratch
 };
 
-// Runs fn(t0, t1, thread) over contiguous ranges of [0, n) of equal cost (cum: prefix sums of
-// the items' costs, n + 1 entries) on `threads` threads.
+// Runs fn(thread) on `threads` threads (the calling one alone for 1).
 template <class Fn>
-static void run_balanced(const std::vector<int64_t>& cum, int threads, const Fn& fn) {
-  const int64_t n = int64_t(cum.size()) - 1, total = cum.back();
-  if (threads <= 1) return fn(int64_t(0), n, 0);
-  const auto split = [&](int i, int nt) {
-    return i == 0 ? 0 : i == nt ? n : int64_t(std::lower_bound(cum.begin(), cum.end(), total * i / nt) - cum.begin());
-  };
+static void run_threads(int threads, const Fn& fn) {
+  if (threads <= 1) return fn(0);
 #pragma omp parallel num_threads(threads)
-  {
-    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-    const int64_t t0 = split(t, nt), t1 = split(t + 1, nt);
-    if (t0 < t1) fn(t0, t1, t);
-  }
+  fn(omp_get_thread_num());
 }
 
-// Threads worth using for `work` (multiply-adds / 1024): one per ~2.5 us of work at least, as
-// a fork/join costs a few microseconds.
-static int useful_threads(int64_t work, int64_t tasks) {
+// Threads worth using for `macs` multiply-adds: one per ~2.5 us of work at least, as a fork/join
+// costs a few microseconds.
+static int useful_threads(double macs, int64_t tasks) {
+  const double useful = macs / (256.0 * 1024.0);
   int threads = get_num_threads();
-  const int64_t useful = work / 256;
-  if (useful < threads) threads = int(std::max<int64_t>(useful, 1));
+  if (useful < threads) threads = useful < 1.0 ? 1 : int(useful);
   return int(std::min<int64_t>(threads, tasks));
 }
 
@@ -417,17 +417,13 @@ static void attention_decode_cpu(const AttentionArgs& a) {
   const int64_t chunks = groups * p.nrc, want = (2 * threads + chunks - 1) / chunks;
   p.nsplit = std::max<int64_t>(1, std::min(want, kmax / kDecMinKeys));
   const int64_t tasks = chunks * p.nsplit;
-  std::vector<int64_t> cum(size_t(tasks) + 1, 0);
-  for (int64_t t = 0; t < tasks; ++t) {
-    const int64_t b = t / p.nsplit / p.nrc / a.Hkv, rc = t / p.nsplit % p.nrc;
-    const int64_t rows = std::min(kDecR, R - rc * kDecR);
-    cum[size_t(t) + 1] = cum[size_t(t)] + rows * (attn_key_end(a, b, a.Sq - 1) / p.nsplit + kDk);
-  }
-  const int nt = useful_threads(cum.back() * a.D / 1024, tasks);
+  const int nt = useful_threads(double(R) * double(kmax) * double(groups) * double(a.D), tasks);
   Scratch sc(tasks * decode_part_floats(a), decode_scratch_floats(a), nt);
   p.part = sc.shared();
+  TaskQueue tq;
+  tq.n = tasks;
   auto fn = SF_PICK(attention_decode_tasks);
-  run_balanced(cum, nt, [&](int64_t t0, int64_t t1, int t) { fn(a, p, t0, t1, sc.at(t)); });
+  run_threads(nt, [&](int t) { fn(a, p, &tq, sc.at(t)); });
   auto merge = SF_PICK(attention_decode_merge);
   parallel_for(chunks, p.nsplit * kDecR * a.D, [&](int64_t c0, int64_t c1) { merge(a, p, c0, c1); });
 }
@@ -436,13 +432,15 @@ void attention_fwd_cpu(const AttentionArgs& a) {
   using namespace cpu;
   if (a.B == 0 || a.H == 0 || a.Sq == 0) return;
   if (a.Sq <= kDecSq) return attention_decode_cpu(a);
-  const int64_t tasks = a.B * a.H * ((a.Sq + kBr - 1) / kBr);
-  std::vector<int64_t> cum(size_t(tasks) + 1, 0);
-  for (int64_t t = 0; t < tasks; ++t) cum[size_t(t) + 1] = cum[size_t(t)] + fwd_task_cost(a, t);
-  const int nt = useful_threads(cum.back() * kBc * a.D / 1024, tasks);
+  const int64_t nqb = (a.Sq + kBr - 1) / kBr, tasks = a.B * a.H * nqb, heads = a.B * a.Hkv;
+  const int nt = useful_threads(double(a.B * a.H) * double(a.Sq) * double(a.Sk) * double(a.D), tasks);
   Scratch sc(0, fwd_scratch_floats(a), nt);
+  TaskQueue tq;
+  tq.n = tasks;
+  // whole kv heads per chunk (each packed once) when there are enough of them to balance
+  tq.chunk = heads >= 4 * nt ? a.H / a.Hkv * nqb : 1;
   auto fn = SF_PICK(attention_fwd_tasks);
-  run_balanced(cum, nt, [&](int64_t t0, int64_t t1, int t) { fn(a, t0, t1, sc.at(t)); });
+  run_threads(nt, [&](int t) { fn(a, &tq, sc.at(t)); });
 }
 
 }  // namespace seqfuse
