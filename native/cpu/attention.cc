@@ -53,7 +53,7 @@ static inline bool take(TaskQueue* q, int64_t& t0, int64_t& t1) {
 // Splits cover the keys in runs of whole kDk-key blocks; their partial (max, sum, output) are
 // merged by log-sum-exp (decode_merge), so one batch row with few kv heads still uses every thread.
 constexpr int64_t kDecSq = 16;   // decode path for Sq <= this
-constexpr int64_t kDecR = 64;    // query rows per decode task
+constexpr int64_t kDecR = 128;   // query rows per decode task (K and V are read once per 128)
 constexpr int64_t kDk = 64;      // keys per decode block
 constexpr int64_t kDecMinKeys = 1024;  // keys per split at least, so a split's fixed work stays small
 

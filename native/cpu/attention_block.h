@@ -2,12 +2,14 @@
 // cpu/attention_bwd.cc backward) are built from; included after nothing else, in every ISA pass.
 //   masks:     attn_key_end / attn_first_row (kvLengths + bottom-right causal), attn_bias_row,
 //              attn_rng_index (dropout's element index of (b, h, i, j))
-//   rows:      add_bias_row, softmax_block_rows (the forward's online softmax step), probs_row (the
-//              backward's P from lse), drop_row (dropout's keep mask on a row segment)
+//   rows:      add_bias_row, softmax_block_rows (the forward's online softmax step, log2 units,
+//              vexp2_nonpos), probs_row (the backward's P from lse), drop_row (dropout's keep
+//              mask on a row segment)
 //   products:  mm_panel / mm_panel_packed, C[M, N] (=, +=, or row-scaled +=) A[M, K] B[K, N]
-//              through register tiles that broadcast A and load B rows (plain or packed panels). A is read through two strides, so one kernel
-//              serves Q K^T (B = K^T packed), P V, dS K, and the transposed products P^T dO and
-//              dS^T Q (A = P or dS read column-wise: ars = 1, aks = row stride).
+//              through register tiles that broadcast A and load B rows (plain or packed panels).
+//              A is read through two strides, so one kernel serves Q K^T (B = K^T packed), P V,
+//              dS K, and the transposed products P^T dO and dS^T Q (A = P or dS read
+//              column-wise: ars = 1, aks = row stride).
 //   dots:      dot_rows, up to 8 dot products of one f32 row with rows read in place (decode)
 //   packing:   rows_to_f32 (scaled f32 copy), pack_panels / pack_panels_t (B operands in the
 //              panel layout, f32, from rows or transposed), pack_transposed, rows_from_f32 (output)
