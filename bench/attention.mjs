@@ -11,7 +11,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import ort from 'onnxruntime-node';
 import sf from '../dist/index.js';
-import { fmt, PEAKS, printTable, stats, writeResults } from './harness.mjs';
+import { f32Peak, fmt, printTable, stats, writeResults } from './harness.mjs';
 import helper from './native/index.cjs';
 import { FLOAT, INT32, INT64, initializer, model, node, valueInfo } from './onnx.mjs';
 
@@ -381,12 +381,13 @@ export async function run(args) {
         : m['ort plain'].ns.median <= m['ort GQA'].ns.median ? 'ort plain' : 'ort GQA';
       const sfNs = m.seqfuse.ns;
       const gflops = flops / sfNs.median;
+      const peak = f32Peak(threads);
       const row = {
-        threads, 'seqfuse ms': ms(sfNs), 'GFLOP/s': fmt(gflops), 'peak': PEAKS.f32GFlops[threads],
+        threads, 'seqfuse ms': ms(sfNs), 'GFLOP/s': fmt(gflops), 'peak': fmt(peak), '% peak': fmt(100 * gflops / peak, 0),
         'ORT plain ms': ms(m['ort plain'].ns), 'ORT best/sf': ratio(m[ortBest].ratio), 'torch ms': ms(m.torch?.ns), 'torch/sf': ratio(m.torch?.ratio),
         'naive JS ms*': ms(naiveRes?.ns), 'JS/sf': fmt(naiveRes?.ns.median / sfNs.median, 0),
       };
-      const rec = { ...c0, threads, flops, peakGFlops: PEAKS.f32GFlops[threads], ortBest, checks, naiveScaledFrom: `${c.H / c.Hkv} of ${c.B * c.H} heads`, peers: m };
+      const rec = { ...c0, threads, flops, peakGFlops: peak, ortBest, checks, naiveScaledFrom: `${c.H / c.Hkv} of ${c.B * c.H} heads`, peers: m };
       if (c.kind === 'prefill') {
         prefillRows.push({ S: c.Sq, causal: c.causal ? 'yes' : 'no', ...row, 'ORT MHA ms': ms(m['ort MHA'].ns) });
       } else {
@@ -402,11 +403,12 @@ export async function run(args) {
   if (!torch.missing) torch.stop();
 
   printTable('prefill B8 H12 D64, f32: ms median (min-max); ratios = peer ms / seqfuse ms, median of rounds (min-max)',
-    ['threads', 'S', 'causal', 'seqfuse ms', 'GFLOP/s', 'peak', 'ORT plain ms', 'ORT MHA ms', 'ORT best/sf', 'torch ms', 'torch/sf', 'naive JS ms*', 'JS/sf'], prefillRows);
+    ['threads', 'S', 'causal', 'seqfuse ms', 'GFLOP/s', 'peak', '% peak', 'ORT plain ms', 'ORT MHA ms', 'ORT best/sf', 'torch ms', 'torch/sf', 'naive JS ms*', 'JS/sf'], prefillRows);
   printTable('decode B1 H32 Hkv8 D128 Sq1, f32 (K/V rotated over copies >= 96 MiB, so read from DRAM)',
     ['threads', 'Sk', 'seqfuse ms', 'KV GB/s', 'copy GB/s', 'vs copy', 'GFLOP/s', 'ORT plain ms', 'ORT GQA ms', 'ORT best/sf', 'torch ms', 'torch/sf', 'naive JS ms*', 'JS/sf'], decodeRows);
   console.log(`
-GFLOP/s: 4*B*H*Sq*Sk*D (halved when causal) / seqfuse median; peak: this machine's measured f32 FMA peak.
+GFLOP/s: 4*B*H*Sq*Sk*D (halved when causal) / seqfuse median; peak: this machine's f32 FMA peak
+(bench/native fmaPeak: the fastest of 15 calls, right after that case).
 ORT plain: Transpose/MatMul/Mul/[Add mask]/Softmax/MatMul graph; ORT MHA: com.microsoft MultiHeadAttention
 (q and out in its [B,S,H*D] layout, transposed once outside the timing); ORT GQA: com.microsoft
 GroupQueryAttention with a past cache of Sk-1 keys plus the new token, fetching only the output.

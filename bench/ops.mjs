@@ -2,7 +2,7 @@
 // linear in GFLOP/s beside a direct oneDNN call (bench/native) and the f32 peak. Same run,
 // 1 and 2 threads, medians of repeated calls into preallocated outputs.
 import sf from '../dist/index.js';
-import { fmt, paired, PEAKS, printTable, writeResults } from './harness.mjs';
+import { f32Peak, fmt, paired, printTable, writeResults } from './harness.mjs';
 import helper from './native/index.cjs';
 
 const { Tensor } = sf;
@@ -60,9 +60,10 @@ export async function run() {
     sf.setNumThreads(threads);
     for (const [m, n, k] of [[1024, 3072, 768], [1, 768, 768]]) {
       const { ours, base, ratio, flops } = linearCase(m, n, k, threads);
-      const row = { threads, 'M,N,K': `${m},${n},${k}`, 'ours GFLOP/s': fmt(flops / ours.median), 'oneDNN GFLOP/s': fmt(flops / base.median), 'peak GFLOP/s': PEAKS.f32GFlops[threads], 'ours/oneDNN': `${fmt(ratio.median, 3)} (${fmt(ratio.min, 2)}-${fmt(ratio.max, 2)})`, 'ours µs': fmt(ours.median / 1e3, 1), 'oneDNN µs': fmt(base.median / 1e3, 1), 'added µs': fmt((ours.median - base.median) / 1e3, 2) };
+      const peak = f32Peak(threads);
+      const row = { threads, 'M,N,K': `${m},${n},${k}`, 'ours GFLOP/s': fmt(flops / ours.median), 'oneDNN GFLOP/s': fmt(flops / base.median), 'peak GFLOP/s': fmt(peak), 'ours/oneDNN': `${fmt(ratio.median, 3)} (${fmt(ratio.min, 2)}-${fmt(ratio.max, 2)})`, 'ours µs': fmt(ours.median / 1e3, 1), 'oneDNN µs': fmt(base.median / 1e3, 1), 'added µs': fmt((ours.median - base.median) / 1e3, 2) };
       lrows.push(row);
-      results.linear.push({ threads, m, n, k, ours, direct: base, ratio, flops, peakGFlops: PEAKS.f32GFlops[threads] });
+      results.linear.push({ threads, m, n, k, ours, direct: base, ratio, flops, peakGFlops: peak });
     }
   }
   printTable('linear f32 (targets: 1024x3072x768 within 5% of oneDNN; 1x768x768 adds <= 10 µs)', ['threads', 'M,N,K', 'ours GFLOP/s', 'oneDNN GFLOP/s', 'peak GFLOP/s', 'ours/oneDNN', 'ours µs', 'oneDNN µs', 'added µs'], lrows);

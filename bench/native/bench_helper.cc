@@ -5,7 +5,10 @@
 //     weights reordered once into the layout the primitive picks (format_tag::any).
 //   copy(bytes, threads, iters): a parallel memcpy between two preallocated, pre-touched buffers
 //     (the achievable memory bandwidth: 2 * bytes moved per call).
-// Both restore the OpenMP thread count they found: it is shared with seqfuse in one process.
+//   fmaPeak(threads, iters): `threads` threads each run 12 independent chains of vector FMAs on
+//     registers (AVX-512 where the CPU has it, else AVX2+FMA): the f32 peak of this machine, in
+//     flop per call time (each call is 2 * lanes * 12 * kFmaSteps * threads flop).
+// All restore the OpenMP thread count they found: it is shared with seqfuse in one process.
 #include <napi.h>
 #include <omp.h>
 #include <chrono>
@@ -17,6 +20,7 @@
 #include <unordered_map>
 #include <vector>
 #include <dnnl.hpp>
+#include <immintrin.h>
 
 namespace {
 
@@ -113,11 +117,59 @@ Napi::Value copy(const Napi::CallbackInfo& info) {
   });
 }
 
+constexpr int64_t kFmaSteps = 1 << 20;
+
+// 12 accumulators cover an FMA latency of 4-6 cycles on 2 ports; the multiplier (just below 1)
+// and the added constant keep the values finite and away from denormals. Compilers do not fold
+// float FMA chains, so the loop runs as written.
+#define SF_FMA_CHAINS(NAME, TARGET, VEC, SET1, FMA, STORE, LANES)        \
+  __attribute__((target(TARGET))) float NAME(int64_t steps) {            \
+    VEC acc[12];                                                           \
+    for (int i = 0; i < 12; ++i) acc[i] = SET1(float(i + 1));             \
+    const VEC m = SET1(0.9999999f), a = SET1(1e-7f);                       \
+    for (int64_t s = 0; s < steps; ++s)                                    \
+      _Pragma("GCC unroll 12") for (int i = 0; i < 12; ++i) acc[i] = FMA(acc[i], m, a); \
+    alignas(64) float t[LANES];                                            \
+    float r = 0;                                                           \
+    for (int i = 0; i < 12; ++i) {                                         \
+      STORE(t, acc[i]);                                                    \
+      r += t[0];                                                           \
+    }                                                                      \
+    return r;                                                              \
+  }
+SF_FMA_CHAINS(fma_chains_avx2, "avx2,fma", __m256, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_store_ps, 8)
+SF_FMA_CHAINS(fma_chains_avx512, "avx512f", __m512, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_store_ps, 16)
+#undef SF_FMA_CHAINS
+
+Napi::Value fma_peak(const Napi::CallbackInfo& info) {
+  const int nt = int(int_arg(info, 0, "threads", 1, 1024));
+  ThreadScope threads(nt);
+  const int64_t iters = int_arg(info, 1, "iters", 1, 1 << 24);
+  const bool wide = __builtin_cpu_supports("avx512f");
+  if (!wide && !(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")))
+    throw Napi::Error::New(info.Env(), "fmaPeak: this CPU has neither AVX-512 nor AVX2+FMA");
+  volatile float sink = 0;
+  Napi::Value times = time_calls(info.Env(), iters, 1, [&] {
+#pragma omp parallel num_threads(nt)
+    {
+      float r = wide ? fma_chains_avx512(kFmaSteps) : fma_chains_avx2(kFmaSteps);
+#pragma omp atomic
+      sink = sink + r;
+    }
+  });
+  Napi::Object out = Napi::Object::New(info.Env());
+  out.Set("ns", times);
+  out.Set("flopPerCall", double(2 * (wide ? 16 : 8) * 12 * kFmaSteps * nt));
+  out.Set("isa", wide ? "avx512f" : "avx2+fma");
+  return out;
+}
+
 }  // namespace
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("onednnLinear", Napi::Function::New(env, onednn_linear, "onednnLinear"));
   exports.Set("copy", Napi::Function::New(env, copy, "copy"));
+  exports.Set("fmaPeak", Napi::Function::New(env, fma_peak, "fmaPeak"));
   return exports;
 }
 NODE_API_MODULE(bench_helper, Init)
