@@ -48,6 +48,12 @@ export interface NativeBinding {
     dropout: number, seed: number | bigint, async: boolean): Ret;
   attention_bwd(dOut: T, q: T, k: T, v: T, out: T, lse: T, kvLengths: OptT, attnBias: OptT, dq: T, dk: T, dv: T, scale: number,
     causal: boolean, dropout: number, seed: number | bigint, async: boolean): Ret;
+  layer_param_shapes(config: Float64Array): (number[] | null)[];
+  layer_state_new(): unknown;
+  layer_state_release(state: unknown): void;
+  layer_fwd(state: unknown, config: Float64Array, params: OptT[], caches: unknown[], x: T, y: T, lengths: OptT, enc: OptT,
+    encLengths: OptT, train: boolean, seed: number | bigint, async: boolean): Ret;
+  layer_bwd(state: unknown, config: Float64Array, params: OptT[], grads: OptT[], dy: T, dx: T, dEnc: OptT, async: boolean): Ret;
   /** Test only: Philox4x32-10 of a 128-bit counter and 64-bit key (native/core/philox.h). */
   philox_test(counter: Uint32Array, key: Uint32Array): Uint32Array;
 }

@@ -221,8 +221,9 @@ export const CASES: Record<string, Case[]> = {
   buildInfo: [],
 };
 
-// Classes and their static/instance methods are covered in test/tensor.test.ts.
-const NOT_FUNCTIONS = new Set(['Tensor', 'SeqfuseError']);
+// Classes and their methods are covered where they are tested: Tensor in test/tensor.test.ts,
+// the layers in test/transformer-layer.test.ts.
+const NOT_FUNCTIONS = new Set(['Tensor', 'SeqfuseError', 'TransformerEncoderLayer', 'TransformerDecoderLayer']);
 
 describe('bad input gives typed errors', () => {
   it('every exported function has bad-input cases listed (or is argument-free)', () => {

@@ -33,6 +33,7 @@ describe('no leaks', () => {
     const akv = Tensor.randn([1, 2, 24, 16], { seed: 7 });
     const alse = Tensor.zeros([1, 4, 16]);
     const lengths = Int32Array.of(20);
+    const lx = Tensor.randn([2, 5, 16], { seed: 8 });
     const calls: Array<[string, (...a: unknown[]) => unknown, unknown[]]> = [
       ['layerNorm', sf.layerNorm as never, [x, g, b]],
       ['rmsNorm', sf.rmsNorm as never, [x, g]],
@@ -63,6 +64,24 @@ describe('no leaks', () => {
       ['fusedAttention (dropout)', sf.fusedAttention as never, [aq, akv, akv, { dropout: 0.1, seed: 7, attnBias: Tensor.zeros([16, 24]) }]],
       ['fusedAttentionBackward', sf.fusedAttentionBackward as never, [aq, aq, akv, akv, aq, alse, { causal: true, dropout: 0.1, seed: 7 }]],
       ['fusedAttention (bad kvLengths)', sf.fusedAttention as never, [aq, akv, akv, { kvLengths: Int32Array.of(25) }]],
+      ['TransformerDecoderLayer', async () => {
+        const l = new sf.TransformerDecoderLayer({ hiddenSize: 16, numHeads: 4, numKvHeads: 2, ffnSize: 24, attnDropout: 0.1, seed: 1 });
+        try {
+          const y = await l.forward(lx, { train: true, kvLengths: Int32Array.of(5, 3) });
+          (await l.backward(y)).dispose();
+          y.dispose();
+        } finally {
+          l.dispose();
+        }
+      }, []],
+      ['TransformerEncoderLayer (bad kvLengths)', async () => {
+        const l = new sf.TransformerEncoderLayer({ hiddenSize: 16, numHeads: 4, ffnSize: 24, seed: 1 });
+        try {
+          await l.forward(lx, { kvLengths: Int32Array.of(9, 3) });
+        } finally {
+          l.dispose();
+        }
+      }, []],
       ['fusedAttentionBackward (bad lse)', sf.fusedAttentionBackward as never, [aq, aq, akv, akv, aq, Tensor.zeros([1, 4])]],
     ];
     const round = async (n: number) => {
@@ -71,7 +90,7 @@ describe('no leaks', () => {
         const op = fn as ((...a: unknown[]) => unknown) & { async?: (...a: unknown[]) => Promise<unknown> };
         const useAsync = i % 4 === 3 && typeof op.async === 'function';
         try {
-          const r = useAsync ? await op.async!(...args) : op(...args);
+          const r = useAsync ? await op.async!(...args) : await op(...args);
           for (const t of tensorsOf(r)) t.dispose();
         } catch (e) {
           expect(e).toBeInstanceOf(sf.SeqfuseError);

@@ -80,12 +80,12 @@ function ones(rows: number, dtype: DType): NativeTensor {
 }
 
 /** Our output writes to `t`: caches derived from its data (e.g. when it is a weight) go stale. */
-function written(t: Tensor): void {
+export function written(t: Tensor): void {
   t._storage.version++;
 }
 
 /** The native weight cache of w's data, made anew when the data may have changed since. */
-function weightCache(w: Tensor): unknown {
+export function weightCache(w: Tensor): unknown {
   const s = w._storage;
   if (s.cache === undefined || s.cacheVersion !== s.version) {
     dropCache(s);

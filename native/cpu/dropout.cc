@@ -133,7 +133,7 @@ void dropout_bwd_cpu(const DropoutArgs& a) {
   }
   cpu::PartialSums parts(a.cols, 1, cpu::kColPad);
   cpu::for_rng_blocks(a.rows * a.cols, 2, [&](int64_t e0, int64_t e1) { fn(a, e0, e1, parts.slot()); });
-  parts.reduce_to(a.dbias, a.dtype, 0);
+  parts.reduce_to(a.dbias, a.dtype, 0, a.accumulate);
 }
 
 }  // namespace seqfuse

@@ -173,8 +173,8 @@ void norm_bwd_cpu(const NormArgs& a) {
     float* acc = parts.slot();
     fn(a, r0, r1, acc, want_db ? acc + parts.stride : nullptr);
   });
-  if (a.dgamma) parts.reduce_to(a.dgamma, a.dtype, 0);
-  if (want_db) parts.reduce_to(a.dbeta, a.dtype, 1);
+  if (a.dgamma) parts.reduce_to(a.dgamma, a.dtype, 0, a.accumulate);
+  if (want_db) parts.reduce_to(a.dbeta, a.dtype, 1, a.accumulate);
 }
 
 }  // namespace seqfuse

@@ -39,6 +39,7 @@ void cast_float_range(const CastArgs& a, int64_t i0, int64_t i1) {
 
 #if SF_ISA_MAIN
 #include <cmath>
+#include <cstring>
 #include "core/philox.h"
 #include "core/threads.h"
 #include "cpu/isa.h"
@@ -117,6 +118,23 @@ void random_cpu(const RandomArgs& a) {
           case DType::F16: static_cast<f16_t*>(a.out)[i] = f32_to_f16(v[k]); break;
           default: break;
         }
+      }
+    }
+  });
+}
+
+// One task per (b, h) pair's S runs of D elements: plain copies, the memory system's speed.
+void heads_copy_cpu(const HeadsArgs& a) {
+  const int64_t es = dtype_size(a.dtype), run = a.D * es;
+  const char* src = static_cast<const char*>(a.src);
+  char* dst = static_cast<char*>(a.dst);
+  parallel_for(a.B * a.H, a.S * a.D, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      const int64_t b = p / a.H, h = p % a.H;
+      for (int64_t s = 0; s < a.S; ++s) {
+        const int64_t row = ((b * a.S + s) * a.ld + a.col0 + h * a.D) * es, head = (p * a.S + s) * run;
+        if (a.to_heads) std::memcpy(dst + head, src + row, size_t(run));
+        else std::memcpy(dst + row, src + head, size_t(run));
       }
     }
   });

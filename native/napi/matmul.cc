@@ -133,6 +133,18 @@ static Napi::Value linear_fwd_js(const Napi::CallbackInfo& info) {
   return r;
 }
 
+std::shared_ptr<WeightCache> weight_cache_value(const Napi::Value& v, const char* op) {
+  if (v.IsUndefined() || v.IsNull()) return nullptr;
+  if (!v.IsExternal() || !v.As<Napi::External<CacheHandle>>().CheckTypeTag(&kCacheTag))
+    fail(ErrorCode::Arg, op, ": expected a weight cache made by weight_cache_new");
+  return v.As<Napi::External<CacheHandle>>().Data()->cache;
+}
+
+void weight_cache_report(const Napi::Value& v) {
+  if (v.IsExternal() && v.As<Napi::External<CacheHandle>>().CheckTypeTag(&kCacheTag))
+    report_bytes(v.Env(), v.As<Napi::External<CacheHandle>>().Data());
+}
+
 // weight_cache_new() -> an External owning a WeightCache, freed by the GC
 static Napi::Value weight_cache_new_js(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();

@@ -6,10 +6,15 @@
 #include <cstdint>
 #include <functional>
 #include <initializer_list>
+#include <memory>
 #include <string>
 #include <vector>
 #include "core/dtype.h"
 #include "core/error.h"
+
+namespace seqfuse {
+struct WeightCache;
+}
 
 namespace seqfuse::napi {
 
@@ -38,6 +43,8 @@ std::string shape_str(const int64_t* s, int n);
 // Reads argument `i` as a Tensor. `optional` accepts undefined/null (present = false).
 TensorArg tensor_arg(const Napi::CallbackInfo& info, size_t i, const char* op, const char* name,
                      bool optional = false);
+// The same for any value (e.g. an element of an array argument).
+TensorArg tensor_value(const Napi::Value& v, const char* op, const char* name, bool optional = false);
 
 // Numeric / boolean arguments with range checks (NaN is rejected).
 double number_arg(const Napi::CallbackInfo& info, size_t i, const char* op, const char* name,
@@ -56,10 +63,18 @@ void check_same_shape(const char* op, const TensorArg& t, const TensorArg& ref);
 void check_vector(const char* op, const TensorArg& t, int64_t len);  // shape [len]
 void check_min_dims(const char* op, const TensorArg& t, int n);
 
+// --- weight caches (napi/matmul.cc) -------------------------------------------------------
+// A weight cache argument made by weight_cache_new (undefined/null: nullptr); the shared_ptr
+// keeps it alive through an async call. weight_cache_report tells V8 its current bytes.
+std::shared_ptr<WeightCache> weight_cache_value(const Napi::Value& v, const char* op);
+void weight_cache_report(const Napi::Value& v);
+
 // --- running -------------------------------------------------------------------------------
 // Runs `work` now (sync) or on the libuv pool (async: returns a Promise); the tensors' typed
 // arrays stay referenced until the work is done. `work` must not touch N-API.
 Napi::Value run_op(const Napi::CallbackInfo& info, bool async, std::initializer_list<const TensorArg*> pins,
+                   std::function<void()> work);
+Napi::Value run_op(const Napi::CallbackInfo& info, bool async, const std::vector<const TensorArg*>& pins,
                    std::function<void()> work);
 
 // Converts any exception into a thrown JS SeqfuseError; the N-API entry points call their

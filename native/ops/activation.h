@@ -29,6 +29,7 @@ struct BiasActArgs {
   const void* dy = nullptr;
   void* dx = nullptr;
   void* dbias = nullptr;       // nullable
+  bool accumulate = false;     // dbias: added into instead of overwritten
 };
 
 void bias_act_fwd_cpu(const BiasActArgs& a);

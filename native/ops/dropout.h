@@ -25,6 +25,7 @@ struct DropoutArgs {
   const void* dy = nullptr;
   void* dx = nullptr;
   void* dbias = nullptr;           // nullable
+  bool accumulate = false;         // dbias: added into instead of overwritten
 };
 
 void dropout_fwd_cpu(const DropoutArgs& a);

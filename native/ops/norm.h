@@ -24,6 +24,7 @@ struct NormArgs {
   void* dx = nullptr;
   void* dgamma = nullptr;      // nullable
   void* dbeta = nullptr;       // nullable
+  bool accumulate = false;     // dgamma, dbeta: added into instead of overwritten
 };
 
 void norm_fwd_cpu(const NormArgs& a);

@@ -1,0 +1,330 @@
+// Fused Transformer layers (native/layers/transformer_layer.h): TransformerEncoderLayer and
+// TransformerDecoderLayer. Each forward and backward is one native call that runs the whole layer
+// (products, norms, attention, activation, dropout) on the libuv pool; the layer keeps what its
+// backward needs in native buffers sized by the call (no sequence cap). Parameters are Tensors
+// named and shaped as DESIGN §4 (PyTorch nn.Linear layout), gradients accumulate until zeroGrad().
+import type { DType } from '../dtype.js';
+import { describe, fail } from '../errors.js';
+import { native } from '../native.js';
+import { weightCache, written } from '../ops/matmul.js';
+import { boolOpt, enumOpt, numberOpt, optionsArg, seedOpt, tensorArg } from '../ops/common.js';
+import { Tensor } from '../tensor.js';
+
+export type LayerActivation = 'gelu' | 'gelu_tanh' | 'relu' | 'silu';
+export type LayerNormKind = 'layernorm' | 'rmsnorm';
+
+export interface TransformerLayerConfig {
+  hiddenSize: number;
+  numHeads: number;
+  /** Key/value heads (GQA/MQA; default numHeads). numHeads must be a multiple of it. */
+  numKvHeads?: number;
+  ffnSize: number;
+  /** FFN activation (default 'gelu', the erf form as PyTorch). */
+  activation?: LayerActivation;
+  /** Pre-LN `x + sub(norm(x))` (default true) or post-LN `norm(x + sub(x))`. */
+  preLayerNorm?: boolean;
+  /** 'layernorm' (default) or 'rmsnorm' (no norm biases). */
+  norm?: LayerNormKind;
+  /** Dropout on the attention probabilities (default 0). */
+  attnDropout?: number;
+  /** Dropout after the FFN activation (default 0). */
+  activationDropout?: number;
+  /** Dropout on each block's output before the residual add (default 0). */
+  hiddenDropout?: number;
+  /** Norm epsilon (default 1e-5, as PyTorch). */
+  layerNormEps?: number;
+  /** Parameter and activation dtype (default 'f32'). */
+  dtype?: 'f32' | 'bf16' | 'f16';
+  /** Optional limits, checked on every forward with a clear error; nothing is preallocated from them. */
+  maxBatchTokens?: number;
+  maxSeqLen?: number;
+  /** Weights start as N(0, initStd²) (default 0.02), biases at 0, norm weights at 1. */
+  initStd?: number;
+  /** Seed of the initial weights and of the dropout seeds of forwards given none (default: random). */
+  seed?: number | bigint;
+}
+
+export interface LayerForwardOptions {
+  /** Training mode: dropout on (default false: dropout off, deterministic). */
+  train?: boolean;
+  /** Keys per batch row seen by self-attention (i32 [B] tensor or Int32Array, values in [0, S]). */
+  kvLengths?: Tensor | Int32Array;
+  /** Dropout seed of this call (default: the layer's seed plus a call counter). */
+  seed?: number | bigint;
+}
+
+export interface DecoderForwardOptions extends LayerForwardOptions {
+  /** The encoder output [B, Senc, hidden], required with cross-attention. */
+  encoderOut?: Tensor;
+  /** Encoder keys per batch row (values in [0, Senc]). */
+  encoderLengths?: Tensor | Int32Array;
+}
+
+export interface DecoderBackwardOptions {
+  /** [B, Senc, hidden]: the encoder output's gradient is added into it (required with cross-attention). */
+  dEncoderOut?: Tensor;
+}
+
+/** Parameter names in the order of native/layers/transformer_layer.h LayerParam. */
+const PARAM_NAMES = [
+  'attn.qkv.weight', 'attn.qkv.bias', 'attn.out.weight', 'attn.out.bias', 'attn.norm.weight', 'attn.norm.bias',
+  'cross.q.weight', 'cross.q.bias', 'cross.kv.weight', 'cross.kv.bias', 'cross.out.weight', 'cross.out.bias',
+  'cross.norm.weight', 'cross.norm.bias', 'ffn.fc1.weight', 'ffn.fc1.bias', 'ffn.fc2.weight', 'ffn.fc2.bias',
+  'ffn.norm.weight', 'ffn.norm.bias',
+] as const;
+const ACT_CODE: Record<LayerActivation, number> = { relu: 1, gelu: 2, gelu_tanh: 3, silu: 4 };
+
+function intOpt(v: unknown, op: string, name: string, dflt: number | undefined, lo: number): number {
+  if (v === undefined && dflt !== undefined) return dflt;
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < lo || v > 2 ** 24)
+    fail('ERR_ARG', `${op}: expected ${name} to be an integer in [${lo}, 2^24] but received ${describe(v)}`);
+  return v;
+}
+
+function randomSeed(): number {
+  return Math.floor(Math.random() * 2 ** 52);
+}
+
+function lengthsTensor(v: unknown, op: string, name: string, temps: Tensor[]): Tensor | null {
+  if (v === undefined || v === null) return null;
+  if (v instanceof Int32Array) {
+    const t = Tensor.from(v, [v.length], { dtype: 'i32' });
+    temps.push(t);
+    return t;
+  }
+  return tensorArg(v, op, name);
+}
+
+/** The shared machinery of the encoder and decoder layers. */
+abstract class TransformerLayerBase {
+  readonly config: Readonly<Required<Omit<TransformerLayerConfig, 'maxBatchTokens' | 'maxSeqLen' | 'seed'>>> &
+    Pick<TransformerLayerConfig, 'maxBatchTokens' | 'maxSeqLen'>;
+  readonly dtype: DType;
+  private readonly _cfg: Float64Array;
+  private readonly _params: (Tensor | null)[];
+  private readonly _grads: (Tensor | null)[];
+  private readonly _state: unknown;
+  private _seed: number | bigint;
+  private _calls = 0;
+  private _tail: Promise<unknown> = Promise.resolve();
+  private _disposed = false;
+
+  protected constructor(protected readonly _name: string, cfg: TransformerLayerConfig, causal: boolean, cross: boolean) {
+    const op = `new ${_name}`;
+    const c = optionsArg<TransformerLayerConfig>(cfg, op);
+    const hiddenSize = intOpt(c.hiddenSize, op, 'hiddenSize', undefined, 1);
+    const numHeads = intOpt(c.numHeads, op, 'numHeads', undefined, 1);
+    const numKvHeads = intOpt(c.numKvHeads, op, 'numKvHeads', numHeads, 1);
+    const ffnSize = intOpt(c.ffnSize, op, 'ffnSize', undefined, 1);
+    const activation = enumOpt<LayerActivation>(c.activation, op, 'activation', 'gelu', ['gelu', 'gelu_tanh', 'relu', 'silu']);
+    const preLayerNorm = boolOpt(c.preLayerNorm, op, 'preLayerNorm', true);
+    const norm = enumOpt<LayerNormKind>(c.norm, op, 'norm', 'layernorm', ['layernorm', 'rmsnorm']);
+    const attnDropout = numberOpt(c.attnDropout, op, 'attnDropout', 0, 0, 1);
+    const activationDropout = numberOpt(c.activationDropout, op, 'activationDropout', 0, 0, 1);
+    const hiddenDropout = numberOpt(c.hiddenDropout, op, 'hiddenDropout', 0, 0, 1);
+    const layerNormEps = numberOpt(c.layerNormEps, op, 'layerNormEps', 1e-5, Number.MIN_VALUE, 0.5);
+    const dtype = enumOpt<'f32' | 'bf16' | 'f16'>(c.dtype, op, 'dtype', 'f32', ['f32', 'bf16', 'f16']);
+    const initStd = numberOpt(c.initStd, op, 'initStd', 0.02, 0, 1e3);
+    const maxBatchTokens = c.maxBatchTokens === undefined ? undefined : intOpt(c.maxBatchTokens, op, 'maxBatchTokens', undefined, 1);
+    const maxSeqLen = c.maxSeqLen === undefined ? undefined : intOpt(c.maxSeqLen, op, 'maxSeqLen', undefined, 1);
+    this._seed = c.seed === undefined ? randomSeed() : seedOpt(c.seed, op, true);
+    this.config = Object.freeze({ hiddenSize, numHeads, numKvHeads, ffnSize, activation, preLayerNorm, norm, attnDropout,
+      activationDropout, hiddenDropout, layerNormEps, dtype, initStd, maxBatchTokens, maxSeqLen });
+    this.dtype = dtype;
+    this._cfg = Float64Array.from([hiddenSize, numHeads, numKvHeads, ffnSize, ACT_CODE[activation], preLayerNorm ? 1 : 0,
+      norm === 'rmsnorm' ? 1 : 0, causal ? 1 : 0, cross ? 1 : 0, layerNormEps, attnDropout, activationDropout, hiddenDropout]);
+    const shapes = native.layer_param_shapes(this._cfg);
+    const seed0 = BigInt(this._seed);
+    this._params = shapes.map((shape, i) => {
+      if (!shape) return null;
+      const name = PARAM_NAMES[i]!;
+      if (name.endsWith('.bias')) return Tensor.zeros(shape, { dtype });
+      if (name.includes('norm')) return Tensor.from(new Float32Array(shape[0]!).fill(1), shape, { dtype });
+      const seed = BigInt.asUintN(64, seed0 * 0x100000001b3n + BigInt(i + 1));
+      return Tensor.randn(shape, { dtype, std: initStd, seed });
+    });
+    this._grads = shapes.map((shape) => (shape ? Tensor.zeros(shape, { dtype }) : null));
+    this._state = native.layer_state_new();
+  }
+
+  /** The parameters under their DESIGN §4 names (the live tensors: writes through `.data` are seen). */
+  parameters(): Map<string, Tensor> {
+    return this._named(this._params);
+  }
+
+  /** The accumulated gradients, under the parameters' names. */
+  gradients(): Map<string, Tensor> {
+    return this._named(this._grads);
+  }
+
+  /** Sets every gradient to zero. */
+  zeroGrad(): void {
+    this._check(`${this._name}.zeroGrad`);
+    for (const g of this._grads) g?.data.fill(0);
+  }
+
+  /** Copies parameters in by name; every name must exist and shapes must match (dtypes are converted). */
+  loadParameters(params: Map<string, Tensor>): void {
+    const op = `${this._name}.loadParameters`;
+    this._check(op);
+    if (!(params instanceof Map)) fail('ERR_ARG', `${op}: expected a Map<string, Tensor> but received ${describe(params)}`);
+    const mine = this.parameters();
+    for (const name of params.keys())
+      if (!mine.has(name)) fail('ERR_ARG', `${op}: unknown parameter '${name}' (this layer has ${[...mine.keys()].join(', ')})`);
+    for (const [name, dst] of mine) {
+      const src = params.get(name);
+      if (src === undefined) fail('ERR_ARG', `${op}: missing parameter '${name}'`);
+      tensorArg(src, op, name);
+      if (src.shape.length !== dst.shape.length || src.shape.some((d, i) => d !== dst.shape[i]))
+        fail('ERR_SHAPE', `${op}: expected ${name} of shape [${dst.shape.join(', ')}] but received [${src.shape.join(', ')}]`);
+      const conv = src.dtype === dst.dtype ? src : src.to(dst.dtype);
+      dst.data.set(conv.data);
+      if (conv !== src) conv.dispose();
+    }
+  }
+
+  /** Frees the parameters, gradients and saved activations. */
+  dispose(): void {
+    if (this._disposed) return;
+    this._disposed = true;
+    for (const t of [...this._params, ...this._grads]) t?.dispose();
+    native.layer_state_release(this._state);
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  protected _forward(x: Tensor, o: Partial<DecoderForwardOptions>, op: string, enc: Tensor | null, encLengths: unknown): Promise<Tensor> {
+    this._check(op);
+    tensorArg(x, op, 'x');
+    const { maxSeqLen, maxBatchTokens, hiddenSize } = this.config;
+    if (x.shape.length !== 3 || x.shape[2] !== hiddenSize)
+      fail('ERR_SHAPE', `${op}: expected x of shape [batch, seq, ${hiddenSize}] but received [${x.shape.join(', ')}]`);
+    this._checkDtype(op, 'x', x);
+    if (enc) this._checkDtype(op, 'encoderOut', enc);
+    const [B, S] = x.shape as [number, number, number];
+    if (maxSeqLen !== undefined && S > maxSeqLen)
+      fail('ERR_SHAPE', `${op}: sequence length ${S} exceeds this layer's maxSeqLen ${maxSeqLen} (raise or drop the limit)`);
+    if (maxBatchTokens !== undefined && B * S > maxBatchTokens)
+      fail('ERR_SHAPE', `${op}: batch * seq = ${B * S} tokens exceeds this layer's maxBatchTokens ${maxBatchTokens}`);
+    const train = boolOpt(o.train, op, 'train', false);
+    const seed = o.seed === undefined ? this._nextSeed() : seedOpt(o.seed, op, true);
+    const temps: Tensor[] = [];
+    try {
+      const lengths = lengthsTensor(o.kvLengths, op, 'kvLengths', temps);
+      const encLen = lengthsTensor(encLengths, op, 'encoderLengths', temps);
+      const y = Tensor.empty(x.shape, { dtype: x.dtype });
+      return this._serial(async () => {
+        try {
+          const caches = this._params.map((p, i) => (p && PARAM_NAMES[i]!.endsWith('.weight') && p.shape.length === 2 ? weightCache(p) : null));
+          await native.layer_fwd(this._state, this._cfg, this._params, caches, x, y, lengths, enc, encLen, train, seed, true);
+          return y;
+        } catch (e) {
+          y.dispose();
+          throw e;
+        } finally {
+          for (const t of temps) t.dispose();
+        }
+      });
+    } catch (e) {
+      for (const t of temps) t.dispose();
+      throw e;
+    }
+  }
+
+  protected _backward(dy: Tensor, op: string, dEnc: Tensor | null): Promise<Tensor> {
+    this._check(op);
+    tensorArg(dy, op, 'dy');
+    this._checkDtype(op, 'dy', dy);
+    const dx = Tensor.empty(dy.shape, { dtype: dy.dtype });
+    return this._serial(async () => {
+      try {
+        await native.layer_bwd(this._state, this._cfg, this._params, this._grads, dy, dx, dEnc, true);
+        for (const g of this._grads) if (g) written(g);
+        if (dEnc) written(dEnc);
+        return dx;
+      } catch (e) {
+        dx.dispose();
+        throw e;
+      }
+    });
+  }
+
+  private _named(list: (Tensor | null)[]): Map<string, Tensor> {
+    this._check(`${this._name}.parameters`);
+    const m = new Map<string, Tensor>();
+    list.forEach((t, i) => t && m.set(PARAM_NAMES[i]!, t));
+    return m;
+  }
+
+  private _checkDtype(op: string, name: string, t: Tensor): void {
+    if (t.dtype !== this.dtype) fail('ERR_DTYPE', `${op}: expected ${name} of dtype ${this.dtype} (the layer's) but received ${t.dtype}`);
+  }
+
+  private _check(op: string): void {
+    if (this._disposed) fail('ERR_DISPOSED', `${op}: this layer was disposed`);
+  }
+
+  private _nextSeed(): bigint {
+    return BigInt.asUintN(64, BigInt(this._seed) * 0x9e3779b97f4a7c15n + BigInt(++this._calls));
+  }
+
+  /** Runs calls on this layer one at a time, in call order (they share its saved activations). */
+  private _serial<R>(fn: () => Promise<R>): Promise<R> {
+    const p = this._tail.then(fn);
+    this._tail = p.catch(() => undefined);
+    return p;
+  }
+}
+
+/** A Transformer encoder layer: self-attention (kvLengths mask padded keys) and FFN. */
+export class TransformerEncoderLayer extends TransformerLayerBase {
+  constructor(config: TransformerLayerConfig) {
+    super('TransformerEncoderLayer', config, false, false);
+  }
+
+  /** x [B, S, hidden] -> y [B, S, hidden]. Keeps what backward needs (until the next forward). */
+  forward(x: Tensor, opts?: LayerForwardOptions): Promise<Tensor> {
+    const op = 'TransformerEncoderLayer.forward';
+    return this._forward(x, optionsArg<LayerForwardOptions>(opts, op), op, null, undefined);
+  }
+
+  /** dy [B, S, hidden] -> dx; parameter gradients are added into gradients(). */
+  backward(dy: Tensor): Promise<Tensor> {
+    return this._backward(dy, 'TransformerEncoderLayer.backward', null);
+  }
+}
+
+export interface TransformerDecoderLayerConfig extends TransformerLayerConfig {
+  /** Add a cross-attention block over an encoder output (default false: a decoder-only layer). */
+  crossAttention?: boolean;
+}
+
+/** A Transformer decoder layer: causal self-attention, optional cross-attention, FFN. */
+export class TransformerDecoderLayer extends TransformerLayerBase {
+  readonly crossAttention: boolean;
+
+  constructor(config: TransformerDecoderLayerConfig) {
+    const cross = boolOpt(optionsArg<TransformerDecoderLayerConfig>(config, 'new TransformerDecoderLayer').crossAttention,
+      'new TransformerDecoderLayer', 'crossAttention', false);
+    super('TransformerDecoderLayer', config, true, cross);
+    this.crossAttention = cross;
+  }
+
+  /** x [B, S, hidden] (and encoderOut with cross-attention) -> y [B, S, hidden]. */
+  forward(x: Tensor, opts?: DecoderForwardOptions): Promise<Tensor> {
+    const op = 'TransformerDecoderLayer.forward';
+    const o = optionsArg<DecoderForwardOptions>(opts, op);
+    const enc = o.encoderOut === undefined ? null : tensorArg(o.encoderOut, op, 'encoderOut');
+    return this._forward(x, o, op, enc, o.encoderLengths);
+  }
+
+  /** dy -> dx; with cross-attention the encoder output's gradient is added into opts.dEncoderOut. */
+  backward(dy: Tensor, opts?: DecoderBackwardOptions): Promise<Tensor> {
+    const op = 'TransformerDecoderLayer.backward';
+    const o = optionsArg<DecoderBackwardOptions>(opts, op);
+    const dEnc = o.dEncoderOut === undefined ? null : tensorArg(o.dEncoderOut, op, 'dEncoderOut');
+    return this._backward(dy, op, dEnc);
+  }
+}

@@ -1,0 +1,404 @@
+// native/layers/transformer_layer.cc — forward and backward of the Transformer layer
+// (layers/transformer_layer.h): a sequence of op calls (ops/*.h) on buffers of LayerState.
+// T = B * S tokens, Te = B * Senc, Hd = hidden, F = ffn, D = head dim, nh / nkv heads.
+#include "layers/transformer_layer.h"
+#include <cmath>
+#include <cstdlib>
+#include "core/error.h"
+#include "ops/attention.h"
+#include "ops/dropout.h"
+#include "ops/norm.h"
+#include "ops/tensor_ops.h"
+
+namespace seqfuse {
+
+// --- parameters ------------------------------------------------------------------------------
+
+void layer_param_shape(const TransformerLayerConfig& c, LayerParam p, int64_t* rows, int64_t* cols) {
+  const int64_t H = c.hidden, F = c.ffn, kv = 2 * c.kv_heads * c.head_dim();
+  int64_t r = 0, k = 0;
+  switch (p) {
+    case kQkvW: r = c.qkv_rows(); k = H; break;
+    case kQkvB: r = c.qkv_rows(); break;
+    case kOutW: r = H; k = H; break;
+    case kCrossQW: case kCrossOutW: if (c.cross) { r = H; k = H; } break;
+    case kCrossKvW: if (c.cross) { r = kv; k = H; } break;
+    case kCrossKvB: if (c.cross) r = kv; break;
+    case kCrossQB: case kCrossOutB: case kCrossNormW: if (c.cross) r = H; break;
+    case kCrossNormB: if (c.cross && !c.rms) r = H; break;
+    case kOutB: case kNorm1W: case kNorm2W: case kFc2B: r = H; break;
+    case kNorm1B: case kNorm2B: if (!c.rms) r = H; break;
+    case kFc1W: r = F; k = H; break;
+    case kFc1B: r = F; break;
+    case kFc2W: r = H; k = F; break;
+    case kLayerParams: break;
+  }
+  *rows = r;
+  *cols = k;
+}
+
+int64_t layer_param_numel(const TransformerLayerConfig& c, LayerParam p) {
+  int64_t r, k;
+  layer_param_shape(c, p, &r, &k);
+  return k ? r * k : r;
+}
+
+// --- state -----------------------------------------------------------------------------------
+
+struct LayerState::Buf {
+  std::unique_ptr<char, decltype(&std::free)> p{nullptr, &std::free};
+  int64_t bytes = 0;
+};
+
+LayerState::LayerState() = default;
+LayerState::~LayerState() = default;
+
+void* LayerState::get(int slot, int64_t bytes) {
+  if (size_t(slot) >= bufs_.size()) bufs_.resize(size_t(slot) + 1);
+  Buf& b = bufs_[size_t(slot)];
+  if (b.bytes < bytes) {
+    const int64_t n = (bytes + 63) / 64 * 64;
+    b.p.reset(static_cast<char*>(std::aligned_alloc(64, size_t(n))));
+    if (!b.p) {
+      b.bytes = 0;
+      fail(ErrorCode::OOM, "TransformerLayer: out of memory allocating ", n, " bytes of activations");
+    }
+    b.bytes = n;
+  }
+  return b.p.get();
+}
+
+void* LayerState::at(int slot) const { return bufs_.at(size_t(slot)).p.get(); }
+
+int64_t LayerState::bytes() const {
+  int64_t n = 0;
+  for (const Buf& b : bufs_) n += b.bytes;
+  return n;
+}
+
+namespace {
+
+// Saved by the forward for the backward (per block k = 0 self, 1 cross, 2 FFN), then work buffers.
+// Slots named X0 have one per block (X0 + blk); Q/K/V/O/Lse one per attention block.
+enum Slot : int {
+  kIn0, kIn1, kIn2,                // block inputs [T, Hd]: x, then the previous block's output
+  kNormed0, kNormed1, kNormed2,    // pre-LN: norm(x); post-LN: s = x + drop(...), the norm's input
+  kMean0, kMean1, kMean2, kRstd0, kRstd1, kRstd2,  // norm statistics f32 [T]
+  kQ0, kQ1, kK0, kK1, kV0, kV1,    // heads [B, nh | nkv, S | Senc, D]
+  kO0, kO1, kLse0, kLse1,          // attention output [B, nh, S, D], lse f32 [B, nh, S]
+  kEnc,                            // the encoder output [Te, Hd] (cross)
+  kF1Pre, kF1,                     // FFN: h W1^T [T, F], drop(act(. + b1)) [T, F]
+  kWork0, kWork1, kWork2, kWork3, kWork4, kWork5, kWork6,  // scratch within one call
+};
+
+struct Ctx {
+  const TransformerLayerConfig& c;
+  const TransformerLayerParams& w;
+  LayerState& st;
+  int64_t es;  // element size
+  int64_t T() const { return st.call.B * st.call.S; }
+  int64_t Te() const { return st.call.B * st.call.Senc; }
+  void* buf(int slot, int64_t elems, int64_t size = 0) { return st.get(slot, elems * (size ? size : es)); }
+  void* at(int slot) const { return st.at(slot); }
+};
+
+// Each dropout site's seed: the call's seed mixed with the site number (an odd 64-bit multiplier
+// and a xor-shift), so the sites draw unrelated Philox streams under one user-visible seed.
+uint64_t site_seed(uint64_t seed, int site) {
+  uint64_t z = seed + 0x9e3779b97f4a7c15ull * uint64_t(site + 1);
+  z = (z ^ (z >> 31)) * 0xbf58476d1ce4e5b9ull;
+  return z ^ (z >> 29);
+}
+enum Site : int { kSiteAttn0, kSiteHidden0, kSiteAttn1, kSiteHidden1, kSiteAct, kSiteHidden2 };
+
+// dst[n] = src[n] (a same-dtype cast: a copy on any backend)
+void copy(const Ctx& k, const void* src, void* dst, int64_t n) {
+  CastArgs a;
+  a.device = k.c.device; a.src_dtype = a.dst_dtype = k.c.dtype; a.n = n; a.src = src; a.dst = dst;
+  cast(a);
+}
+
+// y[M, N] = x[M, K] W^T (+ bias)
+void linear(const Ctx& k, int64_t M, LayerParam wp, LayerParam bp, const void* x, void* y) {
+  LinearArgs l;
+  l.device = k.c.device; l.dtype = k.c.dtype;
+  layer_param_shape(k.c, wp, &l.n, &l.k);
+  l.m = M;
+  l.x = x; l.w = k.w.p[wp]; l.bias = bp == kLayerParams ? nullptr : k.w.p[bp]; l.y = y;
+  l.weight_cache = k.w.cache[wp];
+  linear_fwd(l);
+}
+
+// dW[N, K] += dy[M, N]^T x[M, K]
+void grad_weight(const Ctx& k, int64_t M, LayerParam wp, void* const* grads, const void* dy, const void* x) {
+  GemmArgs g;
+  g.device = k.c.device; g.dtype = k.c.dtype;
+  layer_param_shape(k.c, wp, &g.m, &g.n);
+  g.k = M; g.trans_a = true; g.a = dy; g.b = x; g.c = grads[wp]; g.beta = 1.0f; g.out = grads[wp];
+  gemm(g);
+}
+
+// dx[M, K] (+)= dy[M, N] W[N, K]
+void grad_input(const Ctx& k, int64_t M, LayerParam wp, const void* dy, void* dx, bool accumulate) {
+  GemmArgs g;
+  g.device = k.c.device; g.dtype = k.c.dtype;
+  layer_param_shape(k.c, wp, &g.n, &g.k);
+  std::swap(g.n, g.k);
+  g.m = M; g.a = dy; g.b = k.w.p[wp]; g.out = dx;
+  if (accumulate) { g.c = dx; g.beta = 1.0f; }
+  gemm(g);
+}
+
+// y = residual + dropout(x + bias): the block epilogue; with p = 0, bias and residual it is a sum.
+void bias_dropout_residual(const Ctx& k, int64_t rows, const void* x, const void* bias, const void* res, void* y, float p,
+                           uint64_t seed) {
+  DropoutArgs d;
+  d.device = k.c.device; d.dtype = k.c.dtype; d.rows = rows; d.cols = k.c.hidden;
+  d.x = x; d.bias = bias; d.residual = res; d.y = y; d.p = p; d.seed = seed;
+  dropout_fwd(d);
+}
+
+// dx = dy * mask (in place allowed); dbias += column sums of dx.
+void dropout_grad(const Ctx& k, int64_t rows, int64_t cols, const void* dy, void* dx, void* dbias, float p, uint64_t seed) {
+  DropoutArgs d;
+  d.device = k.c.device; d.dtype = k.c.dtype; d.rows = rows; d.cols = cols;
+  d.dy = dy; d.dx = dx; d.dbias = dbias; d.accumulate = true; d.p = p; d.seed = seed;
+  dropout_bwd(d);
+}
+
+void norm(Ctx& k, int blk, LayerParam g, LayerParam b, const void* x, void* y) {
+  NormArgs n;
+  n.device = k.c.device; n.dtype = k.c.dtype; n.rms = k.c.rms; n.rows = k.T(); n.cols = k.c.hidden; n.eps = k.c.eps;
+  n.x = x; n.gamma = k.w.p[g]; n.beta = k.c.rms ? nullptr : k.w.p[b]; n.y = y;
+  n.mean = static_cast<float*>(k.buf(kMean0 + blk, k.T(), 4));
+  n.rstd = static_cast<float*>(k.buf(kRstd0 + blk, k.T(), 4));
+  norm_fwd(n);
+}
+
+void norm_grad(const Ctx& k, int blk, LayerParam g, LayerParam b, void* const* grads, const void* x, const void* dy, void* dx) {
+  NormArgs n;
+  n.device = k.c.device; n.dtype = k.c.dtype; n.rms = k.c.rms; n.rows = k.T(); n.cols = k.c.hidden; n.eps = k.c.eps;
+  n.x = x; n.gamma = k.w.p[g]; n.beta = k.c.rms ? nullptr : k.w.p[b];
+  n.mean = static_cast<float*>(k.at(kMean0 + blk));
+  n.rstd = static_cast<float*>(k.at(kRstd0 + blk));
+  n.dy = dy; n.dx = dx; n.dgamma = grads[g]; n.dbeta = k.c.rms ? nullptr : grads[b]; n.accumulate = true;
+  norm_bwd(n);
+}
+
+void heads(const Ctx& k, int64_t S, int64_t H, int64_t ld, int64_t col0, bool to_heads, const void* src, void* dst) {
+  HeadsArgs h;
+  h.device = k.c.device; h.dtype = k.c.dtype;
+  h.B = k.st.call.B; h.S = S; h.H = H; h.D = k.c.head_dim(); h.ld = ld; h.col0 = col0; h.to_heads = to_heads;
+  h.src = src; h.dst = dst;
+  heads_copy(h);
+}
+
+AttentionArgs attention_args(const Ctx& k, int blk) {
+  const TransformerLayerCall& call = k.st.call;
+  AttentionArgs a;
+  a.device = k.c.device; a.dtype = k.c.dtype;
+  a.B = call.B; a.H = k.c.heads; a.Hkv = k.c.kv_heads; a.D = k.c.head_dim();
+  a.Sq = call.S; a.Sk = blk == 0 ? call.S : call.Senc;
+  a.scale = 1.0f / std::sqrt(float(a.D));
+  a.causal = blk == 0 && k.c.causal;
+  const std::vector<int32_t>& len = blk == 0 ? k.st.lengths : k.st.enc_lengths;
+  a.kv_lengths = len.empty() ? nullptr : len.data();
+  a.dropout = call.train ? k.c.attn_dropout : 0.0f;
+  a.seed = site_seed(call.seed, blk == 0 ? kSiteAttn0 : kSiteAttn1);
+  a.q = k.at(kQ0 + blk); a.k = k.at(kK0 + blk); a.v = k.at(kV0 + blk);
+  a.out = k.at(kO0 + blk); a.lse = static_cast<float*>(k.at(kLse0 + blk));
+  return a;
+}
+
+struct BlockParams {
+  LayerParam norm_w, norm_b, out_b;
+  int site;
+};
+constexpr BlockParams kBlocks[3] = {{kNorm1W, kNorm1B, kOutB, kSiteHidden0},
+                                    {kCrossNormW, kCrossNormB, kCrossOutB, kSiteHidden1},
+                                    {kNorm2W, kNorm2B, kFc2B, kSiteHidden2}};
+
+// The sub-layer of block `blk` on h [T, Hd], writing its output before bias into `z` [T, Hd].
+void attention_sub_fwd(Ctx& k, int blk, const void* h, void* z) {
+  const TransformerLayerConfig& c = k.c;
+  const int64_t T = k.T(), Hd = c.hidden, D = c.head_dim(), nh = c.heads, nkv = c.kv_heads;
+  const int64_t Sk = blk == 0 ? k.st.call.S : k.st.call.Senc, Tk = k.st.call.B * Sk;
+  void* q = k.buf(kQ0 + blk, T * Hd);
+  void* kk = k.buf(kK0 + blk, Tk * nkv * D);
+  void* v = k.buf(kV0 + blk, Tk * nkv * D);
+  k.buf(kO0 + blk, T * Hd);
+  k.buf(kLse0 + blk, T * nh, 4);
+  if (blk == 0) {  // one product for q, k and v
+    void* qkv = k.buf(kWork0, T * c.qkv_rows());
+    linear(k, T, kQkvW, kQkvB, h, qkv);
+    heads(k, k.st.call.S, nh, c.qkv_rows(), 0, true, qkv, q);
+    heads(k, k.st.call.S, nkv, c.qkv_rows(), Hd, true, qkv, kk);
+    heads(k, k.st.call.S, nkv, c.qkv_rows(), Hd + nkv * D, true, qkv, v);
+  } else {
+    void* qp = k.buf(kWork0, T * Hd);
+    linear(k, T, kCrossQW, kCrossQB, h, qp);
+    heads(k, k.st.call.S, nh, Hd, 0, true, qp, q);
+    void* kv = k.buf(kWork1, Tk * 2 * nkv * D);
+    linear(k, Tk, kCrossKvW, kCrossKvB, k.at(kEnc), kv);
+    heads(k, Sk, nkv, 2 * nkv * D, 0, true, kv, kk);
+    heads(k, Sk, nkv, 2 * nkv * D, nkv * D, true, kv, v);
+  }
+  attention_fwd(attention_args(k, blk));
+  void* ctx = k.buf(kWork0, T * Hd);
+  heads(k, k.st.call.S, nh, Hd, 0, false, k.at(kO0 + blk), ctx);
+  linear(k, T, blk == 0 ? kOutW : kCrossOutW, kLayerParams, ctx, z);
+}
+
+void ffn_sub_fwd(Ctx& k, const void* h, void* z) {
+  const TransformerLayerConfig& c = k.c;
+  const int64_t T = k.T();
+  void* pre = k.buf(kF1Pre, T * c.ffn);
+  void* f1 = k.buf(kF1, T * c.ffn);
+  linear(k, T, kFc1W, kLayerParams, h, pre);
+  BiasActArgs b;
+  b.device = c.device; b.dtype = c.dtype; b.act = c.act; b.rows = T; b.cols = c.ffn;
+  b.x = pre; b.bias = k.w.p[kFc1B]; b.y = f1;
+  b.dropout = k.st.call.train ? c.act_dropout : 0.0f; b.seed = site_seed(k.st.call.seed, kSiteAct);
+  bias_act_fwd(b);
+  linear(k, T, kFc2W, kLayerParams, f1, z);
+}
+
+// Block `blk` from input x to `out` (both [T, Hd]).
+void block_fwd(Ctx& k, int blk, const void* x, void* out) {
+  const TransformerLayerConfig& c = k.c;
+  const BlockParams& bp = kBlocks[blk];
+  const int64_t T = k.T();
+  const float p = k.st.call.train ? c.hidden_dropout : 0.0f;
+  const uint64_t seed = site_seed(k.st.call.seed, bp.site);
+  void* z = k.buf(kWork2, T * c.hidden);
+  void* normed = k.buf(kNormed0 + blk, T * c.hidden);
+  if (c.pre_ln) norm(k, blk, bp.norm_w, bp.norm_b, x, normed);
+  const void* h = c.pre_ln ? normed : x;
+  if (blk == 2) ffn_sub_fwd(k, h, z);
+  else attention_sub_fwd(k, blk, h, z);
+  if (c.pre_ln) {
+    bias_dropout_residual(k, T, z, k.w.p[bp.out_b], x, out, p, seed);
+  } else {  // normed holds s, the norm's input
+    bias_dropout_residual(k, T, z, k.w.p[bp.out_b], x, normed, p, seed);
+    norm(k, blk, bp.norm_w, bp.norm_b, normed, out);
+  }
+}
+
+// Backward of the attention sub-layer: dz [T, Hd] (gradient of its output before bias) ->
+// dh [T, Hd] written; parameter grads and (cross) denc accumulated.
+void attention_sub_bwd(Ctx& k, int blk, void* const* grads, const void* h, const void* dz, void* dh, void* denc) {
+  const TransformerLayerConfig& c = k.c;
+  const int64_t T = k.T(), Hd = c.hidden, D = c.head_dim(), nh = c.heads, nkv = c.kv_heads, S = k.st.call.S;
+  const int64_t Sk = blk == 0 ? S : k.st.call.Senc, Tk = k.st.call.B * Sk;
+  const LayerParam outw = blk == 0 ? kOutW : kCrossOutW;
+  void* ctx = k.buf(kWork0, T * Hd);
+  heads(k, S, nh, Hd, 0, false, k.at(kO0 + blk), ctx);
+  grad_weight(k, T, outw, grads, dz, ctx);
+  void* dctx = k.buf(kWork1, T * Hd);
+  grad_input(k, T, outw, dz, dctx, false);
+  void* dout = k.buf(kWork0, T * Hd);
+  heads(k, S, nh, Hd, 0, true, dctx, dout);
+  void* dq = k.buf(kWork1, T * Hd);
+  void* dk = k.buf(kWork3, Tk * nkv * D);
+  void* dv = k.buf(kWork4, Tk * nkv * D);
+  AttentionArgs a = attention_args(k, blk);
+  a.dout = dout; a.dq = dq; a.dk = dk; a.dv = dv;
+  attention_bwd(a);
+  if (blk == 0) {
+    const int64_t ld = c.qkv_rows();
+    void* dqkv = k.buf(kWork0, T * ld);
+    heads(k, S, nh, ld, 0, false, dq, dqkv);
+    heads(k, S, nkv, ld, Hd, false, dk, dqkv);
+    heads(k, S, nkv, ld, Hd + nkv * D, false, dv, dqkv);
+    dropout_grad(k, T, ld, dqkv, dqkv, grads[kQkvB], 0.0f, 0);  // dbias: column sums
+    grad_weight(k, T, kQkvW, grads, dqkv, h);
+    grad_input(k, T, kQkvW, dqkv, dh, false);
+  } else {
+    void* dqp = k.buf(kWork0, T * Hd);
+    heads(k, S, nh, Hd, 0, false, dq, dqp);
+    dropout_grad(k, T, Hd, dqp, dqp, grads[kCrossQB], 0.0f, 0);
+    grad_weight(k, T, kCrossQW, grads, dqp, h);
+    grad_input(k, T, kCrossQW, dqp, dh, false);
+    const int64_t ld = 2 * nkv * D;
+    void* dkv = k.buf(kWork1, Tk * ld);
+    heads(k, Sk, nkv, ld, 0, false, dk, dkv);
+    heads(k, Sk, nkv, ld, nkv * D, false, dv, dkv);
+    dropout_grad(k, Tk, ld, dkv, dkv, grads[kCrossKvB], 0.0f, 0);
+    grad_weight(k, Tk, kCrossKvW, grads, dkv, k.at(kEnc));
+    grad_input(k, Tk, kCrossKvW, dkv, denc, true);
+  }
+}
+
+void ffn_sub_bwd(Ctx& k, void* const* grads, const void* h, const void* dz, void* dh) {
+  const TransformerLayerConfig& c = k.c;
+  const int64_t T = k.T();
+  grad_weight(k, T, kFc2W, grads, dz, k.at(kF1));
+  void* df1 = k.buf(kWork0, T * c.ffn);
+  grad_input(k, T, kFc2W, dz, df1, false);
+  BiasActArgs b;
+  b.device = c.device; b.dtype = c.dtype; b.act = c.act; b.rows = T; b.cols = c.ffn;
+  b.x = k.at(kF1Pre); b.bias = k.w.p[kFc1B];
+  b.dropout = k.st.call.train ? c.act_dropout : 0.0f; b.seed = site_seed(k.st.call.seed, kSiteAct);
+  b.dy = df1; b.dx = df1; b.dbias = grads[kFc1B]; b.accumulate = true;
+  bias_act_bwd(b);
+  grad_weight(k, T, kFc1W, grads, df1, h);
+  grad_input(k, T, kFc1W, df1, dh, false);
+}
+
+// Backward of block `blk`: dout [T, Hd] -> dx [T, Hd]; dx may be dout (dout is read first).
+// Scratch: ds kWork2, dz kWork5, dh kWork6; the sub-layers use kWork0, 1, 3, 4.
+void block_bwd(Ctx& k, int blk, void* const* grads, const void* dout, void* dx, void* denc) {
+  const TransformerLayerConfig& c = k.c;
+  const BlockParams& bp = kBlocks[blk];
+  const int64_t T = k.T(), Hd = c.hidden;
+  const float p = k.st.call.train ? c.hidden_dropout : 0.0f;
+  const uint64_t seed = site_seed(k.st.call.seed, bp.site);
+  const void* x = k.at(kIn0 + blk);
+  const void* normed = k.at(kNormed0 + blk);
+  // ds: the gradient at the residual sum (post-LN: through the norm first)
+  void* ds = k.buf(kWork2, T * Hd);
+  if (c.pre_ln) copy(k, dout, ds, T * Hd);
+  else norm_grad(k, blk, bp.norm_w, bp.norm_b, grads, normed, dout, ds);
+  void* dz = k.buf(kWork5, T * Hd);
+  dropout_grad(k, T, Hd, ds, dz, grads[bp.out_b], p, seed);
+  const void* h = c.pre_ln ? normed : x;
+  void* dh = k.buf(kWork6, T * Hd);
+  if (blk == 2) ffn_sub_bwd(k, grads, h, dz, dh);
+  else attention_sub_bwd(k, blk, grads, h, dz, dh, denc);
+  if (c.pre_ln) {  // dx = ds + norm'(dh)
+    void* dn = k.buf(kWork0, T * Hd);
+    norm_grad(k, blk, bp.norm_w, bp.norm_b, grads, x, dh, dn);
+    bias_dropout_residual(k, T, dn, nullptr, ds, dx, 0.0f, 0);
+  } else {
+    bias_dropout_residual(k, T, dh, nullptr, ds, dx, 0.0f, 0);
+  }
+}
+
+}  // namespace
+
+void transformer_layer_fwd(const TransformerLayerConfig& c, const TransformerLayerParams& w,
+                           const TransformerLayerCall& call, LayerState& st) {
+  st.call = call;
+  st.has_forward = false;
+  Ctx k{c, w, st, dtype_size(c.dtype)};
+  const int64_t T = k.T(), Hd = c.hidden;
+  copy(k, call.x, k.buf(kIn0, T * Hd), T * Hd);
+  if (c.cross) copy(k, call.enc, k.buf(kEnc, k.Te() * Hd), k.Te() * Hd);
+  // without cross-attention the self-attention block feeds the FFN block directly
+  block_fwd(k, 0, k.at(kIn0), k.buf(c.cross ? kIn1 : kIn2, T * Hd));
+  if (c.cross) block_fwd(k, 1, k.at(kIn1), k.buf(kIn2, T * Hd));
+  block_fwd(k, 2, k.at(kIn2), call.y);
+  st.has_forward = true;
+}
+
+void transformer_layer_bwd(const TransformerLayerConfig& c, const TransformerLayerParams& w, void* const* grads,
+                           const void* dy, void* dx, void* denc, LayerState& st) {
+  if (!st.has_forward) fail(ErrorCode::Arg, "TransformerLayer.backward: no forward to differentiate; call forward first");
+  Ctx k{c, w, st, dtype_size(c.dtype)};
+  // the gradient flows through dx's buffer from block to block
+  block_bwd(k, 2, grads, dy, dx, denc);
+  if (c.cross) block_bwd(k, 1, grads, dx, dx, denc);
+  block_bwd(k, 0, grads, dx, dx, denc);
+}
+
+}  // namespace seqfuse

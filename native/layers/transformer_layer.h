@@ -1,0 +1,102 @@
+// native/layers/transformer_layer.h — the fused Transformer layer (encoder or decoder), forward
+// and hand-written backward, written once against native/ops (every product, norm, attention,
+// activation and dropout goes through an op's dispatch, so the layer runs on any backend).
+//
+// Blocks, each with its residual: self-attention, then (decoder with `cross`) cross-attention over
+// an encoder output, then the FFN. Per block with input x:
+//   pre-LN:  h = norm(x);  out = x + drop(sub(h) + b)
+//   post-LN: s = x + drop(sub(x) + b);  out = norm(s)
+// sub: attention  q, k, v = heads(h Wq^T + bq, src Wk^T + bk, src Wv^T + bv) (self: src = h, one
+//                 fused qkv product; cross: src = the encoder output), o = attention(q, k, v)
+//                 (causal for a decoder's self-attention; kv lengths mask keys), then o Wout^T
+//      FFN        f1 = drop(act(h W1^T + b1)), then f1 W2^T
+// Shapes: x, y, dx, dy [B, S, hidden] in `dtype`; enc, denc [B, Senc, hidden]; lengths i32 [B].
+// Parameters follow DESIGN §4 (PyTorch nn.Linear layout, weight [out, in]); see LayerParam.
+// Gradients of parameters are accumulated (+=) into the grads given; dx is written, denc is
+// accumulated (several decoder layers read one encoder output).
+//
+// Dropout: each site draws its own Philox stream, seed = layer_site_seed(call seed, site); the
+// backward recomputes every mask from those seeds, nothing stores a mask.
+// Memory: LayerState keeps what backward needs from the last forward (block inputs, normalized
+// inputs and statistics, q/k/v/attention output/lse, FFN pre-activation and activation) plus work
+// buffers, sized by the call and grown on demand: no sequence cap.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <vector>
+#include "ops/activation.h"
+#include "ops/matmul.h"
+
+namespace seqfuse {
+
+enum LayerParam : int {
+  kQkvW, kQkvB, kOutW, kOutB, kNorm1W, kNorm1B,                                   // attn.*
+  kCrossQW, kCrossQB, kCrossKvW, kCrossKvB, kCrossOutW, kCrossOutB, kCrossNormW, kCrossNormB,  // cross.*
+  kFc1W, kFc1B, kFc2W, kFc2B, kNorm2W, kNorm2B,                                    // ffn.*
+  kLayerParams
+};
+
+struct TransformerLayerConfig {
+  Device device = Device::CPU;
+  DType dtype = DType::F32;
+  int64_t hidden = 0, heads = 0, kv_heads = 0, ffn = 0;
+  Activation act = Activation::Gelu;
+  bool pre_ln = true, rms = false;  // RMSNorm: no norm biases
+  bool causal = false;              // self-attention causal (decoder)
+  bool cross = false;               // a cross-attention block (decoder of an encoder-decoder)
+  float eps = 1e-5f;
+  float attn_dropout = 0.0f, act_dropout = 0.0f, hidden_dropout = 0.0f;
+  int64_t head_dim() const { return hidden / heads; }
+  int64_t qkv_rows() const { return hidden + 2 * kv_heads * head_dim(); }
+};
+
+// Element count of each parameter (0 = the config has no such parameter).
+int64_t layer_param_numel(const TransformerLayerConfig& c, LayerParam p);
+// Shape [rows, cols] of a parameter (cols = 0 for a vector).
+void layer_param_shape(const TransformerLayerConfig& c, LayerParam p, int64_t* rows, int64_t* cols);
+
+struct TransformerLayerParams {
+  const void* p[kLayerParams] = {};
+  WeightCache* cache[kLayerParams] = {};  // nullable: for the forward's products
+};
+
+struct TransformerLayerCall {
+  int64_t B = 0, S = 0, Senc = 0;
+  const void* x = nullptr;
+  void* y = nullptr;
+  const int32_t* lengths = nullptr;      // [B] keys of x seen by self-attention, nullable
+  const void* enc = nullptr;             // cross only
+  const int32_t* enc_lengths = nullptr;  // [B], nullable
+  bool train = false;
+  uint64_t seed = 0;
+};
+
+class LayerState;
+
+// Forward: fills `st` with what backward needs and writes call.y.
+void transformer_layer_fwd(const TransformerLayerConfig& c, const TransformerLayerParams& w,
+                           const TransformerLayerCall& call, LayerState& st);
+// Backward of the last forward on `st`: dx written, grads and denc (cross) accumulated.
+void transformer_layer_bwd(const TransformerLayerConfig& c, const TransformerLayerParams& w, void* const* grads,
+                           const void* dy, void* dx, void* denc, LayerState& st);
+
+// Buffers of one layer: the last forward's saved activations and the work buffers.
+class LayerState {
+ public:
+  LayerState();
+  ~LayerState();
+  // Buffer `slot` with at least `bytes`, kept (and grown) across calls.
+  void* get(int slot, int64_t bytes);
+  void* at(int slot) const;
+  int64_t bytes() const;
+  // What the last forward was called with, for its backward.
+  TransformerLayerCall call;
+  std::vector<int32_t> lengths, enc_lengths;
+  bool has_forward = false;
+
+ private:
+  struct Buf;
+  std::vector<Buf> bufs_;
+};
+
+}  // namespace seqfuse

@@ -1,0 +1,304 @@
+// native/napi/layers.cc — bindings of the fused Transformer layer (layers/transformer_layer.h).
+//   layer_param_shapes(config) -> the parameters' shapes (null where the config has none)
+//   layer_state_new() -> an External owning a LayerState (its bytes reported to V8 after calls)
+//   layer_state_release(state) frees its buffers now (dispose)
+//   layer_fwd(state, config, params, caches, x, y, lengths?, enc?, encLengths?, train, seed, async)
+//   layer_bwd(state, config, params, grads, dy, dx, denc?, async)
+// config: Float64Array [hidden, heads, kvHeads, ffn, activation, preLn, rms, causal, cross, eps,
+//   attnDropout, actDropout, hiddenDropout]; params, grads: arrays of kLayerParams tensors in
+//   LayerParam order (null where the config has no such parameter); caches: the weights' caches.
+// The TS layer runs one call at a time per state (lib/layers), so a state is never shared by two
+// running calls; the lengths are checked and copied here, on the JS thread.
+#include <cmath>
+#include "layers/transformer_layer.h"
+#include "napi/napi_util.h"
+
+namespace seqfuse::napi {
+
+namespace {
+
+struct LayerHandle {
+  std::shared_ptr<LayerState> st = std::make_shared<LayerState>();
+  int64_t reported = 0;
+  std::vector<double> config;  // the last forward's config and dtype: its backward must match
+};
+
+constexpr napi_type_tag kLayerTag = {0x2b7e151628aed2a6ull, 0xabf7158809cf4f3cull};
+constexpr int kConfigLen = 13;
+const char* const kParamNames[kLayerParams] = {
+    "attn.qkv.weight", "attn.qkv.bias", "attn.out.weight", "attn.out.bias", "attn.norm.weight", "attn.norm.bias",
+    "cross.q.weight", "cross.q.bias", "cross.kv.weight", "cross.kv.bias", "cross.out.weight", "cross.out.bias",
+    "cross.norm.weight", "cross.norm.bias", "ffn.fc1.weight", "ffn.fc1.bias", "ffn.fc2.weight", "ffn.fc2.bias",
+    "ffn.norm.weight", "ffn.norm.bias"};
+
+LayerHandle* state_arg(const Napi::CallbackInfo& info, const char* op) {
+  Napi::Value v = info[0];
+  if (!v.IsExternal() || !v.As<Napi::External<LayerHandle>>().CheckTypeTag(&kLayerTag))
+    fail(ErrorCode::Arg, op, ": expected a layer state made by layer_state_new");
+  return v.As<Napi::External<LayerHandle>>().Data();
+}
+
+void report(Napi::Env env, LayerHandle* h) {
+  const int64_t now = h->st->bytes();
+  if (now != h->reported) {
+    Napi::MemoryManagement::AdjustExternalMemory(env, now - h->reported);
+    h->reported = now;
+  }
+}
+
+bool flag(double v) { return v != 0; }
+
+TransformerLayerConfig config_arg(const Napi::CallbackInfo& info, size_t i, const char* op, std::vector<double>* raw) {
+  Napi::Value v = info[i];
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
+      v.As<Napi::TypedArray>().ElementLength() != kConfigLen)
+    fail(ErrorCode::Arg, op, ": expected the layer config as a Float64Array of ", kConfigLen, " numbers");
+  const double* d = v.As<Napi::Float64Array>().Data();
+  if (raw) raw->assign(d, d + kConfigLen);
+  auto count = [&](int k, const char* name, double lo) {
+    if (!(d[k] >= lo && d[k] <= 1 << 24) || d[k] != std::floor(d[k]))
+      fail(ErrorCode::Arg, op, ": expected ", name, " to be an integer in [", lo, ", 2^24] but received ", d[k]);
+    return int64_t(d[k]);
+  };
+  auto prob = [&](int k, const char* name) {
+    if (!(d[k] >= 0 && d[k] <= 1)) fail(ErrorCode::Arg, op, ": expected ", name, " in [0, 1] but received ", d[k]);
+    return float(d[k]);
+  };
+  TransformerLayerConfig c;
+  c.hidden = count(0, "hiddenSize", 1);
+  c.heads = count(1, "numHeads", 1);
+  c.kv_heads = count(2, "numKvHeads", 1);
+  c.ffn = count(3, "ffnSize", 1);
+  if (c.hidden % c.heads)
+    fail(ErrorCode::Arg, op, ": expected hiddenSize (", c.hidden, ") to be a multiple of numHeads (", c.heads, ")");
+  if (c.heads % c.kv_heads)
+    fail(ErrorCode::Arg, op, ": expected numHeads (", c.heads, ") to be a multiple of numKvHeads (", c.kv_heads, ")");
+  if (c.hidden / c.heads > 256)
+    fail(ErrorCode::Unsupported, op, ": head dim hiddenSize / numHeads = ", c.hidden / c.heads, " exceeds 256");
+  const int64_t act = count(4, "activation", 0);
+  if (act > 4) fail(ErrorCode::Arg, op, ": unknown activation code ", act);
+  c.act = Activation(act);
+  c.pre_ln = flag(d[5]); c.rms = flag(d[6]); c.causal = flag(d[7]); c.cross = flag(d[8]);
+  if (!(d[9] > 0 && d[9] < 1)) fail(ErrorCode::Arg, op, ": expected layerNormEps in (0, 1) but received ", d[9]);
+  c.eps = float(d[9]);
+  c.attn_dropout = prob(10, "attnDropout");
+  c.act_dropout = prob(11, "activationDropout");
+  c.hidden_dropout = prob(12, "hiddenDropout");
+  return c;
+}
+
+// Reads an array of kLayerParams tensors (what = "params" or "grads"), checking each one's shape
+// against the config and its dtype/device against `ref`.
+std::vector<TensorArg> param_list(const Napi::CallbackInfo& info, size_t i, const char* op, const char* what,
+                                  const TransformerLayerConfig& c, const TensorArg& ref) {
+  Napi::Value v = info[i];
+  if (!v.IsArray() || v.As<Napi::Array>().Length() != kLayerParams)
+    fail(ErrorCode::Arg, op, ": expected ", what, " to be an array of ", int(kLayerParams), " tensors");
+  Napi::Array a = v.As<Napi::Array>();
+  std::vector<TensorArg> out(kLayerParams);
+  for (int p = 0; p < kLayerParams; ++p) {
+    int64_t rows, cols;
+    layer_param_shape(c, LayerParam(p), &rows, &cols);
+    TensorArg& t = out[size_t(p)] = tensor_value(a.Get(uint32_t(p)), op, kParamNames[p], true);
+    if (!rows) {
+      if (t.present) fail(ErrorCode::Arg, op, ": ", what, " has ", kParamNames[p], " but this layer's config has none");
+      continue;
+    }
+    if (!t.present) fail(ErrorCode::Arg, op, ": ", what, " lacks ", kParamNames[p]);
+    check_same_dtype(op, t, ref);
+    check_device(op, {&t, &ref});
+    const int64_t shape[2] = {rows, cols};
+    check_shape(op, t, shape, cols ? 2 : 1);
+  }
+  return out;
+}
+
+// A checked copy of an i32 [B] lengths tensor, each value in [0, n].
+std::vector<int32_t> lengths_arg(const Napi::CallbackInfo& info, size_t i, const char* op, const char* name, int64_t B,
+                                 int64_t n) {
+  TensorArg t = tensor_arg(info, i, op, name, true);
+  if (!t.present) return {};
+  check_dtype(op, t, DType::I32);
+  check_vector(op, t, B);
+  const int32_t* p = static_cast<const int32_t*>(t.data);
+  std::vector<int32_t> v(p, p + B);
+  for (int64_t b = 0; b < B; ++b)
+    if (v[size_t(b)] < 0 || v[size_t(b)] > n)
+      fail(ErrorCode::Arg, op, ": ", name, "[", b, "] = ", v[size_t(b)], " is out of range [0, ", n, "]");
+  return v;
+}
+
+void check_tokens(const char* op, const TensorArg& t, int64_t hidden) {
+  if (t.ndim != 3 || t.shape[2] != hidden)
+    fail(ErrorCode::Shape, op, ": expected ", t.name, " of shape [batch, seq, ", hidden, "] but received ", t.shape_str());
+}
+
+// layer_param_shapes(config) -> per LayerParam: null (absent) or its shape ([rows, cols] or [rows])
+Napi::Value layer_param_shapes_js(const Napi::CallbackInfo& info) {
+  const TransformerLayerConfig c = config_arg(info, 0, "TransformerLayer", nullptr);
+  Napi::Env env = info.Env();
+  Napi::Array out = Napi::Array::New(env, kLayerParams);
+  for (int p = 0; p < kLayerParams; ++p) {
+    int64_t rows, cols;
+    layer_param_shape(c, LayerParam(p), &rows, &cols);
+    if (!rows) {
+      out.Set(uint32_t(p), env.Null());
+      continue;
+    }
+    Napi::Array s = Napi::Array::New(env, cols ? 2 : 1);
+    s.Set(0u, Napi::Number::New(env, double(rows)));
+    if (cols) s.Set(1u, Napi::Number::New(env, double(cols)));
+    out.Set(uint32_t(p), s);
+  }
+  return out;
+}
+
+Napi::Value layer_state_new_js(const Napi::CallbackInfo& info) {
+  auto ext = Napi::External<LayerHandle>::New(info.Env(), new LayerHandle(), [](Napi::Env e, LayerHandle* h) {
+    if (h->reported) Napi::MemoryManagement::AdjustExternalMemory(e, -h->reported);
+    delete h;
+  });
+  ext.TypeTag(&kLayerTag);
+  return ext;
+}
+
+// layer_state_release(state): frees the buffers now (a running call keeps its own until it ends)
+Napi::Value layer_state_release_js(const Napi::CallbackInfo& info) {
+  LayerHandle* h = state_arg(info, "layer_state_release");
+  h->st = std::make_shared<LayerState>();
+  h->config.clear();
+  report(info.Env(), h);
+  return info.Env().Undefined();
+}
+
+Napi::Value layer_fwd_js(const Napi::CallbackInfo& info) {
+  const char* op = "TransformerLayer.forward";
+  LayerHandle* h = state_arg(info, op);
+  std::vector<double> raw;
+  const TransformerLayerConfig cfg = config_arg(info, 1, op, &raw);
+  TensorArg x = tensor_arg(info, 4, op, "x"), y = tensor_arg(info, 5, op, "out");
+  check_float(op, x);
+  check_tokens(op, x, cfg.hidden);
+  check_same_dtype(op, y, x);
+  check_same_shape(op, y, x);
+  std::vector<TensorArg> params = param_list(info, 2, op, "params", cfg, x);
+  Napi::Value caches_v = info[3];
+  if (!caches_v.IsArray() || caches_v.As<Napi::Array>().Length() != kLayerParams)
+    fail(ErrorCode::Arg, op, ": expected caches to be an array of ", int(kLayerParams), " weight caches");
+  std::vector<std::shared_ptr<WeightCache>> caches(kLayerParams);
+  for (int p = 0; p < kLayerParams; ++p) caches[size_t(p)] = weight_cache_value(caches_v.As<Napi::Array>().Get(uint32_t(p)), op);
+  const int64_t B = x.shape[0], S = x.shape[1];
+  std::vector<int32_t> lengths = lengths_arg(info, 6, op, "lengths", B, S);
+  TensorArg enc = tensor_arg(info, 7, op, "encoderOut", true);
+  if (cfg.cross != enc.present)
+    fail(ErrorCode::Arg, op, cfg.cross ? ": a layer with cross-attention needs encoderOut"
+                                       : ": encoderOut given to a layer without cross-attention");
+  int64_t Senc = 0;
+  if (enc.present) {
+    check_tokens(op, enc, cfg.hidden);
+    check_same_dtype(op, enc, x);
+    if (enc.shape[0] != B)
+      fail(ErrorCode::Shape, op, ": expected encoderOut with batch ", B, " (that of x) but received ", enc.shape_str());
+    Senc = enc.shape[1];
+  }
+  std::vector<int32_t> enc_lengths = lengths_arg(info, 8, op, "encoderLengths", B, Senc);
+  if (!enc.present && !enc_lengths.empty()) fail(ErrorCode::Arg, op, ": encoderLengths given without encoderOut");
+  const bool train = bool_arg(info, 9, op, "train");
+  const uint64_t seed = seed_arg(info, 10, op, "seed");
+  const bool async = bool_arg(info, 11, op, "async");
+  std::vector<const TensorArg*> pins{&x, &y, &enc};
+  for (const TensorArg& t : params) pins.push_back(&t);
+  check_device(op, {&x, &y, &enc});
+
+  TransformerLayerParams w;
+  for (int p = 0; p < kLayerParams; ++p) {
+    w.p[p] = params[size_t(p)].data;
+    w.cache[p] = caches[size_t(p)].get();
+  }
+  TransformerLayerConfig c = cfg;
+  c.device = x.device;
+  c.dtype = x.dtype;
+  TransformerLayerCall call;
+  call.B = B; call.S = S; call.Senc = Senc; call.x = x.data; call.y = y.data; call.enc = enc.data;
+  call.train = train; call.seed = seed;
+  std::shared_ptr<LayerState> st = h->st;
+  raw.push_back(double(x.dtype));
+  h->config = std::move(raw);
+  report(info.Env(), h);
+  Napi::Value r = run_op(info, async, pins, [c, w, call, st, caches, lengths = std::move(lengths),
+                                             enc_lengths = std::move(enc_lengths)]() mutable {
+    st->lengths = std::move(lengths);
+    st->enc_lengths = std::move(enc_lengths);
+    transformer_layer_fwd(c, w, call, *st);
+  });
+  if (!async) {
+    report(info.Env(), h);
+    for (int p = 0; p < kLayerParams; ++p) weight_cache_report(caches_v.As<Napi::Array>().Get(uint32_t(p)));
+  }
+  return r;
+}
+
+Napi::Value layer_bwd_js(const Napi::CallbackInfo& info) {
+  const char* op = "TransformerLayer.backward";
+  LayerHandle* h = state_arg(info, op);
+  std::vector<double> raw;
+  const TransformerLayerConfig cfg = config_arg(info, 1, op, &raw);
+  TensorArg dy = tensor_arg(info, 4, op, "dy"), dx = tensor_arg(info, 5, op, "dx"), denc = tensor_arg(info, 6, op, "dEncoderOut", true);
+  const bool async = bool_arg(info, 7, op, "async");
+  check_float(op, dy);
+  check_tokens(op, dy, cfg.hidden);
+  check_same_dtype(op, dx, dy);
+  check_same_shape(op, dx, dy);
+  const LayerState& s = *h->st;
+  if (!s.has_forward) fail(ErrorCode::Arg, op, ": no forward to differentiate; call forward first");
+  raw.push_back(double(dy.dtype));
+  if (raw != h->config)
+    fail(ErrorCode::Arg, op, ": the config or dtype differs from the last forward's (", dtype_name(DType(int(h->config.back()))),
+         "); the backward must use the layer that ran the forward");
+  if (dy.shape[0] != s.call.B || dy.shape[1] != s.call.S)
+    fail(ErrorCode::Shape, op, ": expected dy of shape [", s.call.B, ", ", s.call.S, ", ", cfg.hidden,
+         "] (that of the last forward's x) but received ", dy.shape_str());
+  if (cfg.cross != denc.present)
+    fail(ErrorCode::Arg, op, cfg.cross ? ": a layer with cross-attention needs dEncoderOut"
+                                       : ": dEncoderOut given to a layer without cross-attention");
+  if (denc.present) {
+    const int64_t want[3] = {s.call.B, s.call.Senc, cfg.hidden};
+    check_same_dtype(op, denc, dy);
+    check_shape(op, denc, want, 3);
+  }
+  std::vector<TensorArg> params = param_list(info, 2, op, "params", cfg, dy);
+  std::vector<TensorArg> grads = param_list(info, 3, op, "grads", cfg, dy);
+  check_device(op, {&dy, &dx, &denc});
+  std::vector<const TensorArg*> pins{&dy, &dx, &denc};
+  TransformerLayerParams w;
+  std::vector<void*> g(kLayerParams);
+  for (int p = 0; p < kLayerParams; ++p) {
+    pins.push_back(&params[size_t(p)]);
+    pins.push_back(&grads[size_t(p)]);
+    w.p[p] = params[size_t(p)].data;
+    g[size_t(p)] = grads[size_t(p)].data;
+  }
+  TransformerLayerConfig c = cfg;
+  c.device = dy.device;
+  c.dtype = dy.dtype;
+  std::shared_ptr<LayerState> st = h->st;
+  const void* dyp = dy.data;
+  void *dxp = dx.data, *dencp = denc.data;
+  Napi::Value r = run_op(info, async, pins, [c, w, g, dyp, dxp, dencp, st] {
+    transformer_layer_bwd(c, w, g.data(), dyp, dxp, dencp, *st);
+  });
+  if (!async) report(info.Env(), h);
+  return r;
+}
+
+}  // namespace
+
+void register_layers(Napi::Object exports) {
+  SF_EXPORT(exports, "layer_param_shapes", layer_param_shapes_js);
+  SF_EXPORT(exports, "layer_state_new", layer_state_new_js);
+  SF_EXPORT(exports, "layer_state_release", layer_state_release_js);
+  SF_EXPORT(exports, "layer_fwd", layer_fwd_js);
+  SF_EXPORT(exports, "layer_bwd", layer_bwd_js);
+}
+
+}  // namespace seqfuse::napi
