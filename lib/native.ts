@@ -48,6 +48,10 @@ export interface NativeBinding {
     dropout: number, seed: number | bigint, async: boolean): Ret;
   attention_bwd(dOut: T, q: T, k: T, v: T, out: T, lse: T, kvLengths: OptT, attnBias: OptT, dq: T, dk: T, dv: T, scale: number,
     causal: boolean, dropout: number, seed: number | bigint, async: boolean): Ret;
+  crossent_fwd(logits: T, targets: T, lse: T, losses: OptT, weights: OptT, stats: Float64Array, ignoreIndex: number,
+    labelSmoothing: number, mile: boolean, gamma: number, sigma: number, reduction: number, async: boolean): Ret;
+  crossent_bwd(logits: T, targets: T, lse: T, weights: OptT, dlogits: T, ignoreIndex: number, labelSmoothing: number, mean: boolean,
+    dLoss: number, async: boolean): Ret;
   /** Test only: Philox4x32-10 of a 128-bit counter and 64-bit key (native/core/philox.h). */
   philox_test(counter: Uint32Array, key: Uint32Array): Uint32Array;
 }
