@@ -96,7 +96,8 @@ export const crossEntropy = defineOp((logits: Tensor, targets: Tensor | Int32Arr
   const reduction = enumOpt(o.reduction, op, 'reduction', 'mean', REDUCTIONS);
   const mile = o.mile === undefined || o.mile === null ? null : optionsArg<MileOptions>(o.mile, op);
   const gamma = numberOpt(mile?.gamma, op, 'mile.gamma', 1, 0, 3.4e38);
-  const sigma = numberOpt(mile?.sigma, op, 'mile.sigma', 1, Number.MIN_VALUE, 3.4e38);
+  const sigma = numberOpt(mile?.sigma, op, 'mile.sigma', 1, 0, 3.4e38);
+  if (sigma === 0) fail('ERR_ARG', `${op}: expected mile.sigma > 0 but received 0`);
   const n = positions(logits);
   const fresh: Tensor[] = [];
   const lse = outArg(undefined, op, [n], 'f32', fresh, 'lse');
