@@ -54,6 +54,10 @@ export interface NativeBinding {
   layer_fwd(state: unknown, config: Float64Array, params: OptT[], caches: unknown[], x: T, y: T, lengths: OptT, enc: OptT,
     encLengths: OptT, train: boolean, seed: number | bigint, async: boolean): Ret;
   layer_bwd(state: unknown, config: Float64Array, params: OptT[], grads: OptT[], dy: T, dx: T, dEnc: OptT, async: boolean): Ret;
+  crossent_fwd(logits: T, targets: T, lse: T, losses: OptT, weights: OptT, stats: Float64Array, ignoreIndex: number,
+    labelSmoothing: number, mile: boolean, gamma: number, sigma: number, reduction: number, async: boolean): Ret;
+  crossent_bwd(logits: T, targets: T, lse: T, weights: OptT, dlogits: T, ignoreIndex: number, labelSmoothing: number, mean: boolean,
+    dLoss: number, async: boolean): Ret;
   /** Test only: Philox4x32-10 of a 128-bit counter and 64-bit key (native/core/philox.h). */
   philox_test(counter: Uint32Array, key: Uint32Array): Uint32Array;
 }

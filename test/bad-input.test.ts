@@ -23,6 +23,9 @@ const v8 = f32([8]);
 const aq = f32([2, 4, 3, 8]);
 const akv = f32([2, 2, 5, 8]);
 const alse = f32([2, 4, 3]);
+// cross-entropy: logits x [2, 8], targets [2]
+const ceT = Int32Array.of(1, 7);
+const ceRes = sf.crossEntropy(x, ceT, { mile: {} });
 
 /** Bad calls per export; async forms are checked automatically for ops that have them. */
 export const CASES: Record<string, Case[]> = {
@@ -206,6 +209,45 @@ export const CASES: Record<string, Case[]> = {
     ['dropout without seed', () => [aq, aq, akv, akv, aq, alse, { dropout: 0.2 }], 'ERR_ARG'],
     ['negative dropout', () => [aq, aq, akv, akv, aq, alse, { dropout: -0.2, seed: 3 }], 'ERR_ARG'],
     ['disposed lse', () => [aq, aq, akv, akv, aq, disposed()], 'ERR_DISPOSED'],
+  ],
+  crossEntropy: [
+    ['i32 logits', () => [i32([2, 8]), ceT], 'ERR_DTYPE'],
+    ['0-D logits', () => [f32([]), new Int32Array(1)], 'ERR_SHAPE'],
+    ['f32 targets tensor', () => [x, f32([2])], 'ERR_DTYPE'],
+    ['targets of the wrong length', () => [x, Int32Array.of(1, 2, 3)], 'ERR_SHAPE'],
+    ['targets of the wrong shape', () => [f32([2, 3, 8]), i32([3, 2])], 'ERR_SHAPE'],
+    ['targets as a number array', () => [x, [1, 2]], 'ERR_ARG'],
+    ['target equal to V', () => [x, Int32Array.of(1, 8)], 'ERR_ARG'],
+    ['negative target (not ignoreIndex)', () => [x, Int32Array.of(-1, 0)], 'ERR_ARG'],
+    ['disposed logits', () => [disposed(), ceT], 'ERR_DISPOSED'],
+    ['disposed targets', () => [x, (() => { const t = i32([2]); t.dispose(); return t; })()], 'ERR_DISPOSED'],
+    ['labelSmoothing of 1', () => [x, ceT, { labelSmoothing: 1 }], 'ERR_ARG'],
+    ['NaN labelSmoothing', () => [x, ceT, { labelSmoothing: NaN }], 'ERR_ARG'],
+    ['negative labelSmoothing', () => [x, ceT, { labelSmoothing: -0.1 }], 'ERR_ARG'],
+    ['fractional ignoreIndex', () => [x, ceT, { ignoreIndex: 1.5 }], 'ERR_ARG'],
+    ['huge ignoreIndex', () => [x, ceT, { ignoreIndex: 2 ** 40 }], 'ERR_ARG'],
+    ['unknown reduction', () => [x, ceT, { reduction: 'avg' }], 'ERR_ARG'],
+    ['mile not an object', () => [x, ceT, { mile: 2 }], 'ERR_ARG'],
+    ['mile sigma 0', () => [x, ceT, { mile: { sigma: 0 } }], 'ERR_ARG'],
+    ['negative mile gamma', () => [x, ceT, { mile: { gamma: -1 } }], 'ERR_ARG'],
+    ['infinite mile gamma', () => [x, ceT, { mile: { gamma: Infinity } }], 'ERR_ARG'],
+    ['options not an object', () => [x, ceT, 'mean'], 'ERR_ARG'],
+  ],
+  crossEntropyBackward: [
+    ['result not an object', () => [x, ceT, 1.5], 'ERR_ARG'],
+    ['result without lse', () => [x, ceT, { ...ceRes, lse: undefined }], 'ERR_ARG'],
+    ['result with a disposed lse', () => [x, ceT, { ...ceRes, lse: disposed() }], 'ERR_DISPOSED'],
+    ['lse of the wrong length', () => [x, ceT, { ...ceRes, lse: f32([3]) }], 'ERR_SHAPE'],
+    ['bf16 lse', () => [x, ceT, { ...ceRes, lse: f32([2]).to('bf16') }], 'ERR_DTYPE'],
+    ['weights of the wrong length', () => [x, ceT, { ...ceRes, weights: f32([8]) }], 'ERR_SHAPE'],
+    ['unknown result.reduction', () => [x, ceT, { ...ceRes, reduction: 'max' }], 'ERR_ARG'],
+    ['result without ignoreIndex', () => [x, ceT, { ...ceRes, ignoreIndex: undefined }], 'ERR_ARG'],
+    ['target out of range', () => [x, Int32Array.of(8, 0), ceRes], 'ERR_ARG'],
+    ['targets of the wrong length', () => [x, Int32Array.of(1), ceRes], 'ERR_SHAPE'],
+    ['f16 logits with f32 out', () => [x.to('f16'), ceT, ceRes, { out: f32([2, 8]) }], 'ERR_DTYPE'],
+    ['out of another shape', () => [x, ceT, ceRes, { out: f32([8, 2]) }], 'ERR_SHAPE'],
+    ['NaN dLoss', () => [x, ceT, ceRes, { dLoss: NaN }], 'ERR_ARG'],
+    ['dLoss as a string', () => [x, ceT, ceRes, { dLoss: '1' }], 'ERR_ARG'],
   ],
   setNumThreads: [
     ['zero', () => [0], 'ERR_ARG'],

@@ -34,6 +34,8 @@ describe('no leaks', () => {
     const alse = Tensor.zeros([1, 4, 16]);
     const lengths = Int32Array.of(20);
     const lx = Tensor.randn([2, 5, 16], { seed: 8 });
+    const ceT = Int32Array.of(3, -100, 63, 0);
+    const ceRes = sf.crossEntropy(x, ceT, { mile: {}, labelSmoothing: 0.1 });
     const calls: Array<[string, (...a: unknown[]) => unknown, unknown[]]> = [
       ['layerNorm', sf.layerNorm as never, [x, g, b]],
       ['rmsNorm', sf.rmsNorm as never, [x, g]],
@@ -82,6 +84,11 @@ describe('no leaks', () => {
           l.dispose();
         }
       }, []],
+      ['crossEntropy', sf.crossEntropy as never, [x, ceT, { mile: {}, reduction: 'none' }]],
+      ['crossEntropy (i32 targets)', sf.crossEntropy as never, [x, ids, { labelSmoothing: 0.2 }]],
+      ['crossEntropyBackward', sf.crossEntropyBackward as never, [x, ceT, ceRes, { dLoss: 2 }]],
+      ['crossEntropy (bad target)', sf.crossEntropy as never, [x, Int32Array.of(3, 64, 0, 0)]],
+      ['crossEntropyBackward (bad lse)', sf.crossEntropyBackward as never, [x, ceT, { ...ceRes, lse: bad }]],
       ['fusedAttentionBackward (bad lse)', sf.fusedAttentionBackward as never, [aq, aq, akv, akv, aq, Tensor.zeros([1, 4])]],
     ];
     const round = async (n: number) => {

@@ -8,11 +8,15 @@ import { Tensor } from '../tensor.js';
 /** An op callable synchronously, with `.async` running the same work on the libuv pool. */
 export type Op<A extends unknown[], R> = ((...args: A) => R) & { async: (...args: A) => Promise<R> };
 
-/** What a prepared call needs: the native call and the result; `fresh` are outputs we allocated. */
+/**
+ * What a prepared call needs: the native call and the result; `fresh` are outputs we allocated;
+ * `done` (optional) fills the result's plain fields from what the native call wrote.
+ */
 export interface Prepared<R> {
   run: (async: boolean) => undefined | Promise<void>;
   result: R;
   fresh: Tensor[];
+  done?: () => void;
 }
 
 export function defineOp<A extends unknown[], R>(prepare: (...args: A) => Prepared<R>): Op<A, R> {
@@ -24,6 +28,7 @@ export function defineOp<A extends unknown[], R>(prepare: (...args: A) => Prepar
       for (const t of p.fresh) t.dispose();
       throw e;
     }
+    p.done?.();
     return p.result;
   };
   const async = async (...args: A): Promise<R> => {
@@ -34,6 +39,7 @@ export function defineOp<A extends unknown[], R>(prepare: (...args: A) => Prepar
       for (const t of p.fresh) t.dispose();
       throw e;
     }
+    p.done?.();
     return p.result;
   };
   return Object.assign(sync, { async });

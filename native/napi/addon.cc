@@ -17,6 +17,7 @@ void register_activation(Napi::Object exports);
 void register_dropout(Napi::Object exports);
 void register_attention(Napi::Object exports);
 void register_layers(Napi::Object exports);
+void register_crossent(Napi::Object exports);
 
 static Napi::Value init_js(const Napi::CallbackInfo& info) {
   if (!info[0].IsFunction()) fail(ErrorCode::Arg, "init: expected the SeqfuseError class");
@@ -81,6 +82,7 @@ static Napi::Object init_module(Napi::Env env, Napi::Object exports) {
   register_dropout(exports);
   register_attention(exports);
   register_layers(exports);
+  register_crossent(exports);
   return exports;
 }
 
