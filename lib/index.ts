@@ -11,3 +11,7 @@ export { gemm, gemmBackward, type GemmBackwardOptions, type GemmGrads, type Gemm
 export { type ActivationName, type ActivationOptions, biasAct, biasActBackward, type BiasActBackwardOptions, type BiasActGrads, type BiasActOptions, gelu, geluBackward, type GeluBackwardOptions, type GeluOptions, relu, reluBackward, silu, siluBackward } from './ops/activation.js';
 export { biasDropoutResidual, biasDropoutResidualBackward, type BiasDropoutResidualBackwardOptions, type BiasDropoutResidualGrads, type BiasDropoutResidualOptions, dropout, dropoutBackward, type DropoutBackwardOptions, type DropoutOptions } from './ops/dropout.js';
 export { type FusedAttention, fusedAttention, fusedAttentionBackward, type FusedAttentionBackwardOptions, type FusedAttentionGrads, type FusedAttentionOptions, type FusedAttentionResult } from './ops/attention.js';
+export { adamw, type AdamWOpOptions, gradNorm, type GradNormResult } from './ops/optim.js';
+export { AdamW, type AdamWOptions, type AdamWState, type AdamWStepOptions, type AdamWStepResult } from './train/adamw.js';
+export { DynamicLossScaler, type DynamicLossScalerOptions, type DynamicLossScalerState } from './train/loss-scaler.js';
+export { inverseSqrt, type InverseSqrtOptions, type Schedule, warmupCosine, type WarmupCosineOptions } from './train/schedules.js';

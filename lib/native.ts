@@ -48,6 +48,10 @@ export interface NativeBinding {
     dropout: number, seed: number | bigint, async: boolean): Ret;
   attention_bwd(dOut: T, q: T, k: T, v: T, out: T, lse: T, kvLengths: OptT, attnBias: OptT, dq: T, dk: T, dv: T, scale: number,
     causal: boolean, dropout: number, seed: number | bigint, async: boolean): Ret;
+  adamw(params: T[], grads: T[], m: T[], v: T[], copies: OptT[], decay: boolean[], lr: number, beta1: number, beta2: number,
+    eps: number, weightDecay: number, step: number, gradScale: number, async: boolean): Ret;
+  /** out[0] = the sum of squares of every element, accumulated in double (native/ops/optim.h). */
+  grad_norm(tensors: T[], out: Float64Array, async: boolean): Ret;
   /** Test only: Philox4x32-10 of a 128-bit counter and 64-bit key (native/core/philox.h). */
   philox_test(counter: Uint32Array, key: Uint32Array): Uint32Array;
 }

@@ -16,6 +16,7 @@ void register_matmul(Napi::Object exports);
 void register_activation(Napi::Object exports);
 void register_dropout(Napi::Object exports);
 void register_attention(Napi::Object exports);
+void register_optim(Napi::Object exports);
 
 static Napi::Value init_js(const Napi::CallbackInfo& info) {
   if (!info[0].IsFunction()) fail(ErrorCode::Arg, "init: expected the SeqfuseError class");
@@ -79,6 +80,7 @@ static Napi::Object init_module(Napi::Env env, Napi::Object exports) {
   register_activation(exports);
   register_dropout(exports);
   register_attention(exports);
+  register_optim(exports);
   return exports;
 }
 
