@@ -33,6 +33,12 @@ describe('no leaks', () => {
     const akv = Tensor.randn([1, 2, 24, 16], { seed: 7 });
     const alse = Tensor.zeros([1, 4, 16]);
     const lengths = Int32Array.of(20);
+    // adamw state, updated in place by every call
+    const op = [Tensor.randn([64, 64], { seed: 8 }), Tensor.randn([64], { seed: 9 })];
+    const og = [Tensor.randn([64, 64], { seed: 10, dtype: 'bf16' }), Tensor.randn([64], { seed: 11 })];
+    const om = [Tensor.zeros([64, 64]), Tensor.zeros([64])];
+    const ov = [Tensor.zeros([64, 64]), Tensor.zeros([64])];
+    const ocopies = [Tensor.zeros([64, 64], { dtype: 'f16' }), null];
     const calls: Array<[string, (...a: unknown[]) => unknown, unknown[]]> = [
       ['layerNorm', sf.layerNorm as never, [x, g, b]],
       ['rmsNorm', sf.rmsNorm as never, [x, g]],
@@ -64,6 +70,10 @@ describe('no leaks', () => {
       ['fusedAttentionBackward', sf.fusedAttentionBackward as never, [aq, aq, akv, akv, aq, alse, { causal: true, dropout: 0.1, seed: 7 }]],
       ['fusedAttention (bad kvLengths)', sf.fusedAttention as never, [aq, akv, akv, { kvLengths: Int32Array.of(25) }]],
       ['fusedAttentionBackward (bad lse)', sf.fusedAttentionBackward as never, [aq, aq, akv, akv, aq, Tensor.zeros([1, 4])]],
+      ['adamw', sf.adamw as never, [op, og, om, ov, { lr: 1e-4, step: 3, copies: ocopies, decay: [true, false] }]],
+      ['adamw (bad grad shape)', sf.adamw as never, [op[0], x, om[0], ov[0], { lr: 1e-4, step: 1 }]],
+      ['gradNorm', sf.gradNorm as never, [[x, ...og]]],
+      ['gradNorm (i32 tensor)', sf.gradNorm as never, [[x, ids]]],
     ];
     const round = async (n: number) => {
       for (let i = 0; i < n; i++) {
