@@ -13,3 +13,7 @@ export { biasDropoutResidual, biasDropoutResidualBackward, type BiasDropoutResid
 export { type FusedAttention, fusedAttention, fusedAttentionBackward, type FusedAttentionBackwardOptions, type FusedAttentionGrads, type FusedAttentionOptions, type FusedAttentionResult } from './ops/attention.js';
 export { type DecoderBackwardOptions, type DecoderForwardOptions, type LayerActivation, type LayerForwardOptions, type LayerNormKind, TransformerDecoderLayer, type TransformerDecoderLayerConfig, TransformerEncoderLayer, type TransformerLayerConfig } from './layers/transformer.js';
 export { crossEntropy, crossEntropyBackward, type CrossEntropyBackwardOptions, type CrossEntropyOptions, type CrossEntropyReduction, type CrossEntropyResult, type MileOptions } from './ops/crossent.js';
+export { adamw, type AdamWOpOptions, gradNorm, type GradNormResult } from './ops/optim.js';
+export { AdamW, type AdamWOptions, type AdamWState, type AdamWStepOptions, type AdamWStepResult } from './train/adamw.js';
+export { DynamicLossScaler, type DynamicLossScalerOptions, type DynamicLossScalerState } from './train/loss-scaler.js';
+export { inverseSqrt, type InverseSqrtOptions, type Schedule, warmupCosine, type WarmupCosineOptions } from './train/schedules.js';

@@ -48,16 +48,21 @@ export interface NativeBinding {
     dropout: number, seed: number | bigint, async: boolean): Ret;
   attention_bwd(dOut: T, q: T, k: T, v: T, out: T, lse: T, kvLengths: OptT, attnBias: OptT, dq: T, dk: T, dv: T, scale: number,
     causal: boolean, dropout: number, seed: number | bigint, async: boolean): Ret;
-  layer_param_shapes(config: Float64Array): (number[] | null)[];
+  layer_param_shapes(config: Float64Array, className: string): (number[] | null)[];
   layer_state_new(): unknown;
   layer_state_release(state: unknown): void;
   layer_fwd(state: unknown, config: Float64Array, params: OptT[], caches: unknown[], x: T, y: T, lengths: OptT, enc: OptT,
-    encLengths: OptT, train: boolean, seed: number | bigint, async: boolean): Ret;
-  layer_bwd(state: unknown, config: Float64Array, params: OptT[], grads: OptT[], dy: T, dx: T, dEnc: OptT, async: boolean): Ret;
+    encLengths: OptT, train: boolean, seed: number | bigint, async: boolean, className: string): Ret;
+  layer_bwd(state: unknown, config: Float64Array, params: OptT[], grads: OptT[], dy: T, dx: T, dEnc: OptT, async: boolean,
+    className: string): Ret;
   crossent_fwd(logits: T, targets: T, lse: T, losses: OptT, weights: OptT, stats: Float64Array, ignoreIndex: number,
     labelSmoothing: number, mile: boolean, gamma: number, sigma: number, reduction: number, async: boolean): Ret;
   crossent_bwd(logits: T, targets: T, lse: T, weights: OptT, dlogits: T, ignoreIndex: number, labelSmoothing: number, mean: boolean,
     dLoss: number, async: boolean): Ret;
+  adamw(params: T[], grads: T[], m: T[], v: T[], copies: OptT[], decay: boolean[], lr: number, beta1: number, beta2: number,
+    eps: number, weightDecay: number, step: number, gradScale: number, async: boolean): Ret;
+  /** out[0] = the sum of squares of every element, accumulated in double (native/ops/optim.h). */
+  grad_norm(tensors: T[], out: Float64Array, async: boolean): Ret;
   /** Test only: Philox4x32-10 of a 128-bit counter and 64-bit key (native/core/philox.h). */
   philox_test(counter: Uint32Array, key: Uint32Array): Uint32Array;
 }

@@ -249,6 +249,57 @@ export const CASES: Record<string, Case[]> = {
     ['NaN dLoss', () => [x, ceT, ceRes, { dLoss: NaN }], 'ERR_ARG'],
     ['dLoss as a string', () => [x, ceT, ceRes, { dLoss: '1' }], 'ERR_ARG'],
   ],
+  adamw: [
+    ['grads shorter than params', () => [[v8, f32([3])], [v8], [f32([8]), f32([3])], [f32([8]), f32([3])], { lr: 1e-3, step: 1 }], 'ERR_ARG'],
+    ['bf16 param', () => [v8.to('bf16'), f32([8]), f32([8]), f32([8]), { lr: 1e-3, step: 1 }], 'ERR_DTYPE'],
+    ['f16 m', () => [f32([8]), v8, f32([8]).to('f16'), f32([8]), { lr: 1e-3, step: 1 }], 'ERR_DTYPE'],
+    ['i32 grad', () => [f32([8]), i32([8]), f32([8]), f32([8]), { lr: 1e-3, step: 1 }], 'ERR_DTYPE'],
+    ['grad of another shape', () => [f32([8]), f32([2, 4]), f32([8]), f32([8]), { lr: 1e-3, step: 1 }], 'ERR_SHAPE'],
+    ['v of another length', () => [f32([8]), v8, f32([8]), f32([9]), { lr: 1e-3, step: 1 }], 'ERR_SHAPE'],
+    ['f32 copy', () => [f32([8]), v8, f32([8]), f32([8]), { lr: 1e-3, step: 1, copies: f32([8]) }], 'ERR_DTYPE'],
+    ['copy of another shape', () => [f32([8]), v8, f32([8]), f32([8]), { lr: 1e-3, step: 1, copies: f32([7]).to('bf16') }], 'ERR_SHAPE'],
+    ['copies of another count', () => [[f32([8])], [v8], [f32([8])], [f32([8])], { lr: 1e-3, step: 1, copies: [null, null] }], 'ERR_ARG'],
+    ['disposed grad', () => [f32([8]), disposed(), f32([8]), f32([8]), { lr: 1e-3, step: 1 }], 'ERR_DISPOSED'],
+    ['not a tensor in the list', () => [[f32([8])], [notTensor], [f32([8])], [f32([8])], { lr: 1e-3, step: 1 }], 'ERR_ARG'],
+    ['params a number', () => [3, v8, f32([8]), f32([8]), { lr: 1e-3, step: 1 }], 'ERR_ARG'],
+    ['the same param twice', () => { const p = f32([8]); return [[p, p], [v8, v8], [f32([8]), f32([8])], [f32([8]), f32([8])], { lr: 1e-3, step: 1 }]; }, 'ERR_ARG'],
+    ['m a view of the param', () => { const p = f32([8]); return [p, v8, p.reshape([8]), f32([8]), { lr: 1e-3, step: 1 }]; }, 'ERR_ARG'],
+    ['no options', () => [f32([8]), v8, f32([8]), f32([8])], 'ERR_ARG'],
+    ['no lr', () => [f32([8]), v8, f32([8]), f32([8]), { step: 1 }], 'ERR_ARG'],
+    ['no step', () => [f32([8]), v8, f32([8]), f32([8]), { lr: 1e-3 }], 'ERR_ARG'],
+    ['NaN lr', () => [f32([8]), v8, f32([8]), f32([8]), { lr: NaN, step: 1 }], 'ERR_ARG'],
+    ['negative lr', () => [f32([8]), v8, f32([8]), f32([8]), { lr: -1e-3, step: 1 }], 'ERR_ARG'],
+    ['beta1 of 1', () => [f32([8]), v8, f32([8]), f32([8]), { lr: 1e-3, step: 1, beta1: 1 }], 'ERR_ARG'],
+    ['negative beta2', () => [f32([8]), v8, f32([8]), f32([8]), { lr: 1e-3, step: 1, beta2: -0.5 }], 'ERR_ARG'],
+    ['negative eps', () => [f32([8]), v8, f32([8]), f32([8]), { lr: 1e-3, step: 1, eps: -1e-8 }], 'ERR_ARG'],
+    ['infinite weightDecay', () => [f32([8]), v8, f32([8]), f32([8]), { lr: 1e-3, step: 1, weightDecay: Infinity }], 'ERR_ARG'],
+    ['step 0', () => [f32([8]), v8, f32([8]), f32([8]), { lr: 1e-3, step: 0 }], 'ERR_ARG'],
+    ['fractional step', () => [f32([8]), v8, f32([8]), f32([8]), { lr: 1e-3, step: 2.5 }], 'ERR_ARG'],
+    ['NaN gradScale', () => [f32([8]), v8, f32([8]), f32([8]), { lr: 1e-3, step: 1, gradScale: NaN }], 'ERR_ARG'],
+    ['decay of another count', () => [f32([8]), v8, f32([8]), f32([8]), { lr: 1e-3, step: 1, decay: [true, false] }], 'ERR_ARG'],
+    ['decay not a boolean', () => [f32([8]), v8, f32([8]), f32([8]), { lr: 1e-3, step: 1, decay: [1] }], 'ERR_ARG'],
+  ],
+  gradNorm: [
+    ['i32 tensor', () => [[v8, i32([3])]], 'ERR_DTYPE'],
+    ['disposed tensor', () => [[disposed()]], 'ERR_DISPOSED'],
+    ['null in the list', () => [[v8, null]], 'ERR_ARG'],
+    ['a number', () => [5], 'ERR_ARG'],
+  ],
+  warmupCosine: [
+    ['no options', () => [], 'ERR_ARG'],
+    ['no totalSteps', () => [{ lr: 1, warmupSteps: 10 }], 'ERR_ARG'],
+    ['totalSteps not above warmupSteps', () => [{ lr: 1, warmupSteps: 10, totalSteps: 10 }], 'ERR_ARG'],
+    ['fractional warmupSteps', () => [{ lr: 1, warmupSteps: 1.5, totalSteps: 10 }], 'ERR_ARG'],
+    ['negative lr', () => [{ lr: -1, warmupSteps: 1, totalSteps: 10 }], 'ERR_ARG'],
+    ['NaN lr', () => [{ lr: NaN, warmupSteps: 1, totalSteps: 10 }], 'ERR_ARG'],
+    ['minLr above lr', () => [{ lr: 1, warmupSteps: 1, totalSteps: 10, minLr: 2 }], 'ERR_ARG'],
+  ],
+  inverseSqrt: [
+    ['warmupSteps 0', () => [{ lr: 1, warmupSteps: 0 }], 'ERR_ARG'],
+    ['no lr', () => [{ warmupSteps: 4 }], 'ERR_ARG'],
+    ['infinite lr', () => [{ lr: Infinity, warmupSteps: 4 }], 'ERR_ARG'],
+    ['options not an object', () => ['fast'], 'ERR_ARG'],
+  ],
   setNumThreads: [
     ['zero', () => [0], 'ERR_ARG'],
     ['negative', () => [-2], 'ERR_ARG'],
@@ -263,16 +314,123 @@ export const CASES: Record<string, Case[]> = {
   buildInfo: [],
 };
 
-// Classes and their methods are covered where they are tested: Tensor in test/tensor.test.ts,
-// the layers in test/transformer-layer.test.ts.
-const NOT_FUNCTIONS = new Set(['Tensor', 'SeqfuseError', 'TransformerEncoderLayer', 'TransformerDecoderLayer']);
+// Tensor's static and instance methods are covered in test/tensor.test.ts; the other classes
+// (constructors and methods) in CLASS_CASES below.
+const NOT_FUNCTIONS = new Set(['Tensor', 'SeqfuseError']);
+
+/** [what, a call that must throw (or return a promise that rejects), the expected code] */
+type ClassCase = [what: string, call: () => unknown, code: sf.ErrorCode];
+
+const params = () => new Map([['w', f32([4, 8])], ['b', v8]]);
+const optimizer = () => new sf.AdamW(params(), { lr: 1e-3 });
+const layerCfg: sf.TransformerLayerConfig = { hiddenSize: 8, numHeads: 2, ffnSize: 4, seed: 1 };
+const encoder = () => new sf.TransformerEncoderLayer(layerCfg);
+const crossDecoder = () => new sf.TransformerDecoderLayer({ ...layerCfg, crossAttention: true });
+
+export const CLASS_CASES: Record<string, ClassCase[]> = {
+  TransformerEncoderLayer: [
+    ['hiddenSize not a multiple of numHeads', () => new sf.TransformerEncoderLayer({ hiddenSize: 10, numHeads: 3, ffnSize: 4 }), 'ERR_ARG'],
+    ['numHeads not a multiple of numKvHeads', () => new sf.TransformerEncoderLayer({ ...layerCfg, numKvHeads: 3 }), 'ERR_ARG'],
+    ['ffnSize 0', () => new sf.TransformerEncoderLayer({ ...layerCfg, ffnSize: 0 }), 'ERR_ARG'],
+    ['no hiddenSize', () => new sf.TransformerEncoderLayer({ numHeads: 2, ffnSize: 4 } as sf.TransformerLayerConfig), 'ERR_ARG'],
+    ['attnDropout 2', () => new sf.TransformerEncoderLayer({ ...layerCfg, attnDropout: 2 }), 'ERR_ARG'],
+    ['unknown activation', () => new sf.TransformerEncoderLayer({ ...layerCfg, activation: 'tanh' as 'gelu' }), 'ERR_ARG'],
+    ['i8 dtype', () => new sf.TransformerEncoderLayer({ ...layerCfg, dtype: 'i8' as 'f32' }), 'ERR_ARG'],
+    ['head dim 300', () => new sf.TransformerEncoderLayer({ hiddenSize: 300, numHeads: 1, ffnSize: 4 }), 'ERR_UNSUPPORTED'],
+    ['config not an object', () => new sf.TransformerEncoderLayer(3 as unknown as sf.TransformerLayerConfig), 'ERR_ARG'],
+    ['forward: x of another hidden size', () => encoder().forward(f32([2, 3, 7])), 'ERR_SHAPE'],
+    ['forward: 2-D x', () => encoder().forward(f32([3, 8])), 'ERR_SHAPE'],
+    ['forward: bf16 x', () => encoder().forward(f32([2, 3, 8]).to('bf16')), 'ERR_DTYPE'],
+    ['forward: disposed x', () => encoder().forward((() => { const t = f32([2, 3, 8]); t.dispose(); return t; })()), 'ERR_DISPOSED'],
+    ['forward: kvLengths above seq', () => encoder().forward(f32([2, 3, 8]), { kvLengths: Int32Array.of(1, 4) }), 'ERR_ARG'],
+    ['forward: kvLengths of another batch', () => encoder().forward(f32([2, 3, 8]), { kvLengths: Int32Array.of(1) }), 'ERR_SHAPE'],
+    ['forward: seq above maxSeqLen', () => new sf.TransformerEncoderLayer({ ...layerCfg, maxSeqLen: 2 }).forward(f32([2, 3, 8])), 'ERR_SHAPE'],
+    ['forward: train not a boolean', () => encoder().forward(f32([2, 3, 8]), { train: 1 as unknown as boolean }), 'ERR_ARG'],
+    ['backward: before any forward', () => encoder().backward(f32([2, 3, 8])), 'ERR_ARG'],
+    ['backward: dy of another shape than the forward', async () => {
+      const l = encoder();
+      await l.forward(f32([2, 3, 8]));
+      return l.backward(f32([2, 2, 8]));
+    }, 'ERR_SHAPE'],
+    ['loadParameters: unknown name', () => encoder().loadParameters(new Map([['nope', v8]])), 'ERR_ARG'],
+    ['loadParameters: wrong shape', () => encoder().loadParameters(new Map([['attn.qkv.weight', f32([3, 3])]])), 'ERR_SHAPE'],
+    ['forward after dispose', () => { const l = encoder(); l.dispose(); return l.forward(f32([2, 3, 8])); }, 'ERR_DISPOSED'],
+  ],
+  TransformerDecoderLayer: [
+    ['crossAttention not a boolean', () => new sf.TransformerDecoderLayer({ ...layerCfg, crossAttention: 1 as unknown as boolean }), 'ERR_ARG'],
+    ['forward: cross-attention without encoderOut', () => crossDecoder().forward(f32([1, 3, 8])), 'ERR_ARG'],
+    ['forward: encoderOut of another batch', () => crossDecoder().forward(f32([1, 3, 8]), { encoderOut: f32([2, 3, 8]) }), 'ERR_SHAPE'],
+    ['forward: encoderOut without cross-attention', () => new sf.TransformerDecoderLayer(layerCfg).forward(f32([1, 3, 8]), { encoderOut: f32([1, 3, 8]) }), 'ERR_ARG'],
+    ['forward: encoderLengths above Senc', () => crossDecoder().forward(f32([1, 3, 8]), { encoderOut: f32([1, 2, 8]), encoderLengths: Int32Array.of(3) }), 'ERR_ARG'],
+    ['backward: no dEncoderOut with cross-attention', async () => {
+      const l = crossDecoder();
+      await l.forward(f32([1, 3, 8]), { encoderOut: f32([1, 2, 8]) });
+      return l.backward(f32([1, 3, 8]));
+    }, 'ERR_ARG'],
+    ['backward: dEncoderOut of another length', async () => {
+      const l = crossDecoder();
+      await l.forward(f32([1, 3, 8]), { encoderOut: f32([1, 2, 8]) });
+      return l.backward(f32([1, 3, 8]), { dEncoderOut: f32([1, 3, 8]) });
+    }, 'ERR_SHAPE'],
+  ],
+  AdamW: [
+    ['params not a Map', () => new sf.AdamW([] as unknown as Map<string, Tensor>, { lr: 1 }), 'ERR_ARG'],
+    ['no options', () => new sf.AdamW(params(), undefined as unknown as sf.AdamWOptions), 'ERR_ARG'],
+    ['NaN lr', () => new sf.AdamW(params(), { lr: NaN }), 'ERR_ARG'],
+    ['three betas', () => new sf.AdamW(params(), { lr: 1, betas: [0.9, 0.9, 0.9] as unknown as [number, number] }), 'ERR_ARG'],
+    ['beta2 of 1', () => new sf.AdamW(params(), { lr: 1, betas: [0.9, 1] }), 'ERR_ARG'],
+    ['negative weightDecay', () => new sf.AdamW(params(), { lr: 1, weightDecay: -0.1 }), 'ERR_ARG'],
+    ['i32 parameter', () => new sf.AdamW(new Map([['ids', i32([4])]]), { lr: 1 }), 'ERR_DTYPE'],
+    ['disposed parameter', () => new sf.AdamW(new Map([['w', disposed()]]), { lr: 1 }), 'ERR_DISPOSED'],
+    ['one tensor under two names', () => new sf.AdamW(new Map([['a', v8], ['b', v8]]), { lr: 1 }), 'ERR_ARG'],
+    ['decay not returning a boolean', () => new sf.AdamW(params(), { lr: 1, decay: (() => 1) as unknown as () => boolean }), 'ERR_ARG'],
+    ['step: a gradient missing', () => optimizer().step(new Map([['w', f32([4, 8])]])), 'ERR_ARG'],
+    ['step: a gradient too many', () => optimizer().step(new Map([['w', f32([4, 8])], ['b', v8], ['c', v8]])), 'ERR_ARG'],
+    ['step: a gradient of another shape', () => optimizer().step(new Map([['w', f32([8, 4])], ['b', v8]])), 'ERR_SHAPE'],
+    ['step: an i32 gradient', () => optimizer().step(new Map([['w', f32([4, 8])], ['b', i32([8])]])), 'ERR_DTYPE'],
+    ['step: a disposed gradient', () => optimizer().step(new Map([['w', f32([4, 8])], ['b', (() => { const t = f32([8]); t.dispose(); return t; })()]])), 'ERR_DISPOSED'],
+    ['step: grads not a Map', () => optimizer().step({} as Map<string, Tensor>), 'ERR_ARG'],
+    ['step: negative maxGradNorm', () => optimizer().step(new Map([['w', f32([4, 8])], ['b', v8]]), { maxGradNorm: -1 }), 'ERR_ARG'],
+    ['step: NaN gradScale', () => optimizer().step(new Map([['w', f32([4, 8])], ['b', v8]]), { gradScale: NaN }), 'ERR_ARG'],
+    ['loadStateDict: not an object', () => optimizer().loadStateDict(7 as unknown as sf.AdamWState), 'ERR_ARG'],
+    ['loadStateDict: tensors not a Map', () => optimizer().loadStateDict({ step: 0, tensors: {} as Map<string, Tensor> }), 'ERR_ARG'],
+  ],
+  DynamicLossScaler: [
+    ['initScale 0', () => new sf.DynamicLossScaler({ initScale: 0 }), 'ERR_ARG'],
+    ['infinite initScale', () => new sf.DynamicLossScaler({ initScale: Infinity }), 'ERR_ARG'],
+    ['growthFactor 1', () => new sf.DynamicLossScaler({ growthFactor: 1 }), 'ERR_ARG'],
+    ['backoffFactor 1', () => new sf.DynamicLossScaler({ backoffFactor: 1 }), 'ERR_ARG'],
+    ['fractional growthInterval', () => new sf.DynamicLossScaler({ growthInterval: 0.5 }), 'ERR_ARG'],
+    ['options not an object', () => new sf.DynamicLossScaler(2 as unknown as sf.DynamicLossScalerOptions), 'ERR_ARG'],
+    ['update: not a boolean', () => new sf.DynamicLossScaler().update(1 as unknown as boolean), 'ERR_ARG'],
+    ['loadStateDict: missing fields', () => new sf.DynamicLossScaler().loadStateDict({} as sf.DynamicLossScalerState), 'ERR_ARG'],
+  ],
+};
 
 describe('bad input gives typed errors', () => {
   it('every exported function has bad-input cases listed (or is argument-free)', () => {
     const fns = Object.entries(sf).filter(([n, v]) => typeof v === 'function' && !NOT_FUNCTIONS.has(n)).map(([n]) => n);
-    const missing = fns.filter((n) => !(n in CASES));
+    const missing = fns.filter((n) => !(n in CASES) && !(n in CLASS_CASES));
     expect(missing, 'exports without bad-input cases').toEqual([]);
   });
+
+  for (const [name, cases] of Object.entries(CLASS_CASES)) {
+    for (const [what, call, code] of cases) {
+      it(`${name}: ${what} -> ${code}`, async () => {
+        let err: unknown;
+        try {
+          const r = call();
+          // methods that return promises reject instead of throwing
+          if (r instanceof Promise) await r;
+        } catch (e) {
+          err = e;
+        }
+        expect(err, 'threw').toBeInstanceOf(SeqfuseError);
+        expect((err as SeqfuseError).code, (err as Error).message).toBe(code);
+        expect((err as Error).message).toMatch(new RegExp(`^${name}`));
+      });
+    }
+  }
 
   for (const [name, cases] of Object.entries(CASES)) {
     const fn = (sf as unknown as Record<string, ((...a: unknown[]) => unknown) & { async?: (...a: unknown[]) => Promise<unknown> }>)[name]!;

@@ -36,6 +36,12 @@ describe('no leaks', () => {
     const lx = Tensor.randn([2, 5, 16], { seed: 8 });
     const ceT = Int32Array.of(3, -100, 63, 0);
     const ceRes = sf.crossEntropy(x, ceT, { mile: {}, labelSmoothing: 0.1 });
+    // adamw state, updated in place by every call
+    const op = [Tensor.randn([64, 64], { seed: 8 }), Tensor.randn([64], { seed: 9 })];
+    const og = [Tensor.randn([64, 64], { seed: 10, dtype: 'bf16' }), Tensor.randn([64], { seed: 11 })];
+    const om = [Tensor.zeros([64, 64]), Tensor.zeros([64])];
+    const ov = [Tensor.zeros([64, 64]), Tensor.zeros([64])];
+    const ocopies = [Tensor.zeros([64, 64], { dtype: 'f16' }), null];
     const calls: Array<[string, (...a: unknown[]) => unknown, unknown[]]> = [
       ['layerNorm', sf.layerNorm as never, [x, g, b]],
       ['rmsNorm', sf.rmsNorm as never, [x, g]],
@@ -90,6 +96,10 @@ describe('no leaks', () => {
       ['crossEntropy (bad target)', sf.crossEntropy as never, [x, Int32Array.of(3, 64, 0, 0)]],
       ['crossEntropyBackward (bad lse)', sf.crossEntropyBackward as never, [x, ceT, { ...ceRes, lse: bad }]],
       ['fusedAttentionBackward (bad lse)', sf.fusedAttentionBackward as never, [aq, aq, akv, akv, aq, Tensor.zeros([1, 4])]],
+      ['adamw', sf.adamw as never, [op, og, om, ov, { lr: 1e-4, step: 3, copies: ocopies, decay: [true, false] }]],
+      ['adamw (bad grad shape)', sf.adamw as never, [op[0], x, om[0], ov[0], { lr: 1e-4, step: 1 }]],
+      ['gradNorm', sf.gradNorm as never, [[x, ...og]]],
+      ['gradNorm (i32 tensor)', sf.gradNorm as never, [[x, ids]]],
     ];
     const round = async (n: number) => {
       for (let i = 0; i < n; i++) {

@@ -3,7 +3,7 @@
 // GQA, lengths, cross-attention, dropout with the exact Philox masks), backward against float64
 // central differences of that reference, gradient accumulation, determinism and bad input.
 import { describe, expect, it } from 'vitest';
-import { SeqfuseError, Tensor, TransformerDecoderLayer, TransformerEncoderLayer, type TransformerLayerConfig } from '../lib/index.js';
+import { Tensor, TransformerDecoderLayer, TransformerEncoderLayer, type TransformerLayerConfig } from '../lib/index.js';
 import { freshSeed, rng } from './helpers.js';
 import type { ActName } from './reference/activation.js';
 import { layerGradFD, type LayerRefConfig, layerRef } from './reference/transformer.js';
@@ -196,39 +196,5 @@ describe('Transformer layers', () => {
     for (const [k, g] of l16.gradients()) expect(relL2(g.toArray(), g32.get(k)!.toArray()), k).toBeLessThan(3 * tol('bf16'));
     l32.dispose();
     l16.dispose();
-  });
-
-  it('rejects bad configs and inputs with SeqfuseError', async () => {
-    const bad = (f: () => unknown, code: string) => {
-      try {
-        f();
-      } catch (e) {
-        expect(e).toBeInstanceOf(SeqfuseError);
-        expect((e as SeqfuseError).code).toBe(code);
-        return;
-      }
-      throw new Error('expected a throw');
-    };
-    bad(() => new TransformerEncoderLayer({ hiddenSize: 10, numHeads: 3, ffnSize: 4 }), 'ERR_ARG');
-    bad(() => new TransformerEncoderLayer({ hiddenSize: 8, numHeads: 4, numKvHeads: 3, ffnSize: 4 }), 'ERR_ARG');
-    bad(() => new TransformerEncoderLayer({ hiddenSize: 8, numHeads: 2, ffnSize: 0 }), 'ERR_ARG');
-    bad(() => new TransformerEncoderLayer({ hiddenSize: 8, numHeads: 2, ffnSize: 4, attnDropout: 2 }), 'ERR_ARG');
-    bad(() => new TransformerEncoderLayer({ hiddenSize: 8, numHeads: 2, ffnSize: 4, activation: 'tanh' as 'gelu' }), 'ERR_ARG');
-    const layer = new TransformerEncoderLayer({ hiddenSize: 8, numHeads: 2, ffnSize: 4, maxSeqLen: 4 });
-    bad(() => layer.forward(Tensor.zeros([2, 3, 7])), 'ERR_SHAPE');
-    bad(() => layer.forward(Tensor.zeros([2, 5, 8])), 'ERR_SHAPE');
-    bad(() => layer.forward(Tensor.zeros([2, 3, 8], { dtype: 'bf16' })), 'ERR_DTYPE');
-    await expect(layer.forward(Tensor.zeros([2, 3, 8]), { kvLengths: Int32Array.from([1, 4]) })).rejects.toMatchObject({ code: 'ERR_ARG' });
-    await expect(layer.backward(Tensor.zeros([2, 3, 8]))).rejects.toMatchObject({ code: 'ERR_ARG' });
-    await layer.forward(Tensor.zeros([2, 3, 8]));
-    await expect(layer.backward(Tensor.zeros([2, 2, 8]))).rejects.toMatchObject({ code: 'ERR_SHAPE' });
-    bad(() => layer.loadParameters(new Map([['attn.qkv.weight', Tensor.zeros([3, 3])]])), 'ERR_SHAPE');
-    bad(() => layer.loadParameters(new Map([['nope', Tensor.zeros([3, 3])]])), 'ERR_ARG');
-    const dec = new TransformerDecoderLayer({ hiddenSize: 8, numHeads: 2, ffnSize: 4, crossAttention: true });
-    await expect(dec.forward(Tensor.zeros([1, 3, 8]))).rejects.toMatchObject({ code: 'ERR_ARG' });
-    await expect(dec.forward(Tensor.zeros([1, 3, 8]), { encoderOut: Tensor.zeros([2, 3, 8]) })).rejects.toMatchObject({ code: 'ERR_SHAPE' });
-    layer.dispose();
-    dec.dispose();
-    bad(() => layer.forward(Tensor.zeros([2, 3, 8])), 'ERR_DISPOSED');
   });
 });

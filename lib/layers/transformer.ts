@@ -7,7 +7,7 @@ import type { DType } from '../dtype.js';
 import { describe, fail } from '../errors.js';
 import { native } from '../native.js';
 import { weightCache, written } from '../ops/matmul.js';
-import { boolOpt, enumOpt, numberOpt, optionsArg, seedOpt, tensorArg } from '../ops/common.js';
+import { boolOpt, enumOpt, intOpt, numberOpt, optionsArg, seedOpt, tensorArg } from '../ops/common.js';
 import { Tensor } from '../tensor.js';
 
 export type LayerActivation = 'gelu' | 'gelu_tanh' | 'relu' | 'silu';
@@ -74,11 +74,9 @@ const PARAM_NAMES = [
 ] as const;
 const ACT_CODE: Record<LayerActivation, number> = { relu: 1, gelu: 2, gelu_tanh: 3, silu: 4 };
 
-function intOpt(v: unknown, op: string, name: string, dflt: number | undefined, lo: number): number {
-  if (v === undefined && dflt !== undefined) return dflt;
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < lo || v > 2 ** 24)
-    fail('ERR_ARG', `${op}: expected ${name} to be an integer in [${lo}, 2^24] but received ${describe(v)}`);
-  return v;
+/** A size: an integer in [lo, 2^24]; `dflt` NaN makes it required. */
+function sizeOpt(v: unknown, op: string, name: string, dflt: number, lo: number): number {
+  return intOpt(v, op, name, dflt, lo, 2 ** 24);
 }
 
 function randomSeed(): number {
@@ -110,12 +108,16 @@ abstract class TransformerLayerBase {
   private _disposed = false;
 
   protected constructor(protected readonly _name: string, cfg: TransformerLayerConfig, causal: boolean, cross: boolean) {
-    const op = `new ${_name}`;
+    const op = _name;
     const c = optionsArg<TransformerLayerConfig>(cfg, op);
-    const hiddenSize = intOpt(c.hiddenSize, op, 'hiddenSize', undefined, 1);
-    const numHeads = intOpt(c.numHeads, op, 'numHeads', undefined, 1);
-    const numKvHeads = intOpt(c.numKvHeads, op, 'numKvHeads', numHeads, 1);
-    const ffnSize = intOpt(c.ffnSize, op, 'ffnSize', undefined, 1);
+    const hiddenSize = sizeOpt(c.hiddenSize, op, 'hiddenSize', NaN, 1);
+    const numHeads = sizeOpt(c.numHeads, op, 'numHeads', NaN, 1);
+    const numKvHeads = sizeOpt(c.numKvHeads, op, 'numKvHeads', numHeads, 1);
+    const ffnSize = sizeOpt(c.ffnSize, op, 'ffnSize', NaN, 1);
+    if (hiddenSize % numHeads) fail('ERR_ARG', `${op}: expected hiddenSize (${hiddenSize}) to be a multiple of numHeads (${numHeads})`);
+    if (numHeads % numKvHeads) fail('ERR_ARG', `${op}: expected numHeads (${numHeads}) to be a multiple of numKvHeads (${numKvHeads})`);
+    if (hiddenSize / numHeads > 256)
+      fail('ERR_UNSUPPORTED', `${op}: head dim hiddenSize / numHeads = ${hiddenSize / numHeads} exceeds 256 (fusedAttention's limit)`);
     const activation = enumOpt<LayerActivation>(c.activation, op, 'activation', 'gelu', ['gelu', 'gelu_tanh', 'relu', 'silu']);
     const preLayerNorm = boolOpt(c.preLayerNorm, op, 'preLayerNorm', true);
     const norm = enumOpt<LayerNormKind>(c.norm, op, 'norm', 'layernorm', ['layernorm', 'rmsnorm']);
@@ -125,15 +127,15 @@ abstract class TransformerLayerBase {
     const layerNormEps = numberOpt(c.layerNormEps, op, 'layerNormEps', 1e-5, Number.MIN_VALUE, 0.5);
     const dtype = enumOpt<'f32' | 'bf16' | 'f16'>(c.dtype, op, 'dtype', 'f32', ['f32', 'bf16', 'f16']);
     const initStd = numberOpt(c.initStd, op, 'initStd', 0.02, 0, 1e3);
-    const maxBatchTokens = c.maxBatchTokens === undefined ? undefined : intOpt(c.maxBatchTokens, op, 'maxBatchTokens', undefined, 1);
-    const maxSeqLen = c.maxSeqLen === undefined ? undefined : intOpt(c.maxSeqLen, op, 'maxSeqLen', undefined, 1);
+    const maxBatchTokens = c.maxBatchTokens === undefined ? undefined : sizeOpt(c.maxBatchTokens, op, 'maxBatchTokens', NaN, 1);
+    const maxSeqLen = c.maxSeqLen === undefined ? undefined : sizeOpt(c.maxSeqLen, op, 'maxSeqLen', NaN, 1);
     this._seed = c.seed === undefined ? randomSeed() : seedOpt(c.seed, op, true);
     this.config = Object.freeze({ hiddenSize, numHeads, numKvHeads, ffnSize, activation, preLayerNorm, norm, attnDropout,
       activationDropout, hiddenDropout, layerNormEps, dtype, initStd, maxBatchTokens, maxSeqLen });
     this.dtype = dtype;
     this._cfg = Float64Array.from([hiddenSize, numHeads, numKvHeads, ffnSize, ACT_CODE[activation], preLayerNorm ? 1 : 0,
       norm === 'rmsnorm' ? 1 : 0, causal ? 1 : 0, cross ? 1 : 0, layerNormEps, attnDropout, activationDropout, hiddenDropout]);
-    const shapes = native.layer_param_shapes(this._cfg);
+    const shapes = native.layer_param_shapes(this._cfg, _name);
     const seed0 = BigInt(this._seed);
     this._params = shapes.map((shape, i) => {
       if (!shape) return null;
@@ -218,7 +220,7 @@ abstract class TransformerLayerBase {
       return this._serial(async () => {
         try {
           const caches = this._params.map((p, i) => (p && PARAM_NAMES[i]!.endsWith('.weight') && p.shape.length === 2 ? weightCache(p) : null));
-          await native.layer_fwd(this._state, this._cfg, this._params, caches, x, y, lengths, enc, encLen, train, seed, true);
+          await native.layer_fwd(this._state, this._cfg, this._params, caches, x, y, lengths, enc, encLen, train, seed, true, this._name);
           return y;
         } catch (e) {
           y.dispose();
@@ -240,7 +242,7 @@ abstract class TransformerLayerBase {
     const dx = Tensor.empty(dy.shape, { dtype: dy.dtype });
     return this._serial(async () => {
       try {
-        await native.layer_bwd(this._state, this._cfg, this._params, this._grads, dy, dx, dEnc, true);
+        await native.layer_bwd(this._state, this._cfg, this._params, this._grads, dy, dx, dEnc, true, this._name);
         for (const g of this._grads) if (g) written(g);
         if (dEnc) written(dEnc);
         return dx;
@@ -306,8 +308,8 @@ export class TransformerDecoderLayer extends TransformerLayerBase {
   readonly crossAttention: boolean;
 
   constructor(config: TransformerDecoderLayerConfig) {
-    const cross = boolOpt(optionsArg<TransformerDecoderLayerConfig>(config, 'new TransformerDecoderLayer').crossAttention,
-      'new TransformerDecoderLayer', 'crossAttention', false);
+    const cross = boolOpt(optionsArg<TransformerDecoderLayerConfig>(config, 'TransformerDecoderLayer').crossAttention,
+      'TransformerDecoderLayer', 'crossAttention', false);
     super('TransformerDecoderLayer', config, true, cross);
     this.crossAttention = cross;
   }

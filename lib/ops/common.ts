@@ -5,6 +5,9 @@ import type { DType } from '../dtype.js';
 import { describe, fail } from '../errors.js';
 import { Tensor } from '../tensor.js';
 
+/** The largest finite f32: the bound of scalar options that kernels take in f32. */
+export const F32_MAX = 3.4028234663852886e38;
+
 /** An op callable synchronously, with `.async` running the same work on the libuv pool. */
 export type Op<A extends unknown[], R> = ((...args: A) => R) & { async: (...args: A) => Promise<R> };
 
@@ -66,6 +69,12 @@ export function numberOpt(v: unknown, op: string, name: string, dflt: number, lo
   if (typeof v !== 'number' || !(v >= lo && v <= hi))
     fail('ERR_ARG', `${op}: expected ${name} to be a number in [${lo}, ${hi}] but received ${describe(v)}`);
   return v;
+}
+
+export function intOpt(v: unknown, op: string, name: string, dflt: number, lo: number, hi: number): number {
+  const n = numberOpt(v, op, name, dflt, lo, hi);
+  if (!Number.isInteger(n)) fail('ERR_ARG', `${op}: expected ${name} to be an integer but received ${describe(v)}`);
+  return n;
 }
 
 export function boolOpt(v: unknown, op: string, name: string, dflt: boolean): boolean {

@@ -4,7 +4,10 @@ import { describe, fail } from '../errors.js';
 import type { NativeTensor } from '../native.js';
 import { native } from '../native.js';
 import { Tensor } from '../tensor.js';
-import { defineOp, enumOpt, numberOpt, optionsArg, outArg, type Prepared, tensorArg } from './common.js';
+import { defineOp, enumOpt, intOpt, numberOpt, optionsArg, outArg, type Prepared, tensorArg } from './common.js';
+
+const INT32_MIN = -2147483648;
+const INT32_MAX = 2147483647;
 
 export type CrossEntropyReduction = 'mean' | 'sum' | 'none';
 
@@ -59,12 +62,6 @@ function targetsArg(v: unknown, op: string): Targets {
   return fail('ERR_ARG', `${op}: expected targets to be an Int32Array or an i32 Tensor but received ${describe(v)}`);
 }
 
-function intOpt(v: unknown, op: string, name: string, dflt: number): number {
-  const n = numberOpt(v, op, name, dflt, -2147483648, 2147483647);
-  if (!Number.isInteger(n)) fail('ERR_ARG', `${op}: expected ${name} to be an integer but received ${describe(v)}`);
-  return n;
-}
-
 function smoothingOpt(v: unknown, op: string): number {
   const eps = numberOpt(v, op, 'labelSmoothing', 0, 0, 1);
   if (eps === 1) fail('ERR_ARG', `${op}: expected labelSmoothing in [0, 1) but received 1`);
@@ -92,7 +89,7 @@ export const crossEntropy = defineOp((logits: Tensor, targets: Tensor | Int32Arr
   const tg = targetsArg(targets, op);
   const o = optionsArg<CrossEntropyOptions>(opts, op);
   const labelSmoothing = smoothingOpt(o.labelSmoothing, op);
-  const ignoreIndex = intOpt(o.ignoreIndex, op, 'ignoreIndex', -100);
+  const ignoreIndex = intOpt(o.ignoreIndex, op, 'ignoreIndex', -100, INT32_MIN, INT32_MAX);
   const reduction = enumOpt(o.reduction, op, 'reduction', 'mean', REDUCTIONS);
   const mile = o.mile === undefined || o.mile === null ? null : optionsArg<MileOptions>(o.mile, op);
   const gamma = numberOpt(mile?.gamma, op, 'mile.gamma', 1, 0, 3.4e38);
@@ -131,7 +128,7 @@ function resultArg(r: unknown, op: string): CrossEntropyResult {
   if (res.labelSmoothing === undefined || res.ignoreIndex === undefined)
     fail('ERR_ARG', `${op}: expected result.labelSmoothing and result.ignoreIndex (the forward's settings) but one is missing`);
   smoothingOpt(res.labelSmoothing, op);
-  intOpt(res.ignoreIndex, op, 'result.ignoreIndex', -100);
+  intOpt(res.ignoreIndex, op, 'result.ignoreIndex', -100, INT32_MIN, INT32_MAX);
   return res as CrossEntropyResult;
 }
 

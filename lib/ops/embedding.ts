@@ -1,9 +1,9 @@
 // Token embedding lookup * scale + positions, then dropout, forward and backward
 // (native/ops/embedding.h).
-import { describe, fail } from '../errors.js';
+import { fail } from '../errors.js';
 import { native } from '../native.js';
 import { Tensor } from '../tensor.js';
-import { defineOp, numberOpt, optionsArg, optTensorArg, outArg, type Prepared, offsetOpt, seedOpt, tensorArg } from './common.js';
+import { defineOp, intOpt, numberOpt, optionsArg, optTensorArg, outArg, type Prepared, offsetOpt, seedOpt, tensorArg } from './common.js';
 
 export interface EmbeddingOptions {
   /** Position table [numPositions, dim] (same dtype as table): token (b, s) adds row s + positionOffset. */
@@ -53,12 +53,6 @@ export interface EmbeddingGrads {
 }
 
 const MAX_INT = Number.MAX_SAFE_INTEGER;
-
-function intOpt(v: unknown, op: string, name: string, dflt: number, lo: number, hi: number): number {
-  const n = numberOpt(v, op, name, dflt, lo, hi);
-  if (!Number.isInteger(n)) fail('ERR_ARG', `${op}: expected ${name} to be an integer but received ${describe(v)}`);
-  return n;
-}
 
 function idsArg(ids: unknown, op: string): Tensor {
   const t = tensorArg(ids, op, 'ids');

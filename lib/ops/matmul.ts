@@ -7,9 +7,7 @@ import type { DType } from '../dtype.js';
 import { fail } from '../errors.js';
 import { native, type NativeTensor } from '../native.js';
 import { dropCache, Tensor } from '../tensor.js';
-import { boolOpt, defineOp, enumOpt, numberOpt, optionsArg, optTensorArg, outArg, type Prepared, tensorArg } from './common.js';
-
-const F32_MAX = 3.4028234663852886e38;
+import { boolOpt, defineOp, enumOpt, F32_MAX, numberOpt, optionsArg, optTensorArg, outArg, type Prepared, tensorArg } from './common.js';
 
 export type LinearActivation = 'none' | 'relu' | 'gelu' | 'gelu_tanh' | 'silu';
 const ACTIVATIONS: readonly LinearActivation[] = ['none', 'relu', 'gelu', 'gelu_tanh', 'silu'];

@@ -18,6 +18,7 @@ void register_dropout(Napi::Object exports);
 void register_attention(Napi::Object exports);
 void register_layers(Napi::Object exports);
 void register_crossent(Napi::Object exports);
+void register_optim(Napi::Object exports);
 
 static Napi::Value init_js(const Napi::CallbackInfo& info) {
   if (!info[0].IsFunction()) fail(ErrorCode::Arg, "init: expected the SeqfuseError class");
@@ -83,6 +84,7 @@ static Napi::Object init_module(Napi::Env env, Napi::Object exports) {
   register_attention(exports);
   register_layers(exports);
   register_crossent(exports);
+  register_optim(exports);
   return exports;
 }
 

@@ -1,15 +1,16 @@
 // native/napi/layers.cc — bindings of the fused Transformer layer (layers/transformer_layer.h).
-//   layer_param_shapes(config) -> the parameters' shapes (null where the config has none)
+//   layer_param_shapes(config, className) -> the parameters' shapes (null where the config has none)
 //   layer_state_new() -> an External owning a LayerState (its bytes reported to V8 after calls)
 //   layer_state_release(state) frees its buffers now (dispose)
-//   layer_fwd(state, config, params, caches, x, y, lengths?, enc?, encLengths?, train, seed, async)
-//   layer_bwd(state, config, params, grads, dy, dx, denc?, async)
+//   layer_fwd(state, config, params, caches, x, y, lengths?, enc?, encLengths?, train, seed, async, className)
+//   layer_bwd(state, config, params, grads, dy, dx, denc?, async, className)
 // config: Float64Array [hidden, heads, kvHeads, ffn, activation, preLn, rms, causal, cross, eps,
 //   attnDropout, actDropout, hiddenDropout]; params, grads: arrays of kLayerParams tensors in
 //   LayerParam order (null where the config has no such parameter); caches: the weights' caches.
 // The TS layer runs one call at a time per state (lib/layers), so a state is never shared by two
 // running calls; the lengths are checked and copied here, on the JS thread.
 #include <cmath>
+#include <string>
 #include "layers/transformer_layer.h"
 #include "napi/napi_util.h"
 
@@ -47,6 +48,13 @@ void report(Napi::Env env, LayerHandle* h) {
 }
 
 bool flag(double v) { return v != 0; }
+
+// "<class>.<method>" for messages: the class name the TS layer passes (argument i), so errors
+// name what the user called.
+std::string op_name(const Napi::CallbackInfo& info, size_t i, const char* method) {
+  std::string cls = info[i].IsString() ? info[i].As<Napi::String>().Utf8Value() : "TransformerLayer";
+  return method ? cls + "." + method : cls;
+}
 
 TransformerLayerConfig config_arg(const Napi::CallbackInfo& info, size_t i, const char* op, std::vector<double>* raw) {
   Napi::Value v = info[i];
@@ -99,7 +107,7 @@ std::vector<TensorArg> param_list(const Napi::CallbackInfo& info, size_t i, cons
   for (int p = 0; p < kLayerParams; ++p) {
     int64_t rows, cols;
     layer_param_shape(c, LayerParam(p), &rows, &cols);
-    TensorArg& t = out[size_t(p)] = tensor_value(a.Get(uint32_t(p)), op, kParamNames[p], true);
+    TensorArg& t = out[size_t(p)] = tensor_value(info.Env(), a.Get(uint32_t(p)), op, kParamNames[p], true);
     if (!rows) {
       if (t.present) fail(ErrorCode::Arg, op, ": ", what, " has ", kParamNames[p], " but this layer's config has none");
       continue;
@@ -128,6 +136,18 @@ std::vector<int32_t> lengths_arg(const Napi::CallbackInfo& info, size_t i, const
   return v;
 }
 
+// The typed arrays an async call must keep alive.
+std::vector<napi_value> holders(std::initializer_list<const TensorArg*> ts, std::initializer_list<const std::vector<TensorArg>*> lists) {
+  std::vector<napi_value> out;
+  auto add = [&](const TensorArg& t) {
+    if (t.present && t.holder) out.push_back(t.holder);
+  };
+  for (const TensorArg* t : ts) add(*t);
+  for (const std::vector<TensorArg>* l : lists)
+    for (const TensorArg& t : *l) add(t);
+  return out;
+}
+
 void check_tokens(const char* op, const TensorArg& t, int64_t hidden) {
   if (t.ndim != 3 || t.shape[2] != hidden)
     fail(ErrorCode::Shape, op, ": expected ", t.name, " of shape [batch, seq, ", hidden, "] but received ", t.shape_str());
@@ -135,7 +155,8 @@ void check_tokens(const char* op, const TensorArg& t, int64_t hidden) {
 
 // layer_param_shapes(config) -> per LayerParam: null (absent) or its shape ([rows, cols] or [rows])
 Napi::Value layer_param_shapes_js(const Napi::CallbackInfo& info) {
-  const TransformerLayerConfig c = config_arg(info, 0, "TransformerLayer", nullptr);
+  const std::string name = op_name(info, 1, nullptr);
+  const TransformerLayerConfig c = config_arg(info, 0, name.c_str(), nullptr);
   Napi::Env env = info.Env();
   Napi::Array out = Napi::Array::New(env, kLayerParams);
   for (int p = 0; p < kLayerParams; ++p) {
@@ -172,7 +193,8 @@ Napi::Value layer_state_release_js(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value layer_fwd_js(const Napi::CallbackInfo& info) {
-  const char* op = "TransformerLayer.forward";
+  const std::string name = op_name(info, 12, "forward");
+  const char* op = name.c_str();
   LayerHandle* h = state_arg(info, op);
   std::vector<double> raw;
   const TransformerLayerConfig cfg = config_arg(info, 1, op, &raw);
@@ -206,9 +228,8 @@ Napi::Value layer_fwd_js(const Napi::CallbackInfo& info) {
   const bool train = bool_arg(info, 9, op, "train");
   const uint64_t seed = seed_arg(info, 10, op, "seed");
   const bool async = bool_arg(info, 11, op, "async");
-  std::vector<const TensorArg*> pins{&x, &y, &enc};
-  for (const TensorArg& t : params) pins.push_back(&t);
   check_device(op, {&x, &y, &enc});
+  const std::vector<napi_value> pins = holders({&x, &y, &enc}, {&params});
 
   TransformerLayerParams w;
   for (int p = 0; p < kLayerParams; ++p) {
@@ -239,7 +260,8 @@ Napi::Value layer_fwd_js(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value layer_bwd_js(const Napi::CallbackInfo& info) {
-  const char* op = "TransformerLayer.backward";
+  const std::string name = op_name(info, 8, "backward");
+  const char* op = name.c_str();
   LayerHandle* h = state_arg(info, op);
   std::vector<double> raw;
   const TransformerLayerConfig cfg = config_arg(info, 1, op, &raw);
@@ -269,12 +291,10 @@ Napi::Value layer_bwd_js(const Napi::CallbackInfo& info) {
   std::vector<TensorArg> params = param_list(info, 2, op, "params", cfg, dy);
   std::vector<TensorArg> grads = param_list(info, 3, op, "grads", cfg, dy);
   check_device(op, {&dy, &dx, &denc});
-  std::vector<const TensorArg*> pins{&dy, &dx, &denc};
+  const std::vector<napi_value> pins = holders({&dy, &dx, &denc}, {&params, &grads});
   TransformerLayerParams w;
   std::vector<void*> g(kLayerParams);
   for (int p = 0; p < kLayerParams; ++p) {
-    pins.push_back(&params[size_t(p)]);
-    pins.push_back(&grads[size_t(p)]);
     w.p[p] = params[size_t(p)].data;
     g[size_t(p)] = grads[size_t(p)].data;
   }

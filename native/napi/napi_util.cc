@@ -78,26 +78,25 @@ static const char* js_type(const Napi::Value& v) {
 // Raw N-API calls here (one typeof, two property reads, two typedarray infos per tensor):
 // this runs for every tensor of every call, and node-addon-api's accessors repeat queries.
 TensorArg tensor_arg(const Napi::CallbackInfo& info, size_t i, const char* op, const char* name, bool optional) {
-  return tensor_value(info[i], op, name, optional);
+  return tensor_value(info.Env(), info[i], op, name, optional);
 }
 
-TensorArg tensor_value(const Napi::Value& value, const char* op, const char* name, bool optional) {
+TensorArg tensor_value(napi_env env, napi_value v, const char* op, const char* name, bool optional) {
   TensorArg t;
   t.name = name;
-  napi_env env = value.Env();
-  napi_value v = value;
+  const Napi::Value jv(env, v);
   napi_valuetype vt;
   napi_typeof(env, v, &vt);
   if (vt == napi_undefined || vt == napi_null) {
     if (optional) return t;
-    fail(ErrorCode::Arg, op, ": expected a Tensor for ", name, " but received ", js_type(value));
+    fail(ErrorCode::Arg, op, ": expected a Tensor for ", name, " but received ", js_type(jv));
   }
-  if (vt != napi_object) fail(ErrorCode::Arg, op, ": expected a Tensor for ", name, " but received ", js_type(value));
+  if (vt != napi_object) fail(ErrorCode::Arg, op, ": expected a Tensor for ", name, " but received ", js_type(jv));
   // `_meta` is a Float64Array [dtype, device, ndim, shape...] made once per Tensor.
   napi_value meta, data;
   bool is_ta = false;
   if (napi_get_named_property(env, v, "_meta", &meta) != napi_ok || napi_is_typedarray(env, meta, &is_ta) != napi_ok || !is_ta)
-    fail(ErrorCode::Arg, op, ": expected a Tensor for ", name, " but received an ", js_type(value), " that is not one");
+    fail(ErrorCode::Arg, op, ": expected a Tensor for ", name, " but received an ", js_type(jv), " that is not one");
   napi_typedarray_type mt;
   size_t mlen = 0;
   void* mp = nullptr;
@@ -265,11 +264,14 @@ class OpWorker : public Napi::AsyncWorker {
 
 Napi::Value run_op(const Napi::CallbackInfo& info, bool async, std::initializer_list<const TensorArg*> pins,
                    std::function<void()> work) {
-  return run_op(info, async, std::vector<const TensorArg*>(pins), std::move(work));
+  std::vector<napi_value> holders;
+  if (async)
+    for (const TensorArg* t : pins)
+      if (t->present && t->holder) holders.push_back(t->holder);
+  return run_op(info, async, holders, std::move(work));
 }
 
-Napi::Value run_op(const Napi::CallbackInfo& info, bool async, const std::vector<const TensorArg*>& pins,
-                   std::function<void()> work) {
+Napi::Value run_op(const Napi::CallbackInfo& info, bool async, const std::vector<napi_value>& pins, std::function<void()> work) {
   Napi::Env env = info.Env();
   if (!async) {
     apply_num_threads();
@@ -277,8 +279,7 @@ Napi::Value run_op(const Napi::CallbackInfo& info, bool async, const std::vector
     return env.Undefined();
   }
   OpWorker* w = new OpWorker(env, std::move(work));
-  for (const TensorArg* t : pins)
-    if (t->present && t->holder) w->pin(t->holder);
+  for (napi_value v : pins) w->pin(v);
   Napi::Promise p = w->promise();
   w->Queue();
   return p;

@@ -43,8 +43,8 @@ std::string shape_str(const int64_t* s, int n);
 // Reads argument `i` as a Tensor. `optional` accepts undefined/null (present = false).
 TensorArg tensor_arg(const Napi::CallbackInfo& info, size_t i, const char* op, const char* name,
                      bool optional = false);
-// The same for any value (e.g. an element of an array argument).
-TensorArg tensor_value(const Napi::Value& v, const char* op, const char* name, bool optional = false);
+// The same for any JS value (e.g. an element of an array argument).
+TensorArg tensor_value(napi_env env, napi_value v, const char* op, const char* name, bool optional = false);
 
 // Numeric / boolean arguments with range checks (NaN is rejected).
 double number_arg(const Napi::CallbackInfo& info, size_t i, const char* op, const char* name,
@@ -74,8 +74,8 @@ void weight_cache_report(const Napi::Value& v);
 // arrays stay referenced until the work is done. `work` must not touch N-API.
 Napi::Value run_op(const Napi::CallbackInfo& info, bool async, std::initializer_list<const TensorArg*> pins,
                    std::function<void()> work);
-Napi::Value run_op(const Napi::CallbackInfo& info, bool async, const std::vector<const TensorArg*>& pins,
-                   std::function<void()> work);
+// The same with the objects to pin listed directly (typed arrays of tensor lists, output buffers).
+Napi::Value run_op(const Napi::CallbackInfo& info, bool async, const std::vector<napi_value>& pins, std::function<void()> work);
 
 // Converts any exception into a thrown JS SeqfuseError; the N-API entry points call their
 // implementation through this, so no C++ exception ever reaches N-API.
