@@ -17,3 +17,4 @@ export { adamw, type AdamWOpOptions, gradNorm, type GradNormResult } from './ops
 export { AdamW, type AdamWOptions, type AdamWState, type AdamWStepOptions, type AdamWStepResult } from './train/adamw.js';
 export { DynamicLossScaler, type DynamicLossScalerOptions, type DynamicLossScalerState } from './train/loss-scaler.js';
 export { inverseSqrt, type InverseSqrtOptions, type Schedule, warmupCosine, type WarmupCosineOptions } from './train/schedules.js';
+export { type LMForwardOptions, type LMLoss, type LMLossOptions, TransformerLM, type TransformerLMConfig } from './models/lm.js';

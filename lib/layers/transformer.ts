@@ -4,11 +4,12 @@
 // backward needs in native buffers sized by the call (no sequence cap). Parameters are Tensors
 // named and shaped as DESIGN §4 (PyTorch nn.Linear layout), gradients accumulate until zeroGrad().
 import type { DType } from '../dtype.js';
-import { describe, fail } from '../errors.js';
+import { fail } from '../errors.js';
 import { native } from '../native.js';
 import { weightCache, written } from '../ops/matmul.js';
 import { boolOpt, enumOpt, intOpt, numberOpt, optionsArg, seedOpt, tensorArg } from '../ops/common.js';
 import { Tensor } from '../tensor.js';
+import { loadNamed } from './parameters.js';
 
 export type LayerActivation = 'gelu' | 'gelu_tanh' | 'relu' | 'silu';
 export type LayerNormKind = 'layernorm' | 'rmsnorm';
@@ -169,20 +170,7 @@ abstract class TransformerLayerBase {
   loadParameters(params: Map<string, Tensor>): void {
     const op = `${this._name}.loadParameters`;
     this._check(op);
-    if (!(params instanceof Map)) fail('ERR_ARG', `${op}: expected a Map<string, Tensor> but received ${describe(params)}`);
-    const mine = this.parameters();
-    for (const name of params.keys())
-      if (!mine.has(name)) fail('ERR_ARG', `${op}: unknown parameter '${name}' (this layer has ${[...mine.keys()].join(', ')})`);
-    for (const [name, dst] of mine) {
-      const src = params.get(name);
-      if (src === undefined) fail('ERR_ARG', `${op}: missing parameter '${name}'`);
-      tensorArg(src, op, name);
-      if (src.shape.length !== dst.shape.length || src.shape.some((d, i) => d !== dst.shape[i]))
-        fail('ERR_SHAPE', `${op}: expected ${name} of shape [${dst.shape.join(', ')}] but received [${src.shape.join(', ')}]`);
-      const conv = src.dtype === dst.dtype ? src : src.to(dst.dtype);
-      dst.data.set(conv.data);
-      if (conv !== src) conv.dispose();
-    }
+    loadNamed(op, this.parameters(), params);
   }
 
   /** Frees the parameters, gradients and saved activations. */
