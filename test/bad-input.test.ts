@@ -324,10 +324,32 @@ type ClassCase = [what: string, call: () => unknown, code: sf.ErrorCode];
 const params = () => new Map([['w', f32([4, 8])], ['b', v8]]);
 const optimizer = () => new sf.AdamW(params(), { lr: 1e-3 });
 const layerCfg: sf.TransformerLayerConfig = { hiddenSize: 8, numHeads: 2, ffnSize: 4, seed: 1 };
+const lmCfg: sf.TransformerLMConfig = { vocabSize: 5, hiddenSize: 8, numLayers: 1, numHeads: 2, ffnSize: 4, maxSeqLen: 8, seed: 1 };
+const lm = () => new sf.TransformerLM(lmCfg);
 const encoder = () => new sf.TransformerEncoderLayer(layerCfg);
 const crossDecoder = () => new sf.TransformerDecoderLayer({ ...layerCfg, crossAttention: true });
 
 export const CLASS_CASES: Record<string, ClassCase[]> = {
+  TransformerLM: [
+    ['no vocabSize', () => new sf.TransformerLM({ ...lmCfg, vocabSize: undefined as unknown as number }), 'ERR_ARG'],
+    ['negative numLayers', () => new sf.TransformerLM({ ...lmCfg, numLayers: -1 }), 'ERR_ARG'],
+    ['unknown positions', () => new sf.TransformerLM({ ...lmCfg, positions: 'rotary' as 'learned' }), 'ERR_ARG'],
+    ['maxSeqLen 0', () => new sf.TransformerLM({ ...lmCfg, maxSeqLen: 0 }), 'ERR_ARG'],
+    ['forward: f32 ids', () => lm().forward(f32([1, 3])), 'ERR_DTYPE'],
+    ['forward: 1-D ids', () => lm().forward(i32([3])), 'ERR_SHAPE'],
+    ['forward: seq above maxSeqLen', () => lm().forward(i32([1, 9])), 'ERR_SHAPE'],
+    ['forward: disposed ids', () => lm().forward((() => { const t = i32([1, 2]); t.dispose(); return t; })()), 'ERR_DISPOSED'],
+    ['backward: before any forward', () => lm().backward(f32([1, 2, 5])), 'ERR_ARG'],
+    ['backward: dLogits of another shape', async () => {
+      const m = lm();
+      await m.forward(i32([1, 2]));
+      return m.backward(f32([1, 2, 4]));
+    }, 'ERR_SHAPE'],
+    ['loss: targets of another shape', () => lm().loss(i32([1, 2]), i32([1, 3])), 'ERR_SHAPE'],
+    ['generate: empty prompt', () => lm().generate([], { maxNewTokens: 1 }), 'ERR_ARG'],
+    ['generate: no maxNewTokens', () => lm().generate([1], {} as { maxNewTokens: number }), 'ERR_ARG'],
+    ['loadParameters: a name missing', () => lm().loadParameters(new Map()), 'ERR_ARG'],
+  ],
   TransformerEncoderLayer: [
     ['hiddenSize not a multiple of numHeads', () => new sf.TransformerEncoderLayer({ hiddenSize: 10, numHeads: 3, ffnSize: 4 }), 'ERR_ARG'],
     ['numHeads not a multiple of numKvHeads', () => new sf.TransformerEncoderLayer({ ...layerCfg, numKvHeads: 3 }), 'ERR_ARG'],
