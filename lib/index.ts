@@ -12,3 +12,4 @@ export { type ActivationName, type ActivationOptions, biasAct, biasActBackward, 
 export { biasDropoutResidual, biasDropoutResidualBackward, type BiasDropoutResidualBackwardOptions, type BiasDropoutResidualGrads, type BiasDropoutResidualOptions, dropout, dropoutBackward, type DropoutBackwardOptions, type DropoutOptions } from './ops/dropout.js';
 export { type FusedAttention, fusedAttention, fusedAttentionBackward, type FusedAttentionBackwardOptions, type FusedAttentionGrads, type FusedAttentionOptions, type FusedAttentionResult } from './ops/attention.js';
 export { type DecoderBackwardOptions, type DecoderForwardOptions, type LayerActivation, type LayerForwardOptions, type LayerNormKind, TransformerDecoderLayer, type TransformerDecoderLayerConfig, TransformerEncoderLayer, type TransformerLayerConfig } from './layers/transformer.js';
+export { fromTorchTransformerLayer, type TorchLayerKind, toTorchTransformerLayer } from './layers/torchNames.js';

@@ -34,6 +34,7 @@ describe('no leaks', () => {
     const alse = Tensor.zeros([1, 4, 16]);
     const lengths = Int32Array.of(20);
     const lx = Tensor.randn([2, 5, 16], { seed: 8 });
+    const torchLayer = new sf.TransformerDecoderLayer({ hiddenSize: 16, numHeads: 4, ffnSize: 24, crossAttention: true, seed: 2 });
     const calls: Array<[string, (...a: unknown[]) => unknown, unknown[]]> = [
       ['layerNorm', sf.layerNorm as never, [x, g, b]],
       ['rmsNorm', sf.rmsNorm as never, [x, g]],
@@ -82,6 +83,12 @@ describe('no leaks', () => {
           l.dispose();
         }
       }, []],
+      ['toTorchTransformerLayer + fromTorchTransformerLayer', () => {
+        const sd = sf.toTorchTransformerLayer(torchLayer.parameters(), 'decoder');
+        const back = sf.fromTorchTransformerLayer(sd, 'decoder');
+        for (const t of [...sd.values(), ...back.values()]) t.dispose();
+      }, []],
+      ['fromTorchTransformerLayer (missing names)', sf.fromTorchTransformerLayer as never, [new Map(), 'decoder']],
       ['fusedAttentionBackward (bad lse)', sf.fusedAttentionBackward as never, [aq, aq, akv, akv, aq, Tensor.zeros([1, 4])]],
     ];
     const round = async (n: number) => {
