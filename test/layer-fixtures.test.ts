@@ -89,6 +89,9 @@ async function checkCase(c: FixtureCase, isa: string): Promise<void> {
   const memory = c.inputs.memory ? tensor(c.inputs.memory) : null;
   const got = await run(layer, c, x, dy, memory);
 
+  // compared under PyTorch's names: the K third of each in_proj_bias gradient is zero in exact arithmetic
+  // (softmax ignores a per-query constant), so on its own (as cross.kv.bias's first half) it would be
+  // f32 noise against ~1e-14; inside the whole in_proj_bias it is measured against the Q and V parts
   const want = new Map<string, Ref>([['y', c.output], ...Object.entries(c.grads)]);
   expect([...got.keys()].sort(), 'every fixture tensor is compared').toEqual([...want.keys()].sort());
   const errors = [...want].map(([name, r]) => [name, relL2(got.get(name)!.toArray(), values(r))] as const).sort((a, b) => b[1] - a[1]);
