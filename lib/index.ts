@@ -18,3 +18,4 @@ export { AdamW, type AdamWOptions, type AdamWState, type AdamWStepOptions, type 
 export { DynamicLossScaler, type DynamicLossScalerOptions, type DynamicLossScalerState } from './train/loss-scaler.js';
 export { inverseSqrt, type InverseSqrtOptions, type Schedule, warmupCosine, type WarmupCosineOptions } from './train/schedules.js';
 export { type LMForwardOptions, type LMLoss, type LMLossOptions, TransformerLM, type TransformerLMConfig } from './models/lm.js';
+export { fromTorchTransformerLayer, type TorchLayerKind, toTorchTransformerLayer } from './layers/torchNames.js';

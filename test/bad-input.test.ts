@@ -26,6 +26,20 @@ const alse = f32([2, 4, 3]);
 // cross-entropy: logits x [2, 8], targets [2]
 const ceT = Int32Array.of(1, 7);
 const ceRes = sf.crossEntropy(x, ceT, { mile: {} });
+// PyTorch state_dicts of hidden 8, FFN 12 (nn.TransformerEncoderLayer and nn.TransformerDecoderLayer names)
+const linearSd = (prefix: string, out: number, inp: number): [string, Tensor][] => [[`${prefix}.weight`, f32([out, inp])], [`${prefix}.bias`, f32([out])]];
+const normSd = (prefix: string): [string, Tensor][] => linearSd(prefix, 8, 8).map(([n]) => [n, f32([8])]);
+const attnSd = (prefix: string): [string, Tensor][] => [[`${prefix}.in_proj_weight`, f32([24, 8])], [`${prefix}.in_proj_bias`, f32([24])], ...linearSd(`${prefix}.out_proj`, 8, 8)];
+const torchEnc = (): Map<string, Tensor> => new Map([...attnSd('self_attn'), ...linearSd('linear1', 12, 8), ...linearSd('linear2', 8, 12), ...normSd('norm1'), ...normSd('norm2')]);
+const torchDec = (): Map<string, Tensor> => new Map([...torchEnc(), ...attnSd('multihead_attn'), ...normSd('norm3')]);
+const ours = (kind: sf.TorchLayerKind) => sf.fromTorchTransformerLayer(kind === 'encoder' ? torchEnc() : torchDec(), kind);
+/** A copy of `m` with `name` set to `t` (or removed when t is undefined). */
+const edited = <V>(m: Map<string, V>, name: string, t?: V): Map<string, V> => {
+  const e = new Map(m);
+  if (t === undefined) e.delete(name);
+  else e.set(name, t);
+  return e;
+};
 
 /** Bad calls per export; async forms are checked automatically for ops that have them. */
 export const CASES: Record<string, Case[]> = {
@@ -299,6 +313,34 @@ export const CASES: Record<string, Case[]> = {
     ['no lr', () => [{ warmupSteps: 4 }], 'ERR_ARG'],
     ['infinite lr', () => [{ lr: Infinity, warmupSteps: 4 }], 'ERR_ARG'],
     ['options not an object', () => ['fast'], 'ERR_ARG'],
+  ],
+  fromTorchTransformerLayer: [
+    ['not a Map', () => [Object.fromEntries(torchEnc()), 'encoder'], 'ERR_ARG'],
+    ['unknown kind', () => [torchEnc(), 'seq2seq'], 'ERR_ARG'],
+    ['missing norm2.bias', () => [edited(torchEnc(), 'norm2.bias'), 'encoder'], 'ERR_ARG'],
+    ['a name with a module prefix', () => [edited(torchEnc(), 'layers.0.norm2.bias', f32([8])), 'encoder'], 'ERR_ARG'],
+    ['a decoder state_dict as encoder', () => [torchDec(), 'encoder'], 'ERR_ARG'],
+    ['an encoder state_dict as decoder', () => [torchEnc(), 'decoder'], 'ERR_ARG'],
+    ['in_proj_weight of 2H rows', () => [edited(torchEnc(), 'self_attn.in_proj_weight', f32([16, 8])), 'encoder'], 'ERR_SHAPE'],
+    ['linear2.weight transposed', () => [edited(torchEnc(), 'linear2.weight', f32([12, 8])), 'encoder'], 'ERR_SHAPE'],
+    ['norm3.weight of the wrong length', () => [edited(torchDec(), 'norm3.weight', f32([7])), 'decoder'], 'ERR_SHAPE'],
+    ['1-D in_proj_weight', () => [edited(torchEnc(), 'self_attn.in_proj_weight', f32([24])), 'encoder'], 'ERR_SHAPE'],
+    ['hidden size 0', () => [edited(torchEnc(), 'self_attn.in_proj_weight', f32([0, 0])), 'encoder'], 'ERR_SHAPE'],
+    ['i32 linear1.bias', () => [edited(torchEnc(), 'linear1.bias', i32([12])), 'encoder'], 'ERR_DTYPE'],
+    ['one bf16 tensor among f32', () => [edited(torchEnc(), 'norm1.weight', f32([8]).to('bf16')), 'encoder'], 'ERR_DTYPE'],
+    ['disposed tensor', () => [edited(torchEnc(), 'linear1.weight', disposed()), 'encoder'], 'ERR_DISPOSED'],
+    ['a number for a tensor', () => [edited(torchEnc(), 'norm1.bias', 0 as unknown as Tensor), 'encoder'], 'ERR_ARG'],
+  ],
+  toTorchTransformerLayer: [
+    ['not a Map', () => [[...ours('encoder')], 'encoder'], 'ERR_ARG'],
+    ['kind missing', () => [ours('encoder')], 'ERR_ARG'],
+    ['grouped key/value heads (qkv of H + 2·Hkv·D rows)', () => [edited(ours('encoder'), 'attn.qkv.weight', f32([16, 8])), 'encoder'], 'ERR_SHAPE'],
+    ['RMSNorm layer (no norm biases)', () => [edited(ours('encoder'), 'attn.norm.bias'), 'encoder'], 'ERR_ARG'],
+    ['decoder without cross-attention as decoder', () => [ours('encoder'), 'decoder'], 'ERR_ARG'],
+    ['cross.kv.weight of H rows', () => [edited(ours('decoder'), 'cross.kv.weight', f32([8, 8])), 'decoder'], 'ERR_SHAPE'],
+    ['ffn.fc2.bias of FFN length', () => [edited(ours('decoder'), 'ffn.fc2.bias', f32([12])), 'decoder'], 'ERR_SHAPE'],
+    ['f16 tensor among f32', () => [edited(ours('decoder'), 'cross.q.bias', f32([8]).to('f16')), 'decoder'], 'ERR_DTYPE'],
+    ['disposed tensor', () => [edited(ours('decoder'), 'cross.out.weight', disposed()), 'decoder'], 'ERR_DISPOSED'],
   ],
   setNumThreads: [
     ['zero', () => [0], 'ERR_ARG'],

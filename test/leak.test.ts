@@ -42,6 +42,7 @@ describe('no leaks', () => {
     const om = [Tensor.zeros([64, 64]), Tensor.zeros([64])];
     const ov = [Tensor.zeros([64, 64]), Tensor.zeros([64])];
     const ocopies = [Tensor.zeros([64, 64], { dtype: 'f16' }), null];
+    const torchLayer = new sf.TransformerDecoderLayer({ hiddenSize: 16, numHeads: 4, ffnSize: 24, crossAttention: true, seed: 2 });
     const calls: Array<[string, (...a: unknown[]) => unknown, unknown[]]> = [
       ['layerNorm', sf.layerNorm as never, [x, g, b]],
       ['rmsNorm', sf.rmsNorm as never, [x, g]],
@@ -95,6 +96,12 @@ describe('no leaks', () => {
       ['crossEntropyBackward', sf.crossEntropyBackward as never, [x, ceT, ceRes, { dLoss: 2 }]],
       ['crossEntropy (bad target)', sf.crossEntropy as never, [x, Int32Array.of(3, 64, 0, 0)]],
       ['crossEntropyBackward (bad lse)', sf.crossEntropyBackward as never, [x, ceT, { ...ceRes, lse: bad }]],
+      ['toTorchTransformerLayer + fromTorchTransformerLayer', () => {
+        const sd = sf.toTorchTransformerLayer(torchLayer.parameters(), 'decoder');
+        const back = sf.fromTorchTransformerLayer(sd, 'decoder');
+        for (const t of [...sd.values(), ...back.values()]) t.dispose();
+      }, []],
+      ['fromTorchTransformerLayer (missing names)', sf.fromTorchTransformerLayer as never, [new Map(), 'decoder']],
       ['fusedAttentionBackward (bad lse)', sf.fusedAttentionBackward as never, [aq, aq, akv, akv, aq, Tensor.zeros([1, 4])]],
       ['adamw', sf.adamw as never, [op, og, om, ov, { lr: 1e-4, step: 3, copies: ocopies, decay: [true, false] }]],
       ['adamw (bad grad shape)', sf.adamw as never, [op[0], x, om[0], ov[0], { lr: 1e-4, step: 1 }]],

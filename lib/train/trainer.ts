@@ -117,7 +117,7 @@ export class Trainer {
     boolOpt(o.progress, op, 'progress', false);
     this.model = o.model;
     this.optimizer = o.optimizer;
-    this._o = { ...o, accumulate, seed };
+    this._o = { ...(o as TrainerOptions), accumulate, seed };
   }
 
   /** Optimizer steps taken (also those skipped for non-finite gradients). */
