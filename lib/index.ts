@@ -17,5 +17,8 @@ export { adamw, type AdamWOpOptions, gradNorm, type GradNormResult } from './ops
 export { AdamW, type AdamWOptions, type AdamWState, type AdamWStepOptions, type AdamWStepResult } from './train/adamw.js';
 export { DynamicLossScaler, type DynamicLossScalerOptions, type DynamicLossScalerState } from './train/loss-scaler.js';
 export { inverseSqrt, type InverseSqrtOptions, type Schedule, warmupCosine, type WarmupCosineOptions } from './train/schedules.js';
-export { type LMForwardOptions, type LMLoss, type LMLossOptions, TransformerLM, type TransformerLMConfig } from './models/lm.js';
+export { Embedding, type EmbeddingConfig, Norm } from './layers/embedding.js';
+export { type GenerateOptions, type LossOptions, type LossResult } from './models/base.js';
+export { type LMForwardOptions, TransformerLM, type TransformerLMConfig } from './models/lm.js';
+export { type Seq2SeqConfig, type Seq2SeqForwardOptions, Seq2SeqTransformer } from './models/seq2seq.js';
 export { fromTorchTransformerLayer, type TorchLayerKind, toTorchTransformerLayer } from './layers/torchNames.js';

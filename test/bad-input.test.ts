@@ -368,10 +368,33 @@ const optimizer = () => new sf.AdamW(params(), { lr: 1e-3 });
 const layerCfg: sf.TransformerLayerConfig = { hiddenSize: 8, numHeads: 2, ffnSize: 4, seed: 1 };
 const lmCfg: sf.TransformerLMConfig = { vocabSize: 5, hiddenSize: 8, numLayers: 1, numHeads: 2, ffnSize: 4, maxSeqLen: 8, seed: 1 };
 const lm = () => new sf.TransformerLM(lmCfg);
+const s2s = () => new sf.Seq2SeqTransformer({ ...lmCfg, numEncoderLayers: 1, numDecoderLayers: 1 });
 const encoder = () => new sf.TransformerEncoderLayer(layerCfg);
 const crossDecoder = () => new sf.TransformerDecoderLayer({ ...layerCfg, crossAttention: true });
 
 export const CLASS_CASES: Record<string, ClassCase[]> = {
+  Embedding: [
+    ['no vocabSize', () => new sf.Embedding({ hiddenSize: 8, maxSeqLen: 4 } as sf.EmbeddingConfig), 'ERR_ARG'],
+    ['unknown positions', () => new sf.Embedding({ vocabSize: 5, hiddenSize: 8, maxSeqLen: 4, positions: 'rope' as 'none' }), 'ERR_ARG'],
+    ['paddingIdx out of range', () => new sf.Embedding({ vocabSize: 5, hiddenSize: 8, maxSeqLen: 4, paddingIdx: 5 }), 'ERR_ARG'],
+    ['dropout 2', () => new sf.Embedding({ vocabSize: 5, hiddenSize: 8, maxSeqLen: 4, dropout: 2 }), 'ERR_ARG'],
+    ['forward: seq above maxSeqLen', () => new sf.Embedding({ vocabSize: 5, hiddenSize: 8, maxSeqLen: 2 }).forward(i32([1, 3])), 'ERR_SHAPE'],
+    ['loadParameters: wrong shape', () => new sf.Embedding({ vocabSize: 5, hiddenSize: 8, maxSeqLen: 4, positions: 'none' }).loadParameters(new Map([['weight', f32([4, 8])]])), 'ERR_SHAPE'],
+  ],
+  Norm: [
+    ['hiddenSize 0', () => new sf.Norm({ hiddenSize: 0 }), 'ERR_ARG'],
+    ['unknown norm', () => new sf.Norm({ hiddenSize: 8, norm: 'batchnorm' as 'rmsnorm' }), 'ERR_ARG'],
+    ['negative eps', () => new sf.Norm({ hiddenSize: 8, eps: -1 }), 'ERR_ARG'],
+  ],
+  Seq2SeqTransformer: [
+    ['no numEncoderLayers', () => new sf.Seq2SeqTransformer({ ...lmCfg, numDecoderLayers: 1 } as unknown as sf.Seq2SeqConfig), 'ERR_ARG'],
+    ['forward: f32 src', () => s2s().forward(f32([1, 3]), i32([1, 2])), 'ERR_DTYPE'],
+    ['forward: batch mismatch', () => s2s().forward(i32([1, 3]), i32([2, 2])), 'ERR_SHAPE'],
+    ['backward: before any forward', () => s2s().backward(f32([1, 2, 5])), 'ERR_ARG'],
+    ['loss: tgtOut of another shape', () => s2s().loss(i32([1, 3]), i32([1, 2]), i32([1, 3])), 'ERR_SHAPE'],
+    ['generate: empty source', () => s2s().generate([], [0], { maxNewTokens: 2 }), 'ERR_ARG'],
+    ['generate: token out of range', () => s2s().generate([1, 9], [0], { maxNewTokens: 2 }), 'ERR_ARG'],
+  ],
   TransformerLM: [
     ['no vocabSize', () => new sf.TransformerLM({ ...lmCfg, vocabSize: undefined as unknown as number }), 'ERR_ARG'],
     ['negative numLayers', () => new sf.TransformerLM({ ...lmCfg, numLayers: -1 }), 'ERR_ARG'],

@@ -1,0 +1,218 @@
+// What every model shares: named modules (parameters `<prefix>.<name>`, gradients, zeroGrad,
+// loadParameters, dispose), the LM head tied to the token embedding, the loss step and sampling.
+import { describe, fail } from '../errors.js';
+import type { Embedding } from '../layers/embedding.js';
+import { loadNamed } from '../layers/parameters.js';
+import { crossEntropy, crossEntropyBackward, type MileOptions } from '../ops/crossent.js';
+import { gemm, linear } from '../ops/matmul.js';
+import { boolOpt, intOpt, numberOpt, optionsArg, tensorArg } from '../ops/common.js';
+import type { Tensor } from '../tensor.js';
+
+/** Anything with named parameters and accumulated gradients. */
+export interface Module {
+  parameters(): Map<string, Tensor>;
+  gradients(): Map<string, Tensor>;
+  zeroGrad(): void;
+  dispose(): void;
+}
+
+export interface LossOptions {
+  /** Training mode: dropout on (default false). */
+  train?: boolean;
+  /** Dropout seed of this call (default: the model's seed plus a call counter). */
+  seed?: number | bigint;
+  /** Also run the backward pass, adding into the gradients (default: the value of train). */
+  backward?: boolean;
+  /** Scales the loss's gradient (default 1), e.g. 1 / micro-batches or a loss scale. */
+  gradScale?: number;
+  labelSmoothing?: number;
+  ignoreIndex?: number;
+  mile?: MileOptions;
+}
+
+export interface LossResult {
+  /** Mean cross-entropy over the counted targets. */
+  loss: number;
+  /** Targets counted (not ignoreIndex). */
+  count: number;
+}
+
+export interface GenerateOptions {
+  maxNewTokens: number;
+  /** Softmax temperature (default 1; 0 is greedy). */
+  temperature?: number;
+  /** Sample among the k most likely tokens (default: all). */
+  topK?: number;
+  /** Sampling seed (default 12345). */
+  seed?: number;
+  /** Stop after this token (it is included). */
+  stopToken?: number;
+}
+
+export function mixSeed(seed: number | bigint, k: number): bigint {
+  return BigInt.asUintN(64, BigInt(seed) * 0x9e3779b97f4a7c15n + BigInt(k) * 0xbf58476d1ce4e5b9n + 1n);
+}
+
+/** t viewed as `shape`, t itself disposed (the view keeps the data). */
+export function reshaped(t: Tensor, shape: number[]): Tensor {
+  const r = t.reshape(shape);
+  t.dispose();
+  return r;
+}
+
+export abstract class ModelBase {
+  protected _disposed = false;
+  private _calls = 0;
+
+  protected constructor(protected readonly _name: string, protected readonly _seed: number | bigint) {}
+
+  /** [prefix, module] pairs; parameter `n` of a module is named `<prefix>.<n>`. */
+  protected abstract _modules(): [string, Module][];
+
+  parameters(): Map<string, Tensor> {
+    this._check(`${this._name}.parameters`);
+    return this._collect((m) => m.parameters());
+  }
+
+  gradients(): Map<string, Tensor> {
+    this._check(`${this._name}.gradients`);
+    return this._collect((m) => m.gradients());
+  }
+
+  zeroGrad(): void {
+    this._check(`${this._name}.zeroGrad`);
+    for (const [, m] of this._modules()) m.zeroGrad();
+  }
+
+  /** Copies parameters in by name (all of them; shapes checked first, dtypes converted). */
+  loadParameters(params: Map<string, Tensor>): void {
+    const op = `${this._name}.loadParameters`;
+    this._check(op);
+    loadNamed(op, this.parameters(), params);
+  }
+
+  dispose(): void {
+    if (this._disposed) return;
+    this._release();
+    this._disposed = true;
+    for (const [, m] of this._modules()) m.dispose();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  /** Frees what the last forward kept for its backward. */
+  protected abstract _release(): void;
+
+  protected _check(op: string): void {
+    if (this._disposed) fail('ERR_DISPOSED', `${op}: this model was disposed`);
+  }
+
+  protected _callSeed(seed: unknown): bigint {
+    return seed === undefined ? mixSeed(this._seed, 1e6 + ++this._calls) : BigInt(seed as number | bigint);
+  }
+
+  /** logits [T, vocab] = h [T, hidden] · embedᵀ. */
+  protected _head(h: Tensor, embed: Embedding): Promise<Tensor> {
+    return linear.async(h, embed.weight);
+  }
+
+  /** Adds dlogitsᵀ h into the embedding's gradient; returns dh = dlogits · embed. */
+  protected async _headBackward(dl: Tensor, h: Tensor, embed: Embedding): Promise<Tensor> {
+    const g = embed.gradients().get('weight')!;
+    await gemm.async(dl, h, { transA: true, c: g, beta: 1, out: g });
+    return gemm.async(dl, embed.weight);
+  }
+
+  /** Cross-entropy of `logits` against targets and, when asked, the backward through `backward`. */
+  protected async _loss(op: string, logits: Tensor, targets: Tensor, o: Partial<LossOptions>, backward: (dl: Tensor) => Promise<void>): Promise<LossResult> {
+    const doBackward = boolOpt(o.backward, op, 'backward', o.train ?? false);
+    const gradScale = numberOpt(o.gradScale, op, 'gradScale', 1, 0, 3.4e38);
+    const res = await crossEntropy.async(logits, targets, { labelSmoothing: o.labelSmoothing, ignoreIndex: o.ignoreIndex, mile: o.mile });
+    try {
+      if (doBackward) {
+        const dl = await crossEntropyBackward.async(logits, targets, res, { dLoss: gradScale, out: logits });
+        await backward(dl);
+      }
+      return { loss: res.loss, count: res.count };
+    } finally {
+      logits.dispose();
+      res.lse.dispose();
+      res.weights?.dispose();
+      res.losses?.dispose();
+    }
+  }
+
+  /** Samples `maxNewTokens` tokens, calling `nextLogits(seq)` for the last position's logits. */
+  protected async _sample(op: string, opts: unknown, vocab: number, start: number[],
+    nextLogits: (seq: number[]) => Promise<Float32Array>): Promise<Int32Array> {
+    const o = optionsArg<GenerateOptions>(opts, op);
+    const n = intOpt(o.maxNewTokens, op, 'maxNewTokens', NaN, 0, 2 ** 24);
+    const temperature = numberOpt(o.temperature, op, 'temperature', 1, 0, 1e6);
+    const topK = intOpt(o.topK, op, 'topK', vocab, 1, vocab);
+    const stop = o.stopToken === undefined ? -1 : intOpt(o.stopToken, op, 'stopToken', NaN, 0, vocab - 1);
+    let state = (intOpt(o.seed, op, 'seed', 12345, 0, 2 ** 32 - 1) >>> 0) || 1;
+    const uniform = () => {
+      state ^= state << 13;
+      state >>>= 0;
+      state ^= state >>> 17;
+      state ^= state << 5;
+      state >>>= 0;
+      return state / 4294967296;
+    };
+    const seq = [...start];
+    const out: number[] = [];
+    for (let t = 0; t < n; t++) {
+      const last = await nextLogits(seq);
+      let next = 0;
+      if (temperature === 0) {
+        for (let v = 1; v < vocab; v++) if (last[v]! > last[next]!) next = v;
+      } else {
+        const order = Array.from({ length: vocab }, (_, v) => v).sort((a, b) => last[b]! - last[a]!).slice(0, topK);
+        const m = last[order[0]!]!;
+        const w = order.map((v) => Math.exp((last[v]! - m) / temperature));
+        let u = uniform() * w.reduce((a, b) => a + b, 0);
+        next = order[order.length - 1]!;
+        for (let i = 0; i < order.length; i++) {
+          u -= w[i]!;
+          if (u <= 0) {
+            next = order[i]!;
+            break;
+          }
+        }
+      }
+      seq.push(next);
+      out.push(next);
+      if (next === stop) break;
+    }
+    this._release();
+    return Int32Array.from(out);
+  }
+
+  protected _ids(op: string, ids: unknown, name: string): Tensor {
+    tensorArg(ids, op, name);
+    const t = ids as Tensor;
+    if (t.dtype !== 'i32' || t.shape.length !== 2)
+      fail(t.dtype !== 'i32' ? 'ERR_DTYPE' : 'ERR_SHAPE', `${op}: expected ${name} as an i32 tensor [batch, seq] but received ${t.dtype} [${t.shape.join(', ')}]`);
+    return t;
+  }
+
+  private _collect(get: (m: Module) => Map<string, Tensor>): Map<string, Tensor> {
+    const out = new Map<string, Tensor>();
+    for (const [prefix, m] of this._modules()) for (const [k, v] of get(m)) out.set(`${prefix}.${k}`, v);
+    return out;
+  }
+}
+
+/** Checks a prompt: a non-empty array of token ids below `vocab`. */
+export function promptArg(op: string, prompt: unknown, vocab: number): number[] {
+  if (!prompt || typeof (prompt as ArrayLike<number>).length !== 'number')
+    fail('ERR_ARG', `${op}: expected the prompt as an array of token ids but received ${describe(prompt)}`);
+  const p = Array.from(prompt as ArrayLike<number>);
+  if (p.length === 0) fail('ERR_ARG', `${op}: expected a non-empty prompt`);
+  p.forEach((v, i) => {
+    if (!Number.isInteger(v) || v < 0 || v >= vocab) fail('ERR_ARG', `${op}: prompt[${i}] = ${v} is not a token id in [0, ${vocab})`);
+  });
+  return p;
+}
