@@ -9,6 +9,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import {
   decodeSafetensors, type DType, encodeSafetensors, loadSafetensors, saveSafetensors, Tensor,
 } from '../lib/index.js';
+import { writeFileAtomic } from '../lib/io/atomic.js';
 import { expectCode, expectRejection, freshSeed, rng } from './helpers.js';
 import { TS_CHILD_PRELUDE } from './ts-child.js';
 
@@ -251,7 +252,7 @@ print(json.dumps({'aligned': (8 + n) % 8 == 0, 'metadata': meta, 'tensors': out}
 const python = ['/usr/bin/python3', 'python3'].find((p) => spawnSync(p, ['--version']).status === 0);
 
 describe('an independent reader (Python json + struct)', () => {
-  it.skipIf(python === undefined)('reads our file: names, dtypes, shapes, sums and metadata (SKIPPED: no python3 found)', async () => {
+  it.skipIf(python === undefined)(`reads our file: names, dtypes, shapes, sums and metadata${python ? '' : ' (SKIPPED: no python3 at /usr/bin or on PATH)'}`, async () => {
     const seed = freshSeed();
     const r = rng(seed);
     const tensors: Record<string, Tensor> = {};
@@ -299,6 +300,16 @@ describe('saveSafetensors / loadSafetensors', () => {
     for (const t of [...Object.values(first), ...second.values(), ...tensors.values()]) t.dispose();
   });
 
+  it('writeFileAtomic (the Trainer helper) writes its chunks in order and names the caller in errors', async () => {
+    const d = mkdtempSync(join(dir, 'atomic-'));
+    const path = join(d, 'state.json');
+    await writeFileAtomic(path, [Buffer.from('{"step":'), new Uint8Array(0), Buffer.from('17}')]);
+    await writeFileAtomic(path, [Buffer.from('{"step":'), Buffer.from('18}')]);
+    expect(readFileSync(path, 'utf8')).toBe('{"step":18}');
+    expect(readdirSync(d)).toEqual(['state.json']);
+    await expectRejection(writeFileAtomic(join(d, 'none', 'x.json'), [], 'Trainer.save'), 'ERR_IO', /^Trainer\.save: could not create .*ENOENT/);
+  });
+
   it('file system errors are ERR_IO naming the path and the OS error; a failed save removes its temporary file', async () => {
     const d = mkdtempSync(join(dir, 'io-'));
     const t = Tensor.zeros([3]);
@@ -336,7 +347,8 @@ describe('saveSafetensors / loadSafetensors', () => {
     for (const x of tensors.values()) x.dispose();
   }, 300_000);
 
-  it.skipIf(!process.env.SEQFUSE_BIG_TESTS)('saves, loads, encodes and decodes 2.3 GiB (SKIPPED: set SEQFUSE_BIG_TESTS=1; needs ~10 GiB of memory)', async () => {
+  const big = process.env.SEQFUSE_BIG_TESTS === '1';
+  it.skipIf(!big)(`saves, loads, encodes and decodes 2.3 GiB${big ? '' : ' (SKIPPED: set SEQFUSE_BIG_TESTS=1; needs ~10 GiB of memory)'}`, async () => {
     const path = join(dir, 'big-save.safetensors');
     const a = Tensor.empty([2 ** 30 + 5], { dtype: 'bf16' }); // 2 GiB + 10 bytes
     const b = Tensor.empty([2 ** 26 + 3], { dtype: 'f32' }); // 256 MiB + 12 bytes
