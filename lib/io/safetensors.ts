@@ -61,6 +61,11 @@ function checkHost(where: string): void {
 
 // --- writing ---------------------------------------------------------------------------------
 
+/** JavaScript's string order (UTF-16 code units), independent of locale. */
+function byCodeUnits(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
 function tensorsArg(tensors: unknown, where: string): Array<[string, Tensor]> {
   let entries: Array<[unknown, unknown]>;
   if (tensors instanceof Map) entries = [...tensors.entries()];
@@ -83,7 +88,7 @@ function metadataArg(metadata: unknown, where: string): Array<[string, string]> 
   const entries = Object.entries(metadata);
   for (const [k, v] of entries)
     if (typeof v !== 'string') fail('ERR_ARG', `${where}: expected metadata['${k}'] to be a string but received ${describe(v)}`);
-  return entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)) as Array<[string, string]>;
+  return entries.sort(([a], [b]) => byCodeUnits(a, b)) as Array<[string, string]>;
 }
 
 /** The file as a list of byte chunks: the 8-byte length and padded header, then each tensor's data (views, no copies). */
@@ -91,7 +96,7 @@ function fileChunks(tensors: unknown, metadata: unknown, where: string): Uint8Ar
   checkHost(where);
   const items = tensorsArg(tensors, where);
   const meta = metadataArg(metadata, where);
-  items.sort(([a, ta], [b, tb]) => DTYPE_SIZE[tb.dtype] - DTYPE_SIZE[ta.dtype] || (a < b ? -1 : a > b ? 1 : 0));
+  items.sort(([a, ta], [b, tb]) => DTYPE_SIZE[tb.dtype] - DTYPE_SIZE[ta.dtype] || byCodeUnits(a, b));
   const fields: string[] = [];
   if (meta.length > 0)
     fields.push(`"${METADATA}":{${meta.map(([k, v]) => `${JSON.stringify(k)}:${JSON.stringify(v)}`).join(',')}}`);
