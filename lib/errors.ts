@@ -7,7 +7,8 @@ export type ErrorCode =
   | 'ERR_ARG'
   | 'ERR_UNSUPPORTED'
   | 'ERR_OOM'
-  | 'ERR_BACKEND';
+  | 'ERR_BACKEND'
+  | 'ERR_IO';
 
 /**
  * The one error type seqfuse throws (or rejects with). `code` is stable across versions;

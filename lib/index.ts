@@ -22,3 +22,4 @@ export { type GenerateOptions, type LossOptions, type LossResult } from './model
 export { type LMForwardOptions, TransformerLM, type TransformerLMConfig } from './models/lm.js';
 export { type Seq2SeqConfig, type Seq2SeqForwardOptions, Seq2SeqTransformer } from './models/seq2seq.js';
 export { fromTorchTransformerLayer, type TorchLayerKind, toTorchTransformerLayer } from './layers/torchNames.js';
+export { decodeSafetensors, encodeSafetensors, loadSafetensors, type SafetensorsContents, saveSafetensors, type TensorMap } from './io/safetensors.js';

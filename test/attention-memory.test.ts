@@ -7,27 +7,11 @@
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { TS_CHILD_PRELUDE } from './ts-child.js';
 
 const root = join(__dirname, '..');
 
-// The child loads lib/*.ts itself: TypeScript's transpileModule on require, and lib's NodeNext
-// './x.js' imports mapped to './x.ts'.
-const CHILD = String.raw`
-const fs = require('node:fs');
-const path = require('node:path');
-const Module = require('node:module');
-const ts = require('typescript');
-const resolve = Module._resolveFilename;
-Module._resolveFilename = function (request, parent, ...rest) {
-  if (parent && parent.filename.endsWith('.ts') && request.startsWith('.') && request.endsWith('.js')) {
-    const file = path.resolve(path.dirname(parent.filename), request.slice(0, -3) + '.ts');
-    if (fs.existsSync(file)) return file;
-  }
-  return resolve.call(this, request, parent, ...rest);
-};
-require.extensions['.ts'] = (m, file) => m._compile(ts.transpileModule(fs.readFileSync(file, 'utf8'), {
-  compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, esModuleInterop: true },
-}).outputText, file);
+const CHILD = String.raw`${TS_CHILD_PRELUDE}
 const { Tensor, fusedAttention, fusedAttentionBackward } = require(path.resolve('lib/index.ts'));
 
 const [B, H, S, D] = [1, 8, 16384, 64];

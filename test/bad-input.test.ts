@@ -1,7 +1,10 @@
 // Every exported function, called with wrong shapes, dtypes, disposed tensors, NaN, negative
 // and huge sizes: each must throw (or reject with) a SeqfuseError with the expected code and
 // never crash the process. A new export without an entry here fails the coverage check.
-import { describe, expect, it } from 'vitest';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
 import * as sf from '../lib/index.js';
 import { SeqfuseError, Tensor } from '../lib/index.js';
 
@@ -40,6 +43,21 @@ const edited = <V>(m: Map<string, V>, name: string, t?: V): Map<string, V> => {
   else e.set(name, t);
   return e;
 };
+// files: a scratch directory for malformed files, with a subdirectory named like a file;
+// st() builds a small safetensors file (header below 256 bytes) from its header text
+const files = mkdtempSync(join(tmpdir(), 'seqfuse-bad-'));
+afterAll(() => rmSync(files, { recursive: true, force: true }));
+const stFile = (name: string, bytes: Uint8Array) => {
+  writeFileSync(join(files, name), bytes);
+  return join(files, name);
+};
+const st = (header: string, data: number[] = []) => {
+  const n = Math.ceil((8 + header.length) / 8) * 8 - 8;
+  return Uint8Array.from([n, 0, 0, 0, 0, 0, 0, 0, ...Buffer.from(header.padEnd(n)), ...data]);
+};
+const stF64 = st('{"d":{"dtype":"F64","shape":[1],"data_offsets":[0,8]}}', [0, 0, 0, 0, 0, 0, 0, 0]);
+const stHole = st('{"a":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}}', [0, 0]);
+mkdirSync(join(files, 'dir.safetensors'));
 
 /** Bad calls per export; async forms are checked automatically for ops that have them. */
 export const CASES: Record<string, Case[]> = {
@@ -342,6 +360,41 @@ export const CASES: Record<string, Case[]> = {
     ['f16 tensor among f32', () => [edited(ours('decoder'), 'cross.q.bias', f32([8]).to('f16')), 'decoder'], 'ERR_DTYPE'],
     ['disposed tensor', () => [edited(ours('decoder'), 'cross.out.weight', disposed()), 'decoder'], 'ERR_DISPOSED'],
   ],
+  encodeSafetensors: [
+    ['a tensor instead of a map', () => [x], 'ERR_ARG'],
+    ['null', () => [null], 'ERR_ARG'],
+    ['a value not a tensor', () => [{ w: [1, 2] }], 'ERR_ARG'],
+    ['a Map with a number key', () => [new Map([[1, x]])], 'ERR_ARG'],
+    ['a tensor named __metadata__', () => [{ __metadata__: x }], 'ERR_ARG'],
+    ['a disposed tensor', () => [{ w: disposed() }], 'ERR_DISPOSED'],
+    ['metadata value not a string', () => [{ x }, { epoch: 3 }], 'ERR_ARG'],
+    ['metadata not an object', () => [{ x }, 'pt'], 'ERR_ARG'],
+  ],
+  decodeSafetensors: [
+    ['not a Uint8Array', () => [[1, 2, 3]], 'ERR_ARG'],
+    ['an ArrayBuffer', () => [new ArrayBuffer(16)], 'ERR_ARG'],
+    ['7 bytes', () => [new Uint8Array(7)], 'ERR_ARG'],
+    ['header length 2^63', () => [Uint8Array.of(0, 0, 0, 0, 0, 0, 0, 128, 123, 125)], 'ERR_ARG'],
+    ['a hole in the buffer', () => [stHole], 'ERR_ARG'],
+    ['an F64 tensor', () => [stF64], 'ERR_UNSUPPORTED'],
+  ],
+  saveSafetensors: [
+    ['path not a string', () => [42, { x }], 'ERR_ARG'],
+    ['empty path', () => ['', { x }], 'ERR_ARG'],
+    ['tensors not a map', () => [join(files, 'a.safetensors'), x], 'ERR_ARG'],
+    ['a disposed tensor', () => [join(files, 'a.safetensors'), { w: disposed() }], 'ERR_DISPOSED'],
+    ['metadata not strings', () => [join(files, 'a.safetensors'), { x }, { n: null }], 'ERR_ARG'],
+    ['a missing directory', () => [join(files, 'missing', 'a.safetensors'), { x }], 'ERR_IO'],
+    ['a directory in the way', () => [join(files, 'dir.safetensors'), { x }], 'ERR_IO'],
+  ],
+  loadSafetensors: [
+    ['path not a string', () => [undefined], 'ERR_ARG'],
+    ['a missing file', () => [join(files, 'missing.safetensors')], 'ERR_IO'],
+    ['a directory', () => [join(files, 'dir.safetensors')], 'ERR_IO'],
+    ['a file of 7 bytes', () => [stFile('short.safetensors', new Uint8Array(7))], 'ERR_ARG'],
+    ['a hole in the buffer', () => [stFile('hole.safetensors', stHole)], 'ERR_ARG'],
+    ['an F64 tensor', () => [stFile('f64.safetensors', stF64)], 'ERR_UNSUPPORTED'],
+  ],
   setNumThreads: [
     ['zero', () => [0], 'ERR_ARG'],
     ['negative', () => [-2], 'ERR_ARG'],
@@ -493,6 +546,8 @@ export const CLASS_CASES: Record<string, ClassCase[]> = {
     ['loadStateDict: missing fields', () => new sf.DynamicLossScaler().loadStateDict({} as sf.DynamicLossScalerState), 'ERR_ARG'],
   ],
 };
+// Functions that return a promise (file I/O): bad input rejects it, never throws synchronously.
+const RETURN_PROMISES = new Set(['saveSafetensors', 'loadSafetensors']);
 
 describe('bad input gives typed errors', () => {
   it('every exported function has bad-input cases listed (or is argument-free)', () => {
@@ -524,10 +579,17 @@ describe('bad input gives typed errors', () => {
     for (const [what, args, code] of cases) {
       it(`${name}: ${what} -> ${code}`, async () => {
         let err: unknown;
-        try {
-          fn(...args());
-        } catch (e) {
-          err = e;
+        if (RETURN_PROMISES.has(name)) {
+          let p: unknown;
+          expect(() => { p = fn(...args()); }, 'throws synchronously').not.toThrow();
+          expect(p).toBeInstanceOf(Promise);
+          err = await (p as Promise<unknown>).then(() => undefined, (e: unknown) => e);
+        } else {
+          try {
+            fn(...args());
+          } catch (e) {
+            err = e;
+          }
         }
         expect(err, 'threw').toBeInstanceOf(SeqfuseError);
         expect((err as SeqfuseError).code, (err as Error).message).toBe(code);

@@ -94,3 +94,11 @@ export function expectCode(fn: () => unknown, code: string, message?: string | R
   expect((err as SeqfuseError).code, (err as Error).message).toBe(code);
   if (message !== undefined) expect((err as Error).message).toMatch(message);
 }
+
+/** p must reject with a SeqfuseError with this code (and a message matching `message`, if given). */
+export async function expectRejection(p: Promise<unknown>, code: string, message?: string | RegExp): Promise<void> {
+  const err = await p.then(() => undefined, (e: unknown) => e);
+  expectCode(() => {
+    if (err !== undefined) throw err;
+  }, code, message);
+}

@@ -1,4 +1,7 @@
 // 10,000 calls (sync, async and failing) must leave memory() and RSS where they started.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import * as sf from '../lib/index.js';
 import { Tensor } from '../lib/index.js';
@@ -15,7 +18,8 @@ async function settle(): Promise<void> {
 /** Results of one call, whatever shape they come in, as a flat list of tensors. */
 function tensorsOf(r: unknown): Tensor[] {
   if (r instanceof Tensor) return [r];
-  if (r && typeof r === 'object') return Object.values(r).filter((v): v is Tensor => v instanceof Tensor);
+  if (r instanceof Map) return [...r.values()].filter((v): v is Tensor => v instanceof Tensor);
+  if (r && typeof r === 'object') return Object.values(r).flatMap((v) => (v instanceof Map ? tensorsOf(v) : v instanceof Tensor ? [v] : []));
   return [];
 }
 
@@ -43,6 +47,8 @@ describe('no leaks', () => {
     const ov = [Tensor.zeros([64, 64]), Tensor.zeros([64])];
     const ocopies = [Tensor.zeros([64, 64], { dtype: 'f16' }), null];
     const torchLayer = new sf.TransformerDecoderLayer({ hiddenSize: 16, numHeads: 4, ffnSize: 24, crossAttention: true, seed: 2 });
+    const file = sf.encodeSafetensors({ x, g, ids, w: w.to('bf16') }, { step: '1' });
+    const dir = mkdtempSync(join(tmpdir(), 'seqfuse-leak-'));
     const calls: Array<[string, (...a: unknown[]) => unknown, unknown[]]> = [
       ['layerNorm', sf.layerNorm as never, [x, g, b]],
       ['rmsNorm', sf.rmsNorm as never, [x, g]],
@@ -102,6 +108,14 @@ describe('no leaks', () => {
         for (const t of [...sd.values(), ...back.values()]) t.dispose();
       }, []],
       ['fromTorchTransformerLayer (missing names)', sf.fromTorchTransformerLayer as never, [new Map(), 'decoder']],
+      ['encodeSafetensors', sf.encodeSafetensors as never, [{ x, ids }, { step: '2' }]],
+      ['decodeSafetensors', sf.decodeSafetensors as never, [file]],
+      ['decodeSafetensors (truncated)', sf.decodeSafetensors as never, [file.subarray(0, file.length - 1)]],
+      ['saveSafetensors + loadSafetensors', async () => {
+        await sf.saveSafetensors(join(dir, 'a.safetensors'), { x, g }, { step: '3' });
+        return sf.loadSafetensors(join(dir, 'a.safetensors'));
+      }, []],
+      ['loadSafetensors (missing)', sf.loadSafetensors as never, [join(dir, 'missing.safetensors')]],
       ['fusedAttentionBackward (bad lse)', sf.fusedAttentionBackward as never, [aq, aq, akv, akv, aq, Tensor.zeros([1, 4])]],
       ['adamw', sf.adamw as never, [op, og, om, ov, { lr: 1e-4, step: 3, copies: ocopies, decay: [true, false] }]],
       ['adamw (bad grad shape)', sf.adamw as never, [op[0], x, om[0], ov[0], { lr: 1e-4, step: 1 }]],
@@ -127,6 +141,7 @@ describe('no leaks', () => {
     const rss0 = process.memoryUsage().rss;
     await round(10_000);
     await settle();
+    rmSync(dir, { recursive: true, force: true });
     expect(sf.memory().cpu).toEqual(mem0);
     const grew = (process.memoryUsage().rss - rss0) / 2 ** 20;
     expect(grew, `RSS grew by ${grew.toFixed(1)} MiB`).toBeLessThan(24);
