@@ -23,3 +23,5 @@ export { type LMForwardOptions, TransformerLM, type TransformerLMConfig } from '
 export { type Seq2SeqConfig, type Seq2SeqForwardOptions, Seq2SeqTransformer } from './models/seq2seq.js';
 export { fromTorchTransformerLayer, type TorchLayerKind, toTorchTransformerLayer } from './layers/torchNames.js';
 export { decodeSafetensors, encodeSafetensors, loadSafetensors, type SafetensorsContents, saveSafetensors, type TensorMap } from './io/safetensors.js';
+export { type Batch, type DataSource, TokenBatcher, type TokenBatcherOptions } from './train/data.js';
+export { type HistoryEntry, lossCurveSvg, type StepResult, type TrainableModel, Trainer, type TrainerOptions } from './train/trainer.js';

@@ -406,6 +406,7 @@ export const CASES: Record<string, Case[]> = {
   memory: [],
   getNumThreads: [],
   getIsa: [],
+  lossCurveSvg: [['not an array', () => [{ step: 1 }], 'ERR_ARG']],
   buildInfo: [],
 };
 
@@ -426,6 +427,25 @@ const encoder = () => new sf.TransformerEncoderLayer(layerCfg);
 const crossDecoder = () => new sf.TransformerDecoderLayer({ ...layerCfg, crossAttention: true });
 
 export const CLASS_CASES: Record<string, ClassCase[]> = {
+  Trainer: [
+    ['no model', () => new sf.Trainer({ optimizer: optimizer() } as unknown as sf.TrainerOptions), 'ERR_ARG'],
+    ['no optimizer', () => new sf.Trainer({ model: lm() } as unknown as sf.TrainerOptions), 'ERR_ARG'],
+    ['accumulate 0', () => new sf.Trainer({ model: lm(), optimizer: optimizer(), accumulate: 0 }), 'ERR_ARG'],
+    ['checkpoint without dir', () => new sf.Trainer({ model: lm(), optimizer: optimizer(), checkpoint: { every: 5 } as { dir: string; every: number } }), 'ERR_ARG'],
+    ['eval without run', () => new sf.Trainer({ model: lm(), optimizer: optimizer(), eval: { every: 5 } as { every: number; run: () => Promise<number> } }), 'ERR_ARG'],
+    ['schedule not a function', () => new sf.Trainer({ model: lm(), optimizer: optimizer(), schedule: 3 as unknown as sf.Schedule }), 'ERR_ARG'],
+    ['step: no batches and no data', () => new sf.Trainer({ model: lm(), optimizer: optimizer() }).step(), 'ERR_ARG'],
+    ['train: until not an integer', () => new sf.Trainer({ model: lm(), optimizer: optimizer() }).train(1.5), 'ERR_ARG'],
+    ['evaluate: no eval hook', () => new sf.Trainer({ model: lm(), optimizer: optimizer() }).evaluate(), 'ERR_ARG'],
+    ['saveCheckpoint: no path and no dir', () => new sf.Trainer({ model: lm(), optimizer: optimizer() }).saveCheckpoint(), 'ERR_ARG'],
+    ['resume: a path that is not a string', () => new sf.Trainer({ model: lm(), optimizer: optimizer() }).resume(3 as unknown as string), 'ERR_ARG'],
+  ],
+  TokenBatcher: [
+    ['fewer tokens than seqLen + 1', () => new sf.TokenBatcher([1, 2, 3], { batchSize: 1, seqLen: 3 }), 'ERR_ARG'],
+    ['batchSize 0', () => new sf.TokenBatcher([1, 2, 3], { batchSize: 0, seqLen: 1 }), 'ERR_ARG'],
+    ['tokens not an array', () => new sf.TokenBatcher(5 as unknown as number[], { batchSize: 1, seqLen: 1 }), 'ERR_ARG'],
+    ['setState: malformed', () => new sf.TokenBatcher([1, 2, 3], { batchSize: 1, seqLen: 1 }).setState({ rng: 'x' }), 'ERR_ARG'],
+  ],
   Embedding: [
     ['no vocabSize', () => new sf.Embedding({ hiddenSize: 8, maxSeqLen: 4 } as sf.EmbeddingConfig), 'ERR_ARG'],
     ['unknown positions', () => new sf.Embedding({ vocabSize: 5, hiddenSize: 8, maxSeqLen: 4, positions: 'rope' as 'none' }), 'ERR_ARG'],

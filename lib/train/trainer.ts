@@ -311,6 +311,7 @@ export class Trainer {
 
 /** An SVG line chart of the training loss (and validation loss points) over steps. */
 export function lossCurveSvg(history: readonly HistoryEntry[]): string {
+  if (!Array.isArray(history)) fail('ERR_ARG', `lossCurveSvg: expected an array of {step, loss, lr, valLoss?} but received ${describe(history)}`);
   const W = 640, H = 360, L = 56, R = 16, T = 24, B = 40;
   const pts = history.filter((h) => Number.isFinite(h.loss));
   const val = history.filter((h) => h.valLoss !== undefined && Number.isFinite(h.valLoss));
