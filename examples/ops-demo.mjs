@@ -1,5 +1,5 @@
-// The README's demo: one Transformer feed-forward block built from seqfuse's fused CPU ops,
-// checked against plain JavaScript, then timed. Run: npm run demo
+// An ops demo: one Transformer feed-forward block built from seqfuse's fused CPU ops,
+// checked against plain JavaScript (exits 1 on a mismatch), then timed. Run: node examples/ops-demo.mjs
 import sf from '../dist/index.js';
 
 const { Tensor } = sf;
@@ -71,6 +71,10 @@ for (let i = 0; i < ys.length; i++) {
   den += ref[i] ** 2;
 }
 console.log(`FFN block [${batch}, ${seq}, ${hidden}] -> ${ffn}: relative L2 error vs float64 JS ${Math.sqrt(err / den).toExponential(2)}`);
+if (!(Math.sqrt(err / den) < 1e-4)) {
+  console.error('mismatch against plain JavaScript');
+  process.exitCode = 1;
+}
 
 const times = [];
 for (let i = 0; i < 20; i++) {

@@ -21,7 +21,9 @@ const SEQ = [1, 3, 7, 8, 9, 16, 17, 33, 65];
 //   whose difference is much smaller when the weights are spread out, so the f32 rounding of dP
 //   and delta comes back relative to |dS| amplified by |dP| / |dP - delta|; dq and dk then sum Sk
 //   (resp. Sq) such terms. Where dS is exactly 0 (a single visible key, e.g. Sk = 1) relL2 is the
-//   absolute norm of that rounding. Measured on the first kernels: at most 8e-7.
+//   absolute norm of that rounding. Measured on the first kernels: at most 8e-7. Beyond that
+//   (e.g. scale 2.5 with D = 59: scores of ±6, a near one-hot softmax, dq 8e-4 off in one random
+//   case) the bf16 rule below applies with the f32 unfused path and floor as the baselines.
 // - bf16/f16 (out and gradients): at most UNFUSED_FACTOR times the error of the unfused
 //   same-precision path (scores, softmax, dropout and each product rounded to the dtype, float64
 //   in between: reference/attention.ts), as flash-attention tests its kernels; never asked below
@@ -122,11 +124,10 @@ function randomShape(r: () => number, D: number, sq?: number, sk?: number): Attn
  */
 function expectAttnClose(actual: Tensor, exact: Float64Array, baselines: () => [string, Float64Array][], dtype: FloatType,
   what: string, f32Factor = 1): void {
-  if (dtype === 'f32') {
-    expectClose(actual, exact, 'f32', what, f32Factor);
-    return;
-  }
   const err = relL2(actual.toArray(), exact);
+  // f32: the fixed tolerance, unless a plain f32 implementation errs more (a near one-hot softmax
+  // makes dq = sum_j P_j (dP_j - delta) k_j a small difference of large terms)
+  if (dtype === 'f32' && err <= tol('f32') * f32Factor) return;
   const base = baselines().map(([name, b]) => [name, relL2(b, exact)] as const);
   const bound = Math.max(UNFUSED_FACTOR * Math.max(...base.map(([, e]) => e)), tol('f32') * f32Factor);
   const said = base.map(([name, e]) => `${name} ${e}`).join(', ');

@@ -1,8 +1,11 @@
 // TransformerLM: the whole model's loss gradient against float64 central differences of a float64
 // reference model (embedding + layers + final norm + tied head + cross-entropy), a short training
 // run that must learn a pattern, and generation.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { AdamW, Tensor, TransformerLM, type TransformerLMConfig } from '../lib/index.js';
+import { AdamW, Seq2SeqTransformer, Tensor, TransformerLM, type TransformerLMConfig } from '../lib/index.js';
 import { freshSeed, rng } from './helpers.js';
 import { embeddingRef } from './reference/embedding.js';
 import { layerNormRef } from './reference/norm.js';
@@ -104,6 +107,18 @@ describe('TransformerLM', () => {
     expect(last).toBeLessThan(0.1);
     const out = await model.generate([3, 4, 5], { maxNewTokens: 6, temperature: 0 });
     expect(Array.from(out)).toEqual([6, 7, 0, 1, 2, 3]);
+    // save, rebuild from the file, same logits bit for bit
+    const dir = mkdtempSync(join(tmpdir(), 'seqfuse-lm-'));
+    try {
+      await model.save(join(dir, 'lm.safetensors'));
+      const again = await TransformerLM.fromFile(join(dir, 'lm.safetensors'));
+      const ids = Tensor.from(Int32Array.of(1, 2, 3, 4), [1, 4], { dtype: 'i32' });
+      expect((await again.forward(ids)).toArray()).toEqual((await model.forward(ids)).toArray());
+      again.dispose();
+      await expect(Seq2SeqTransformer.fromFile(join(dir, 'lm.safetensors'))).rejects.toMatchObject({ code: 'ERR_ARG' });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
     opt.dispose();
     model.dispose();
   });

@@ -7,6 +7,7 @@ import { crossEntropy, crossEntropyBackward, type MileOptions } from '../ops/cro
 import { gemm, linear } from '../ops/matmul.js';
 import { boolOpt, intOpt, numberOpt, optionsArg, tensorArg } from '../ops/common.js';
 import type { Tensor } from '../tensor.js';
+import { loadSafetensors, saveSafetensors } from '../io/safetensors.js';
 
 /** Anything with named parameters and accumulated gradients. */
 export interface Module {
@@ -91,6 +92,27 @@ export abstract class ModelBase {
     loadNamed(op, this.parameters(), params);
   }
 
+  /**
+   * Writes the parameters as a safetensors file (atomically), with the model's class and config
+   * in its metadata (`seqfuse.model`, `seqfuse.config`) so `fromFile` can rebuild it.
+   */
+  async save(path: string, metadata: Record<string, string> = {}): Promise<void> {
+    this._check(`${this._name}.save`);
+    await saveSafetensors(path, this.parameters(), { ...metadata, 'seqfuse.model': this._name, 'seqfuse.config': JSON.stringify(this._config()) });
+  }
+
+  /** Loads parameters from a safetensors file written by save() (or any file with the same names and shapes). */
+  async load(path: string): Promise<void> {
+    const op = `${this._name}.load`;
+    this._check(op);
+    const { tensors } = await loadSafetensors(path);
+    try {
+      this.loadParameters(tensors);
+    } finally {
+      for (const t of tensors.values()) t.dispose();
+    }
+  }
+
   dispose(): void {
     if (this._disposed) return;
     this._release();
@@ -101,6 +123,9 @@ export abstract class ModelBase {
   [Symbol.dispose](): void {
     this.dispose();
   }
+
+  /** The config the model was built from (saved with its parameters). */
+  protected abstract _config(): object;
 
   /** Frees what the last forward kept for its backward. */
   protected abstract _release(): void;
@@ -202,6 +227,23 @@ export abstract class ModelBase {
     const out = new Map<string, Tensor>();
     for (const [prefix, m] of this._modules()) for (const [k, v] of get(m)) out.set(`${prefix}.${k}`, v);
     return out;
+  }
+}
+
+/** Reads a file written by `save()` of the model class `name`: its config and parameters. */
+export async function readModelFile(name: string, path: string): Promise<{ config: unknown; tensors: Map<string, Tensor> }> {
+  const op = `${name}.fromFile`;
+  const { tensors, metadata } = await loadSafetensors(path);
+  const cls = metadata['seqfuse.model'];
+  if (cls !== name) {
+    for (const t of tensors.values()) t.dispose();
+    fail('ERR_ARG', `${op}: ${path} holds ${cls === undefined ? 'no seqfuse model metadata' : `a ${cls}`}, not a ${name}`);
+  }
+  try {
+    return { config: JSON.parse(metadata['seqfuse.config'] ?? ''), tensors };
+  } catch {
+    for (const t of tensors.values()) t.dispose();
+    return fail('ERR_ARG', `${op}: ${path} has malformed seqfuse.config metadata`);
   }
 }
 

@@ -6,11 +6,11 @@
 // `model.<name>`, the optimizer's state under `optim.<name>`, and in its metadata (key
 // `seqfuse.trainer`) the step, seeds, the data source's position, the loss scaler and the history.
 // Dropout seeds are functions of (seed, step, micro-batch), so a resumed run repeats exactly.
-import { readdir, unlink } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, readdir, unlink } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { SingleBar } from 'cli-progress';
 import { describe, fail } from '../errors.js';
-import { writeFileAtomic } from '../io/atomic.js';
+import { ioError, writeFileAtomic } from '../io/atomic.js';
 import { loadSafetensors, saveSafetensors } from '../io/safetensors.js';
 import { boolOpt, intOpt, numberOpt, optionsArg } from '../ops/common.js';
 import type { MileOptions } from '../ops/crossent.js';
@@ -172,7 +172,7 @@ export class Trainer {
 
   /**
    * Runs steps until stepCount reaches `until`, with the progress bar, evals, checkpoints and the
-   * loss curve as configured. `onStep` sees every step's result.
+   * loss curve as configured. `onStep` sees every step's result after that step's eval and checkpoint.
    */
   async train(until: number, onStep?: (r: StepResult) => void | Promise<void>): Promise<HistoryEntry[]> {
     const op = 'Trainer.train';
@@ -188,11 +188,11 @@ export class Trainer {
         const r = await this.step();
         avg = Number.isNaN(avg) ? r.loss : 0.95 * avg + 0.05 * r.loss;
         bar?.update(this._step, { loss: avg.toFixed(4), tps: Math.round((r.tokens * 1000) / r.ms), lr: r.lr.toExponential(2) });
-        if (onStep) await onStep(r);
         const e = this._o.eval;
         if (e && (this._step % e.every === 0 || this._step === total)) await this.evaluate();
         const c = this._o.checkpoint;
         if (c && this._step % c.every === 0) await this.saveCheckpoint();
+        if (onStep) await onStep(r);
       }
     } finally {
       bar?.stop();
@@ -228,6 +228,11 @@ export class Trainer {
       format: 1, step: this._step, optimStep: opt.step, seed: this._o.seed, history: this.history,
       data: this._o.data?.state() ?? null, scaler: this._o.lossScaler?.stateDict() ?? null,
     };
+    try {
+      await mkdir(dirname(file), { recursive: true });
+    } catch (e) {
+      throw ioError(op, `create the directory of '${file}'`, e);
+    }
     await saveSafetensors(file, tensors, { [META_KEY]: JSON.stringify(meta) });
     if (c && path === undefined) await this._prune(c.dir, c.keep ?? 2);
     return file;
