@@ -124,8 +124,23 @@ export abstract class ModelBase {
     this.dispose();
   }
 
-  /** The config the model was built from (saved with its parameters). */
-  protected abstract _config(): object;
+  /** Builds a model of this class from a file written by save(): its config, then its parameters. */
+  static async fromFile<M extends ModelBase>(this: new (config: never) => M, path: string): Promise<M> {
+    const { config, tensors } = await readModelFile(this.name, path);
+    try {
+      const m = new this(config as never);
+      m.loadParameters(tensors);
+      return m;
+    } finally {
+      for (const t of tensors.values()) t.dispose();
+    }
+  }
+
+  /** The config the model was built from, saved with its parameters (less the seed, which may be a bigint). */
+  protected _config(): object {
+    const { seed: _, ...rest } = (this as unknown as { config: Record<string, unknown> }).config;
+    return rest;
+  }
 
   /** Frees what the last forward kept for its backward. */
   protected abstract _release(): void;

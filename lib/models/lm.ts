@@ -7,7 +7,7 @@ import { Embedding, Norm } from '../layers/embedding.js';
 import { TransformerDecoderLayer, type TransformerLayerConfig } from '../layers/transformer.js';
 import { boolOpt, enumOpt, intOpt, numberOpt, optionsArg, seedOpt, tensorArg } from '../ops/common.js';
 import { Tensor } from '../tensor.js';
-import { type GenerateOptions, type LossOptions, type LossResult, mixSeed, ModelBase, type Module, promptArg, readModelFile, reshaped } from './base.js';
+import { type GenerateOptions, type LossOptions, type LossResult, mixSeed, ModelBase, type Module, promptArg, reshaped } from './base.js';
 
 export interface TransformerLMConfig extends Omit<TransformerLayerConfig, 'maxBatchTokens'> {
   vocabSize: number;
@@ -166,23 +166,6 @@ export class TransformerLM extends ModelBase {
       ids.dispose();
       return last;
     });
-  }
-
-  /** Builds a model from a file written by save(): its config, then its parameters. */
-  static async fromFile(path: string): Promise<TransformerLM> {
-    const { config, tensors } = await readModelFile('TransformerLM', path);
-    try {
-      const m = new TransformerLM(config as TransformerLMConfig);
-      m.loadParameters(tensors);
-      return m;
-    } finally {
-      for (const t of tensors.values()) t.dispose();
-    }
-  }
-
-  protected _config(): object {
-    const { seed: _, ...rest } = this.config;  // the parameters are saved; the seed may be a bigint
-    return rest;
   }
 
   protected _modules(): [string, Module][] {

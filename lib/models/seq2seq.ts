@@ -6,7 +6,7 @@ import { Embedding, type Norm } from '../layers/embedding.js';
 import { TransformerDecoderLayer, TransformerEncoderLayer } from '../layers/transformer.js';
 import { boolOpt, intOpt, numberOpt, optionsArg, seedOpt, tensorArg } from '../ops/common.js';
 import { Tensor } from '../tensor.js';
-import { type GenerateOptions, type LossOptions, type LossResult, mixSeed, ModelBase, type Module, promptArg, readModelFile, reshaped } from './base.js';
+import { type GenerateOptions, type LossOptions, type LossResult, mixSeed, ModelBase, type Module, promptArg, reshaped } from './base.js';
 import { stackParts, type TransformerLMConfig } from './lm.js';
 
 export interface Seq2SeqConfig extends Omit<TransformerLMConfig, 'numLayers'> {
@@ -172,23 +172,6 @@ export class Seq2SeqTransformer extends ModelBase {
     } finally {
       srcT.dispose();
     }
-  }
-
-  /** Builds a model from a file written by save(): its config, then its parameters. */
-  static async fromFile(path: string): Promise<Seq2SeqTransformer> {
-    const { config, tensors } = await readModelFile('Seq2SeqTransformer', path);
-    try {
-      const m = new Seq2SeqTransformer(config as Seq2SeqConfig);
-      m.loadParameters(tensors);
-      return m;
-    } finally {
-      for (const t of tensors.values()) t.dispose();
-    }
-  }
-
-  protected _config(): object {
-    const { seed: _, ...rest } = this.config;  // the parameters are saved; the seed may be a bigint
-    return rest;
   }
 
   protected _modules(): [string, Module][] {
