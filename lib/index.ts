@@ -25,3 +25,4 @@ export { fromTorchTransformerLayer, type TorchLayerKind, toTorchTransformerLayer
 export { decodeSafetensors, encodeSafetensors, loadSafetensors, type SafetensorsContents, saveSafetensors, type TensorMap } from './io/safetensors.js';
 export { type Batch, type DataSource, TokenBatcher, type TokenBatcherOptions } from './train/data.js';
 export { type HistoryEntry, lossCurveSvg, type StepResult, type TrainableModel, Trainer, type TrainerOptions } from './train/trainer.js';
+export { type EncoderForwardOptions, TransformerEncoder, type TransformerEncoderConfig } from './models/encoder.js';

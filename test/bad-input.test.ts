@@ -427,6 +427,13 @@ const encoder = () => new sf.TransformerEncoderLayer(layerCfg);
 const crossDecoder = () => new sf.TransformerDecoderLayer({ ...layerCfg, crossAttention: true });
 
 export const CLASS_CASES: Record<string, ClassCase[]> = {
+  TransformerEncoder: [
+    ['no numLayers', () => new sf.TransformerEncoder({ ...lmCfg, numLayers: undefined as unknown as number }), 'ERR_ARG'],
+    ['forward: f32 ids', () => new sf.TransformerEncoder(lmCfg).forward(f32([1, 3])), 'ERR_DTYPE'],
+    ['forward: lengths above seq', () => new sf.TransformerEncoder(lmCfg).forward(i32([1, 3]), { lengths: Int32Array.of(4) }), 'ERR_ARG'],
+    ['backward: before any forward', () => new sf.TransformerEncoder(lmCfg).backward(f32([1, 3, 8])), 'ERR_ARG'],
+    ['mlmLoss: targets of another shape', () => new sf.TransformerEncoder(lmCfg).mlmLoss(i32([1, 3]), i32([1, 2])), 'ERR_SHAPE'],
+  ],
   Trainer: [
     ['no model', () => new sf.Trainer({ optimizer: optimizer() } as unknown as sf.TrainerOptions), 'ERR_ARG'],
     ['no optimizer', () => new sf.Trainer({ model: lm() } as unknown as sf.TrainerOptions), 'ERR_ARG'],
