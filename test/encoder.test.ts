@@ -40,7 +40,7 @@ describe('TransformerEncoder', () => {
     const model = new TransformerEncoder(cfg);
     const B = 2, S = 5, lengths = [5, 3];
     const ids = Int32Array.from({ length: B * S }, () => Math.floor(r() * 7));
-    const targets = Int32Array.from({ length: B * S }, (_, i) => (r() < 0.4 ? -100 : Math.floor(r() * 7)));
+    const targets = Int32Array.from({ length: B * S }, () => (r() < 0.4 ? -100 : Math.floor(r() * 7)));
     targets[0] = 3;
     const { loss } = await model.mlmLoss(Tensor.from(ids, [B, S], { dtype: 'i32' }), Tensor.from(targets, [B, S], { dtype: 'i32' }),
       { backward: true, lengths: Int32Array.from(lengths) });

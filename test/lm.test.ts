@@ -122,4 +122,30 @@ describe('TransformerLM', () => {
     opt.dispose();
     model.dispose();
   });
+
+  it('trains in bf16 (bf16 parameters and activations, f32 AdamW masters)', async () => {
+    const model = new TransformerLM({ vocabSize: 8, hiddenSize: 32, numLayers: 2, numHeads: 4, ffnSize: 64, maxSeqLen: 16, seed: 11, dtype: 'bf16' });
+    const opt = new AdamW(model.parameters(), { lr: 3e-3, weightDecay: 0 });
+    const B = 8, S = 12;
+    const ids = new Int32Array(B * S), tg = new Int32Array(B * S);
+    for (let i = 0; i < B * S; i++) {
+      ids[i] = (i % S + Math.floor(i / S)) % 8;
+      tg[i] = (ids[i]! + 1) % 8;
+    }
+    const idsT = Tensor.from(ids, [B, S], { dtype: 'i32' }), tgT = Tensor.from(tg, [B, S], { dtype: 'i32' });
+    let first = 0, last = 0;
+    for (let step = 0; step < 60; step++) {
+      model.zeroGrad();
+      const { loss } = await model.loss(idsT, tgT, { train: true });
+      const r = await opt.step(model.gradients());
+      expect(r.skipped).toBe(false);
+      if (step === 0) first = loss;
+      last = loss;
+    }
+    expect([...model.parameters().values()].every((t) => t.dtype === 'bf16')).toBe(true);
+    expect(first).toBeGreaterThan(1.5);
+    expect(last).toBeLessThan(0.2);
+    opt.dispose();
+    model.dispose();
+  });
 });
