@@ -17,6 +17,7 @@ function refLoss(cfg: TransformerLMConfig, p: Map<string, Float64Array>, ids: In
   const lc: LayerRefConfig = {
     hidden: H, heads: cfg.numHeads, kvHeads: cfg.numKvHeads ?? cfg.numHeads, ffn: cfg.ffnSize, act: cfg.activation ?? 'gelu',
     preLN: true, rms: false, eps: 1e-5, causal: true, cross: false, attnDropout: 0, actDropout: 0, hiddenDropout: 0,
+    ...(cfg.positions === 'rotary' ? { rotaryDim: H / cfg.numHeads, rotaryBase: 10000 } : {}),
   };
   let x = embeddingRef(ids, p.get('embed.weight')!, H, S, { positions: p.get('embed.positions') });
   for (let l = 0; l < cfg.numLayers; l++) {
@@ -41,10 +42,10 @@ function refLoss(cfg: TransformerLMConfig, p: Map<string, Float64Array>, ids: In
 }
 
 describe('TransformerLM', () => {
-  it('loss gradient matches float64 finite differences of a float64 reference model', async () => {
+  it.each(['learned', 'rotary'] as const)('loss gradient matches float64 finite differences of a float64 reference model (%s positions)', async (positions) => {
     const seed = freshSeed();
     const r = rng(seed);
-    const cfg: TransformerLMConfig = { vocabSize: 7, hiddenSize: 8, numLayers: 2, numHeads: 2, numKvHeads: 1, ffnSize: 12, maxSeqLen: 6, seed: 3, initStd: 0.3 };
+    const cfg: TransformerLMConfig = { vocabSize: 7, hiddenSize: 8, numLayers: 2, numHeads: 2, numKvHeads: 1, ffnSize: 12, maxSeqLen: 6, seed: 3, initStd: 0.3, positions };
     const model = new TransformerLM(cfg);
     // non-trivial norm parameters
     for (const [name, t] of model.parameters())

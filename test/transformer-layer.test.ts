@@ -26,6 +26,7 @@ function refConfig(c: Case): LayerRefConfig {
     hidden: k.hiddenSize, heads: k.numHeads, kvHeads: k.numKvHeads ?? k.numHeads, ffn: k.ffnSize, act: (k.activation ?? 'gelu') as ActName,
     preLN: k.preLayerNorm ?? true, rms: k.norm === 'rmsnorm', eps: k.layerNormEps ?? 1e-5, causal: c.causal, cross: c.cross,
     attnDropout: k.attnDropout ?? 0, actDropout: k.activationDropout ?? 0, hiddenDropout: k.hiddenDropout ?? 0,
+    ...(k.rotary ? { rotaryDim: (k.rotary as { dim: number }).dim, rotaryBase: (k.rotary as { base: number }).base } : {}),
   };
 }
 
@@ -83,6 +84,9 @@ function randomCase(r: () => number, small: boolean): Case {
     },
     causal: kind !== 'encoder', cross: kind === 'cross', B, S, Senc,
   };
+  // rotary on some cases: all head dims or a part (even), a custom base
+  if (r() < 0.4) c.cfg.rotary = { dim: 2 * Math.max(1, Math.floor(r() * (D / 2 + 1)) ), base: pick([10000, 500]) };
+  if (c.cfg.rotary && (c.cfg.rotary as { dim: number }).dim > D) c.cfg.rotary = false;
   if (r() < 0.5) c.lengths = Array.from({ length: B }, () => 1 + Math.floor(r() * S));
   if (c.cross && r() < 0.5) c.encLengths = Array.from({ length: B }, () => 1 + Math.floor(r() * Senc));
   return c;

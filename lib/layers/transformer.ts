@@ -34,6 +34,12 @@ export interface TransformerLayerConfig {
   hiddenDropout?: number;
   /** Norm epsilon (default 1e-5, as PyTorch). */
   layerNormEps?: number;
+  /**
+   * Rotary position embedding (RoFormer; the "rotate half" layout of GPT-NeoX and LLaMA) on
+   * self-attention's q and k: `true` for all head dims, or `{dim, base = 10000}` (dim even, at
+   * most the head dim). Default off. Positions count from 0 at each sequence's first token.
+   */
+  rotary?: boolean | { dim?: number; base?: number };
   /** Parameter and activation dtype (default 'f32'). */
   dtype?: 'f32' | 'bf16' | 'f16';
   /** Optional limits, checked on every forward with a clear error; nothing is preallocated from them. */
@@ -128,14 +134,24 @@ abstract class TransformerLayerBase {
     const layerNormEps = numberOpt(c.layerNormEps, op, 'layerNormEps', 1e-5, Number.MIN_VALUE, 0.5);
     const dtype = enumOpt<'f32' | 'bf16' | 'f16'>(c.dtype, op, 'dtype', 'f32', ['f32', 'bf16', 'f16']);
     const initStd = numberOpt(c.initStd, op, 'initStd', 0.02, 0, 1e3);
+    let rotaryDim = 0, rotaryBase = 10000;
+    if (c.rotary !== undefined && c.rotary !== false) {
+      const r = c.rotary === true ? {} : optionsArg<{ dim?: number; base?: number }>(c.rotary, op);
+      const headDim = hiddenSize / numHeads;
+      rotaryDim = sizeOpt(r.dim, op, 'rotary.dim', headDim, 2);
+      if (rotaryDim % 2 || rotaryDim > headDim) fail('ERR_ARG', `${op}: expected rotary.dim to be even and at most the head dim ${headDim} but received ${rotaryDim}`);
+      rotaryBase = numberOpt(r.base, op, 'rotary.base', 10000, 1.000001, 1e12);
+    }
     const maxBatchTokens = c.maxBatchTokens === undefined ? undefined : sizeOpt(c.maxBatchTokens, op, 'maxBatchTokens', NaN, 1);
     const maxSeqLen = c.maxSeqLen === undefined ? undefined : sizeOpt(c.maxSeqLen, op, 'maxSeqLen', NaN, 1);
     this._seed = c.seed === undefined ? randomSeed() : seedOpt(c.seed, op, true);
     this.config = Object.freeze({ hiddenSize, numHeads, numKvHeads, ffnSize, activation, preLayerNorm, norm, attnDropout,
-      activationDropout, hiddenDropout, layerNormEps, dtype, initStd, maxBatchTokens, maxSeqLen });
+      activationDropout, hiddenDropout, layerNormEps, dtype, initStd, maxBatchTokens, maxSeqLen,
+      rotary: rotaryDim ? { dim: rotaryDim, base: rotaryBase } : false });
     this.dtype = dtype;
     this._cfg = Float64Array.from([hiddenSize, numHeads, numKvHeads, ffnSize, ACT_CODE[activation], preLayerNorm ? 1 : 0,
-      norm === 'rmsnorm' ? 1 : 0, causal ? 1 : 0, cross ? 1 : 0, layerNormEps, attnDropout, activationDropout, hiddenDropout]);
+      norm === 'rmsnorm' ? 1 : 0, causal ? 1 : 0, cross ? 1 : 0, layerNormEps, attnDropout, activationDropout, hiddenDropout,
+      rotaryDim, rotaryBase]);
     const shapes = native.layer_param_shapes(this._cfg, _name);
     const seed0 = BigInt(this._seed);
     this._params = shapes.map((shape, i) => {

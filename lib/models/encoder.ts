@@ -38,7 +38,7 @@ export class TransformerEncoder extends ModelBase {
     this.layers = p.layers as TransformerEncoderLayer[];
     this._norm = p.norm;
     this.embed = new Embedding({
-      vocabSize, hiddenSize: p.hidden, maxSeqLen, positions: p.positions, scale: c.embedScale,
+      vocabSize, hiddenSize: p.hidden, maxSeqLen, positions: p.positions === 'rotary' ? 'none' : p.positions, scale: c.embedScale,
       dropout: numberOpt(c.embedDropout, op, 'embedDropout', c.hiddenDropout ?? 0, 0, 1), dtype: c.dtype, initStd: p.std, seed: mixSeed(seed, 0),
     });
     this.config = Object.freeze({ ...c, vocabSize, numLayers, maxSeqLen, positions: p.positions, hiddenSize: p.hidden });

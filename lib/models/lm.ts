@@ -14,8 +14,11 @@ export interface TransformerLMConfig extends Omit<TransformerLayerConfig, 'maxBa
   numLayers: number;
   /** Rows of the position table (the longest sequence the model takes). */
   maxSeqLen: number;
-  /** 'learned' (default, a trained [maxSeqLen, hidden] table) or 'sinusoidal' (fixed, Vaswani et al.). */
-  positions?: 'learned' | 'sinusoidal';
+  /**
+   * 'learned' (default, a trained [maxSeqLen, hidden] table), 'sinusoidal' (fixed, Vaswani et al.)
+   * or 'rotary' (no table: every self-attention rotates q and k, `rotary` of the layer config).
+   */
+  positions?: 'learned' | 'sinusoidal' | 'rotary';
   /** Multiplies token embeddings (default 1 with learned positions, sqrt(hidden) with sinusoidal). */
   embedScale?: number;
   /** Dropout on the embedding output (default: hiddenDropout). */
@@ -33,10 +36,10 @@ export interface LMForwardOptions {
 export function stackParts(op: string, c: TransformerLMConfig, seed: number | bigint, numLayers: number, base: number,
   layer: (cfg: TransformerLayerConfig & { seed: bigint }, i: number) => TransformerDecoderLayer | Module) {
   const hidden = intOpt(c.hiddenSize, op, 'hiddenSize', NaN, 1, 2 ** 24);
-  const positions = enumOpt<'learned' | 'sinusoidal'>(c.positions, op, 'positions', 'learned', ['learned', 'sinusoidal']);
+  const positions = enumOpt<'learned' | 'sinusoidal' | 'rotary'>(c.positions, op, 'positions', 'learned', ['learned', 'sinusoidal', 'rotary']);
   const std = numberOpt(c.initStd, op, 'initStd', 0.02, 0, 1e3);
   const layers = Array.from({ length: numLayers }, (_, i) => {
-    const l = layer({ ...c, seed: mixSeed(seed, base + i + 1) }, i);
+    const l = layer({ ...c, rotary: positions === 'rotary' ? c.rotary ?? true : c.rotary, seed: mixSeed(seed, base + i + 1) }, i);
     // GPT-2's init: residual-path projections scaled by 1/sqrt(2 * layers)
     for (const name of ['attn.out.weight', 'cross.out.weight', 'ffn.fc2.weight']) {
       const w = l.parameters().get(name);
@@ -71,7 +74,7 @@ export class TransformerLM extends ModelBase {
     this.layers = p.layers as TransformerDecoderLayer[];
     this._norm = p.norm;
     this.embed = new Embedding({
-      vocabSize, hiddenSize: p.hidden, maxSeqLen, positions: p.positions, scale: c.embedScale,
+      vocabSize, hiddenSize: p.hidden, maxSeqLen, positions: p.positions === 'rotary' ? 'none' : p.positions, scale: c.embedScale,
       dropout: numberOpt(c.embedDropout, op, 'embedDropout', c.hiddenDropout ?? 0, 0, 1), dtype: c.dtype, initStd: p.std, seed: mixSeed(seed, 0),
     });
     this.config = Object.freeze({ ...c, vocabSize, numLayers, maxSeqLen, positions: p.positions, hiddenSize: p.hidden });

@@ -59,7 +59,7 @@ export class Seq2SeqTransformer extends ModelBase {
     this._encNorm = enc.norm;
     this._decNorm = dec.norm;
     this.embed = new Embedding({
-      vocabSize, hiddenSize: enc.hidden, maxSeqLen, positions: enc.positions, scale: c.embedScale,
+      vocabSize, hiddenSize: enc.hidden, maxSeqLen, positions: enc.positions === 'rotary' ? 'none' : enc.positions, scale: c.embedScale,
       dropout: numberOpt(c.embedDropout, op, 'embedDropout', c.hiddenDropout ?? 0, 0, 1), dtype: c.dtype, initStd: enc.std, seed: mixSeed(seed, 0),
     });
     this.config = Object.freeze({ ...c, vocabSize, numEncoderLayers: ne, numDecoderLayers: nd, maxSeqLen, positions: enc.positions, hiddenSize: enc.hidden });

@@ -8,6 +8,7 @@
 #include "ops/attention.h"
 #include "ops/dropout.h"
 #include "ops/norm.h"
+#include "ops/rope.h"
 #include "ops/tensor_ops.h"
 
 namespace seqfuse {
@@ -193,6 +194,16 @@ void heads(const Ctx& k, int64_t S, int64_t H, int64_t ld, int64_t col0, bool to
   heads_copy(h);
 }
 
+// Rotary embedding of self-attention heads [B, H, S, D] in place (inverse: the backward's).
+void rotary(const Ctx& k, int64_t H, void* x, bool inverse) {
+  if (!k.c.rotary_dim) return;
+  RopeArgs r;
+  r.device = k.c.device; r.dtype = k.c.dtype;
+  r.B = k.st.call.B; r.H = H; r.S = k.st.call.S; r.D = k.c.head_dim(); r.rot = k.c.rotary_dim; r.base = k.c.rotary_base;
+  r.inverse = inverse; r.x = x;
+  rope(r);
+}
+
 AttentionArgs attention_args(const Ctx& k, int blk) {
   const TransformerLayerCall& call = k.st.call;
   AttentionArgs a;
@@ -234,6 +245,8 @@ void attention_sub_fwd(Ctx& k, int blk, const void* h, void* z) {
     heads(k, k.st.call.S, nh, c.qkv_rows(), 0, true, qkv, q);
     heads(k, k.st.call.S, nkv, c.qkv_rows(), Hd, true, qkv, kk);
     heads(k, k.st.call.S, nkv, c.qkv_rows(), Hd + nkv * D, true, qkv, v);
+    rotary(k, nh, q, false);
+    rotary(k, nkv, kk, false);
   } else {
     void* qp = k.buf(kWork0, T * Hd);
     linear(k, T, kCrossQW, kCrossQB, h, qp);
@@ -305,6 +318,8 @@ void attention_sub_bwd(Ctx& k, int blk, void* const* grads, const void* h, const
   a.dout = dout; a.dq = dq; a.dk = dk; a.dv = dv;
   attention_bwd(a);
   if (blk == 0) {
+    rotary(k, nh, dq, true);
+    rotary(k, nkv, dk, true);
     const int64_t ld = c.qkv_rows();
     void* dqkv = k.buf(kWork0, T * ld);
     heads(k, S, nh, ld, 0, false, dq, dqkv);

@@ -15,6 +15,9 @@
 // Gradients of parameters are accumulated (+=) into the grads given; dx is written, denc is
 // accumulated (several decoder layers read one encoder output).
 //
+// Rotary (rotary_dim > 0): self-attention's q and k heads are rotated by their token position
+// (ops/rope.h) after the head split; the saved q and k are the rotated ones, and the backward
+// rotates dq and dk back. Cross-attention is not rotated.
 // Dropout: each site draws its own Philox stream, seed = layer_site_seed(call seed, site); the
 // backward recomputes every mask from those seeds, nothing stores a mask.
 // Memory: LayerState keeps what backward needs from the last forward (block inputs, normalized
@@ -46,6 +49,8 @@ struct TransformerLayerConfig {
   bool cross = false;               // a cross-attention block (decoder of an encoder-decoder)
   float eps = 1e-5f;
   float attn_dropout = 0.0f, act_dropout = 0.0f, hidden_dropout = 0.0f;
+  int64_t rotary_dim = 0;           // self-attention q and k: rotary embedding of this many dims (0: none)
+  double rotary_base = 10000.0;
   int64_t head_dim() const { return hidden / heads; }
   int64_t qkv_rows() const { return hidden + 2 * kv_heads * head_dim(); }
 };

@@ -5,7 +5,7 @@
 //   layer_fwd(state, config, params, caches, x, y, lengths?, enc?, encLengths?, train, seed, async, className)
 //   layer_bwd(state, config, params, grads, dy, dx, denc?, async, className)
 // config: Float64Array [hidden, heads, kvHeads, ffn, activation, preLn, rms, causal, cross, eps,
-//   attnDropout, actDropout, hiddenDropout]; params, grads: arrays of kLayerParams tensors in
+//   attnDropout, actDropout, hiddenDropout, rotaryDim, rotaryBase]; params, grads: arrays of kLayerParams tensors in
 //   LayerParam order (null where the config has no such parameter); caches: the weights' caches.
 // The TS layer runs one call at a time per state (lib/layers), so a state is never shared by two
 // running calls; the lengths are checked and copied here, on the JS thread.
@@ -25,7 +25,7 @@ struct LayerHandle {
 };
 
 constexpr napi_type_tag kLayerTag = {0x2b7e151628aed2a6ull, 0xabf7158809cf4f3cull};
-constexpr int kConfigLen = 13;
+constexpr int kConfigLen = 15;
 const char* const kParamNames[kLayerParams] = {
     "attn.qkv.weight", "attn.qkv.bias", "attn.out.weight", "attn.out.bias", "attn.norm.weight", "attn.norm.bias",
     "cross.q.weight", "cross.q.bias", "cross.kv.weight", "cross.kv.bias", "cross.out.weight", "cross.out.bias",
@@ -92,6 +92,11 @@ TransformerLayerConfig config_arg(const Napi::CallbackInfo& info, size_t i, cons
   c.attn_dropout = prob(10, "attnDropout");
   c.act_dropout = prob(11, "activationDropout");
   c.hidden_dropout = prob(12, "hiddenDropout");
+  c.rotary_dim = count(13, "rotaryDim", 0);
+  if (c.rotary_dim % 2 || c.rotary_dim > c.hidden / c.heads)
+    fail(ErrorCode::Arg, op, ": expected rotaryDim to be even and at most the head dim (", c.hidden / c.heads, ") but received ", c.rotary_dim);
+  if (!(d[14] > 1 && d[14] < 1e12)) fail(ErrorCode::Arg, op, ": expected rotaryBase in (1, 1e12) but received ", d[14]);
+  c.rotary_base = d[14];
   return c;
 }
 

@@ -21,6 +21,9 @@ export interface LayerRefConfig {
   attnDropout: number;
   actDropout: number;
   hiddenDropout: number;
+  /** Rotary embedding of self-attention's q and k (dims, base); 0 or undefined: none. */
+  rotaryDim?: number;
+  rotaryBase?: number;
 }
 
 export interface LayerRefInputs {
@@ -63,6 +66,22 @@ function fromHeads(heads: Float64Array, B: number, S: number, H: number, D: numb
   return out;
 }
 
+/** Rotates heads [B, H, S, D] in place by position (RoFormer, "rotate half" pairs (i, i + rot/2)). */
+function rotary(x: Float64Array, B: number, H: number, S: number, D: number, rot: number, base: number): void {
+  const half = rot / 2;
+  for (let bh = 0; bh < B * H; bh++) {
+    for (let s = 0; s < S; s++) {
+      const o = (bh * S + s) * D;
+      for (let i = 0; i < half; i++) {
+        const th = s * base ** (-2 * i / rot);
+        const u = x[o + i]!, v = x[o + i + half]!;
+        x[o + i] = u * Math.cos(th) - v * Math.sin(th);
+        x[o + i + half] = u * Math.sin(th) + v * Math.cos(th);
+      }
+    }
+  }
+}
+
 /** y [B, S, hidden] of the layer for parameters `p` (DESIGN §4 names). */
 export function layerRef(c: LayerRefConfig, p: Map<string, Float64Array>, inp: LayerRefInputs): Float64Array {
   const { B, S } = inp;
@@ -85,6 +104,10 @@ export function layerRef(c: LayerRefConfig, p: Map<string, Float64Array>, inp: L
       q = toHeads(qkv, B, S, c.heads, D, ld, 0);
       k = toHeads(qkv, B, S, nkv, D, ld, Hd);
       v = toHeads(qkv, B, S, nkv, D, ld, Hd + nkv * D);
+      if (c.rotaryDim) {
+        rotary(q, B, c.heads, S, D, c.rotaryDim, c.rotaryBase ?? 10000);
+        rotary(k, B, nkv, S, D, c.rotaryDim, c.rotaryBase ?? 10000);
+      }
     } else {
       const ld = 2 * nkv * D;
       q = toHeads(linearRef(h, P('cross.q.weight'), P('cross.q.bias'), null, T, Hd, Hd, 'none'), B, S, c.heads, D, Hd, 0);
