@@ -478,7 +478,7 @@ export const CLASS_CASES: Record<string, ClassCase[]> = {
   TransformerLM: [
     ['no vocabSize', () => new sf.TransformerLM({ ...lmCfg, vocabSize: undefined as unknown as number }), 'ERR_ARG'],
     ['negative numLayers', () => new sf.TransformerLM({ ...lmCfg, numLayers: -1 }), 'ERR_ARG'],
-    ['unknown positions', () => new sf.TransformerLM({ ...lmCfg, positions: 'rotary' as 'learned' }), 'ERR_ARG'],
+    ['unknown positions', () => new sf.TransformerLM({ ...lmCfg, positions: 'alibi' as 'learned' }), 'ERR_ARG'],
     ['maxSeqLen 0', () => new sf.TransformerLM({ ...lmCfg, maxSeqLen: 0 }), 'ERR_ARG'],
     ['forward: f32 ids', () => lm().forward(f32([1, 3])), 'ERR_DTYPE'],
     ['forward: 1-D ids', () => lm().forward(i32([3])), 'ERR_SHAPE'],
