@@ -9,7 +9,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ort from 'onnxruntime-node';
 import sf from '../dist/index.js';
-import { f32Peak, fmt, fmtMs as ms, fmtRatio as ratio, gitCommit, measure, printTable, startPython, timeAsync, values, writeResults } from './harness.mjs';
+import { f32Peak, fmt, fmtMs as ms, fmtRatio as ratio, gitCommit, measure, printTable, startPython, timeAsync, writeResults } from './harness.mjs';
 import helper from './native/index.cjs';
 import { FLOAT, INT32, INT64, initializer, model, node, valueInfo } from './onnx.mjs';
 
@@ -21,6 +21,14 @@ const CASES = [
   ...[128, 512, 2048].flatMap((S) => [false, true].map((causal) => ({ kind: 'prefill', B: 8, H: 12, Hkv: 12, Sq: S, Sk: S, D: 64, causal }))),
   ...[512, 4096, 32768].map((Sk) => ({ kind: 'decode', B: 1, H: 32, Hkv: 8, Sq: 1, Sk, D: 128, causal: false })),
 ];
+
+/** Deterministic f32 values in [-0.5, 0.5): a Weyl sequence, which attention_torch.py reproduces bit for bit. */
+function values(n, seed) {
+  const a = new Float32Array(n);
+  const off = Math.imul(seed, 40503);
+  for (let i = 0; i < n; i++) a[i] = ((Math.imul(i, 2654435761) + off) >>> 0) / 4294967296 - 0.5;
+  return a;
+}
 
 // --- ONNX graphs -------------------------------------------------------------------------------
 

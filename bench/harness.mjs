@@ -62,14 +62,6 @@ export function paired(ours, base, { rounds = 7, reps = 5, warmup = 3 } = {}) {
   return { ours: stats(a), base: stats(b), ratio: stats(ratios) };
 }
 
-/** Deterministic f32 values in [-0.5, 0.5): a Weyl sequence, which the Python peers reproduce bit for bit. */
-export function values(n, seed) {
-  const a = new Float32Array(n);
-  const off = Math.imul(seed, 40503);
-  for (let i = 0; i < n; i++) a[i] = ((Math.imul(i, 2654435761) + off) >>> 0) / 4294967296 - 0.5;
-  return a;
-}
-
 /** Times `reps` sequential calls of the async `call`; returns ns samples. */
 export async function timeAsync(call, reps) {
   const ns = [];
@@ -148,13 +140,15 @@ export function gitCommit() {
 
 /**
  * Starts a Python peer process `script` (the system python3 that has Debian's python3-torch, or
- * BENCH_PYTHON) with extra environment `env`. It speaks one JSON line per command: its first line
- * is a hello object. Returns { info: hello, ask(cmd) -> Promise<reply>, stop() }, or { missing }
+ * BENCH_PYTHON) with extra environment `env` (a null value removes a variable). It speaks one
+ * JSON line per command; its first line is a hello object. Returns { info: hello, ask(cmd) -> Promise<reply>, stop() }, or { missing }
  * with the reason when it does not start.
  */
 export async function startPython(script, env) {
   const python = process.env.BENCH_PYTHON ?? '/usr/bin/python3';
-  const child = spawn(python, [script], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+  const full = { ...process.env, ...env };
+  for (const k of Object.keys(full)) if (full[k] === null) delete full[k];
+  const child = spawn(python, [script], { env: full, stdio: ['pipe', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d) => (stderr += d));
   const spawned = new Promise((resolve) => child.on('error', (e) => resolve(e)));
