@@ -394,5 +394,7 @@ PyTorch setting (column 'setting'): the fastest per row of OMP_WAIT_POLICY {PASS
     console.log(`\nresults: ${file}`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
+    for (const t of [x.f32, x.bf16, dy.f32, dy.bf16]) t.dispose();
+    for (const ln of Object.values(layers)) for (const l of Object.values(ln)) l.dispose();
   }
 }
