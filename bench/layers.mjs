@@ -8,7 +8,7 @@
 // (and PyTorch's gradients) is checked against ours before timing. 2 and 1 threads; `--quick`:
 // fewer rounds.
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ort from 'onnxruntime-node';
@@ -314,7 +314,7 @@ export async function run(args) {
     const { checks, torch: torch0 } = await checkAll({ layers, x, dy, graphs, xv, setup, dir }, refs);
 
     const commit = gitCommit();
-    const info = { seqfuse: commit, isa: sf.getIsa().active, onnxruntime: ort.env.versions.node, cpuBf16: bf16Hw,
+    const info = { seqfuse: commit, isa: sf.getIsa().active, onnxruntime: ort.env.versions.node, cpuBf16: bf16Hw, loadBefore: loadavg()[0],
       torch: torch0.missing ? null : { ...torch0.procs[0].info, fastPath: torch0.procs[0].setup.fastPath } };
     const torchLine = torch0.missing ? `PyTorch: skipped (${torch0.missing}; install python3-torch, or set BENCH_PYTHON)`
       : `PyTorch ${info.torch.torch} (BLAS: ${info.torch.blas})`;
@@ -390,6 +390,9 @@ forward under no_grad (fused fast path used: ${info.torch ? JSON.stringify(info.
 torch hand: the post-LN layer as addmm / matmul / softmax / layer_norm / gelu. PyTorch runs f32 only (${torchLine}).
 PyTorch setting (column 'setting'): the fastest per row of OMP_WAIT_POLICY {PASSIVE, default} x torch.set_num_threads
 {threads, 1}, with OMP_NUM_THREADS and OPENBLAS_NUM_THREADS at the thread count (all tried settings in the JSON).`);
+    info.loadAfter = loadavg()[0];
+    console.log(`1-minute load average before / after the run: ${fmt(info.loadBefore, 2)} / ${fmt(info.loadAfter, 2)} (this run's own
+threads count; well above the thread count means other work shared the cores and the figures are low).`);
     const file = writeResults('layers', { info, quick, config: C, checks, results });
     console.log(`\nresults: ${file}`);
   } finally {
