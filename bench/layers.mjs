@@ -13,7 +13,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ort from 'onnxruntime-node';
 import sf from '../dist/index.js';
-import { f32Peak, fmt, fmtMs, fmtRatio, gitCommit, measure, printTable, roundRatio, startPython, stats, timeAsync, writeResults } from './harness.mjs';
+import { f32Peak, fmt, fmtMs, fmtRatio, gitCommit, measure, printTable, roundRatio, startPython, timeAsync, writeResults } from './harness.mjs';
 import { FLOAT, INT64, initializer, model, node, valueInfo } from './onnx.mjs';
 
 const { Tensor, TransformerEncoderLayer, toTorchTransformerLayer } = sf;
@@ -226,30 +226,29 @@ async function checkTorch(proc, dir, refs) {
 /**
  * Finds PyTorch's fastest setting for each implementation and pass: every process (wait policy)
  * with torch.set_num_threads(threads) and, above 1 thread, set_num_threads(1) (OpenBLAS keeps its
- * threads: no OpenMP pool competes with it); a warm-up call, then the median of a few calls.
+ * threads: no OpenMP pool competes with it). The candidates take turns over a few passes (a
+ * warm-up call first) and each scores its fastest call: a neighbour's load only ever adds time.
  */
 async function pickTorch(procs, threads, impls, quick) {
-  const tried = [];
-  for (const proc of procs) {
-    for (const torchThreads of threads > 1 ? [threads, 1] : [1]) {
-      for (const impl of impls) {
-        for (const pass of Object.keys(PASSES)) {
-          await sleep(IDLE_MS);
-          const cmd = { impl, pass, threads: torchThreads };
-          await proc.ask({ time: { ...cmd, reps: 1 } });
-          const ns = (await proc.ask({ time: { ...cmd, reps: quick ? 2 : 3 } })).ns;
-          tried.push({ ...cmd, proc, policy: proc.policy, ms: stats(ns).median / 1e6 });
-        }
-      }
+  const cands = [];
+  for (const proc of procs)
+    for (const torchThreads of threads > 1 ? [threads, 1] : [1])
+      for (const impl of impls) for (const pass of Object.keys(PASSES)) cands.push({ impl, pass, threads: torchThreads, proc, ns: [] });
+  for (let round = 0; round < (quick ? 1 : 2); round++) {
+    for (const c of cands) {
+      await sleep(IDLE_MS);
+      const cmd = { impl: c.impl, pass: c.pass, threads: c.threads };
+      if (round === 0) await c.proc.ask({ time: { ...cmd, reps: 1 } });
+      c.ns.push(...(await c.proc.ask({ time: { ...cmd, reps: 2 } })).ns);
     }
   }
+  const tried = cands.map(({ proc, ns, ...c }) => ({ ...c, proc, policy: proc.policy, ms: Math.min(...ns) / 1e6 }));
   const best = {};
   for (const t of tried) {
     const key = `${t.impl} ${t.pass}`;
     if (!best[key] || t.ms < best[key].ms) best[key] = t;
   }
-  const strip = ({ proc, ...t }) => t;
-  return { best, tried: tried.map(strip) };
+  return { best, tried: tried.map(({ proc, ...t }) => t) };
 }
 
 function torchPeer(pick) {
@@ -389,7 +388,7 @@ torch nn: nn.TransformerEncoderLayer(768, 12, 3072, dropout=0, activation='gelu'
 forward under no_grad (fused fast path used: ${info.torch ? JSON.stringify(info.torch.fastPath) : '-'}), fwd+bwd with autograd.
 torch hand: the post-LN layer as addmm / matmul / softmax / layer_norm / gelu. PyTorch runs f32 only (${torchLine}).
 PyTorch setting (column 'setting'): the fastest per row of OMP_WAIT_POLICY {PASSIVE, default} x torch.set_num_threads
-{threads, 1}, with OMP_NUM_THREADS and OPENBLAS_NUM_THREADS at the thread count (all tried settings in the JSON).`);
+{threads, 1}, with OMP_NUM_THREADS and OPENBLAS_NUM_THREADS at the thread count (every candidate's fastest call in the JSON).`);
     info.loadAfter = loadavg()[0];
     console.log(`1-minute load average before / after the run: ${fmt(info.loadBefore, 2)} / ${fmt(info.loadAfter, 2)} (this run's own
 threads count; well above the thread count means other work shared the cores and the figures are low).`);
