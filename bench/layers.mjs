@@ -336,8 +336,10 @@ export async function run(args) {
       const impls = Object.keys(TORCH_IMPLS).filter((i) => threads > 1 || i !== 'nn_pre');
       const pick = torch.missing ? null : await pickTorch(torch.procs, threads, impls, quick);
       // the peak is what the cores can do, and a neighbour's load only takes from it: the best of
-      // measurements before and after each pass (one taken while the host is busy reads low)
-      const peaks = [f32Peak(threads)];
+      // measurements before and after each pass (one taken while the host is busy reads low), each
+      // after a pause, so that no peer's worker threads still spin
+      const peakNow = async () => (await sleep(IDLE_MS), f32Peak(threads));
+      const peaks = [await peakNow()];
       const measured = [];
       for (const pass of Object.keys(PASSES)) {
         const peers = [seqfusePeer('seqfuse f32', layers.post.f32, x.f32, dy.f32, pass), seqfusePeer('seqfuse bf16', layers.post.bf16, x.bf16, dy.bf16, pass)];
@@ -349,7 +351,7 @@ export async function run(args) {
         if (pick) peers.push(...impls.map((impl) => torchPeer(pick.best[`${impl} ${pass}`])));
         const timed = peers.filter((p) => !bad.has(p.name));
         const m = await measure(timed, { quick, targetMs: quick ? 100 : 250, idleMs: IDLE_MS, rounds: quick ? 3 : threads === 2 ? 7 : 5 });
-        peaks.push(f32Peak(threads));
+        peaks.push(await peakNow());
         measured.push([pass, timed, m]);
       }
       const peak = Math.max(...peaks);
