@@ -5,13 +5,11 @@
 // Sk = 512, 4096, 32768; 1 and 2 threads. Peers take turns in rounds, so slow phases of the shared
 // host hit all of them; every peer writes into preallocated outputs; a ratio is the median of the
 // per-round ratios. `--quick`: fewer rounds.
-import { execFileSync, spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import ort from 'onnxruntime-node';
 import sf from '../dist/index.js';
-import { f32Peak, fmt, printTable, stats, writeResults } from './harness.mjs';
+import { f32Peak, fmt, fmtMs as ms, fmtRatio as ratio, gitCommit, measure, printTable, startPython, timeAsync, writeResults } from './harness.mjs';
 import helper from './native/index.cjs';
 import { FLOAT, INT32, INT64, initializer, model, node, valueInfo } from './onnx.mjs';
 
@@ -105,16 +103,6 @@ function gqaModel(c) {
 // --- peers -------------------------------------------------------------------------------------
 // A peer: { name, label, time(reps) -> Promise<ns[]>, output() -> Promise<output of K/V copy 0> }.
 // output() is a Float32Array [B,H,Sq,D], a { heads, data } slice, or torch's { sum, sumsq }.
-
-async function timeAsync(call, reps) {
-  const ns = [];
-  for (let i = 0; i < reps; i++) {
-    const t0 = process.hrtime.bigint();
-    await call();
-    ns.push(Number(process.hrtime.bigint() - t0));
-  }
-  return ns;
-}
 
 function seqfusePeer(c, data) {
   const q = Tensor.from(data.q, [c.B, c.H, c.Sq, c.D]);
@@ -236,25 +224,8 @@ function naivePeer(c, data) {
 }
 
 /** The PyTorch peer process, or a reason why there is none. */
-async function startTorch() {
-  const python = process.env.BENCH_PYTHON ?? '/usr/bin/python3';
-  const child = spawn(python, [join(here, 'attention_torch.py')], {
-    env: { ...process.env, OMP_NUM_THREADS: '2', OPENBLAS_NUM_THREADS: '2', OMP_WAIT_POLICY: 'PASSIVE' },
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr.on('data', (d) => (stderr += d));
-  const spawned = new Promise((resolve) => child.on('error', (e) => resolve(e)));
-  const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
-  const ask = async (cmd) => {
-    if (cmd) child.stdin.write(`${JSON.stringify(cmd)}\n`);
-    const { value, done } = await lines.next();
-    if (done) throw new Error(`torch peer exited: ${stderr.trim().split('\n').pop()}`);
-    return JSON.parse(value);
-  };
-  const hello = await Promise.race([ask(null).catch((e) => e), spawned]);
-  if (hello instanceof Error) return { missing: `${python}: ${hello.message}` };
-  return { info: hello, ask, stop: () => child.stdin.end() };
+function startTorch() {
+  return startPython(join(here, 'attention_torch.py'), { OMP_NUM_THREADS: '2', OPENBLAS_NUM_THREADS: '2', OMP_WAIT_POLICY: 'PASSIVE' });
 }
 
 function torchPeer(torch, threads) {
@@ -286,43 +257,6 @@ function mismatch(ref, got) {
   return err / scale;
 }
 
-// A pause before each peer's turn, so the worker threads the previous peer left spinning
-// (onnxruntime's pool, OpenBLAS, OpenMP) have gone to sleep and do not steal its cores.
-const idle = () => new Promise((resolve) => setTimeout(resolve, 20));
-
-/** Warms each peer up and picks its calls per round (~target ms); then runs the rounds. */
-async function measure(peers, quick) {
-  const target = (quick ? 20 : 50) * 1e6;
-  let slowest = 0;
-  for (const p of peers) {
-    await idle();
-    let t = (await p.time(1))[0];
-    if (t < 300e6) t = (await p.time(1))[0];  // first calls compile, allocate, fault pages in
-    p.reps = Math.min(200, Math.max(1, Math.round(target / t)));
-    slowest = Math.max(slowest, t);
-  }
-  const rounds = slowest > 300e6 ? (quick ? 2 : 3) : quick ? 3 : 7;
-  const all = new Map(peers.map((p) => [p.name, []]));
-  const perRound = new Map(peers.map((p) => [p.name, []]));
-  for (let r = 0; r < rounds; r++) {
-    for (const p of peers) {
-      await idle();
-      const ns = await p.time(p.reps);
-      all.get(p.name).push(...ns);
-      perRound.get(p.name).push(stats(ns).median);
-    }
-  }
-  const res = {};
-  const base = perRound.get('seqfuse');
-  for (const p of peers) {
-    res[p.name] = { ns: stats(all.get(p.name)), ratio: stats(perRound.get(p.name).map((x, r) => x / base[r])) };
-  }
-  return res;
-}
-
-const ms = (s) => (s ? `${fmt(s.median / 1e6, s.median < 1e7 ? 2 : 1)} (${fmt(s.min / 1e6, s.min < 1e7 ? 2 : 1)}-${fmt(s.max / 1e6, s.max < 1e7 ? 2 : 1)})` : '-');
-const ratio = (r) => (r ? `${fmt(r.median, 2)} (${fmt(r.min, 2)}-${fmt(r.max, 2)})` : '-');
-
 function caseData(c) {
   const kvBytes = 2 * 4 * c.B * c.Hkv * c.Sk * c.D;
   // decode rotates over copies of K/V so they come from DRAM, as in a real model's layers
@@ -339,12 +273,7 @@ export async function run(args) {
   const quick = args.includes('--quick');
   const torch = await startTorch();
   const torchLine = torch.missing ? `PyTorch: skipped (${torch.missing}; install python3-torch, or set BENCH_PYTHON)` : `PyTorch ${torch.info.torch} (BLAS: ${torch.info.blas})`;
-  let commit = 'unknown';
-  try {
-    commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: here, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-  } catch {
-    // not a git checkout
-  }
+  const commit = gitCommit();
   const info = { seqfuse: commit, isa: sf.getIsa().active, onnxruntime: ort.env.versions.node, torch: torch.info ?? null };
   console.log(`attention f32: seqfuse ${commit} (${info.isa}), onnxruntime-node ${info.onnxruntime}, ${torchLine}${quick ? ', --quick' : ''}`);
 
@@ -373,7 +302,7 @@ export async function run(args) {
       // decode: a DRAM copy of at least 128 MiB moved per call (half read, half written), same rounds
       const copyBytes = Math.max(data.kvBytes, 128 * MiB);
       if (c.kind === 'decode') peers.push({ name: 'copy', time: async (reps) => helper.copy(copyBytes / 2, threads, reps) });
-      const m = await measure(peers, quick);
+      const m = await measure(peers, { quick });
       await ortSet.release();
       if (threads === 1) naiveRes = m['naive JS'];
       m['naive JS'] = naiveRes;

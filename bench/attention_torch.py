@@ -13,21 +13,14 @@ import time
 import numpy as np
 import torch
 
+from torch_peer import blas
+
 
 def values(n, seed):
     # bench/attention.mjs values(): the same f32 numbers, bit for bit
     i = np.arange(n, dtype=np.uint64)
     u = (i * np.uint64(2654435761) + np.uint64(seed * 40503)) & np.uint64(0xFFFFFFFF)
     return torch.from_numpy((u.astype(np.float64) / 2**32 - 0.5).astype(np.float32))
-
-
-def blas():
-    with open('/proc/self/maps') as f:
-        maps = f.read()
-    for name in ('openblas', 'blis', 'mkl'):
-        if name in maps:
-            return name
-    return 'reference' if 'libblas' in maps else 'unknown'
 
 
 class Case:

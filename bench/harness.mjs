@@ -1,6 +1,8 @@
 // Bench utilities: timing (warm-up, repeats, median with min-max), tables, JSON results.
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import helper from './native/index.cjs';
@@ -58,6 +60,108 @@ export function paired(ours, base, { rounds = 7, reps = 5, warmup = 3 } = {}) {
     ratios.push(stats(rb).median / stats(ra).median);
   }
   return { ours: stats(a), base: stats(b), ratio: stats(ratios) };
+}
+
+/** Times `reps` sequential calls of the async `call`; returns ns samples. */
+export async function timeAsync(call, reps) {
+  const ns = [];
+  for (let i = 0; i < reps; i++) {
+    const t0 = process.hrtime.bigint();
+    await call();
+    ns.push(Number(process.hrtime.bigint() - t0));
+  }
+  return ns;
+}
+
+/**
+ * Times peers { name, time(reps) -> Promise<ns[]> } in rounds: each peer is warmed up and given
+ * the calls per round that take about `targetMs`; then every round runs each peer in turn, so slow
+ * phases of the shared host hit all of them. Before each turn it waits `idleMs`, so the worker
+ * threads the previous peer left spinning (onnxruntime's pool, OpenBLAS, OpenMP) have gone to
+ * sleep and do not steal its cores. `rounds` defaults to 7 (3 with `quick`), or 3 (2) when a call
+ * takes over 0.3 s. Returns per peer: ns (stats of all calls), rounds (the per-round medians) and
+ * ratio (stats of the per-round ratios peer / first peer).
+ */
+export async function measure(peers, { quick = false, targetMs = quick ? 20 : 50, idleMs = 20, rounds } = {}) {
+  const idle = () => new Promise((resolve) => setTimeout(resolve, idleMs));
+  let slowest = 0;
+  for (const p of peers) {
+    await idle();
+    let t = (await p.time(1))[0];
+    if (t < 300e6) t = (await p.time(1))[0];  // first calls compile, allocate, fault pages in
+    p.reps = Math.min(200, Math.max(1, Math.round((targetMs * 1e6) / t)));
+    slowest = Math.max(slowest, t);
+  }
+  const n = rounds ?? (slowest > 300e6 ? (quick ? 2 : 3) : quick ? 3 : 7);
+  const all = new Map(peers.map((p) => [p.name, []]));
+  const perRound = new Map(peers.map((p) => [p.name, []]));
+  for (let r = 0; r < n; r++) {
+    for (const p of peers) {
+      await idle();
+      const ns = await p.time(p.reps);
+      all.get(p.name).push(...ns);
+      perRound.get(p.name).push(stats(ns).median);
+    }
+  }
+  const res = {};
+  const base = perRound.get(peers[0].name);
+  for (const p of peers) {
+    const rs = perRound.get(p.name);
+    res[p.name] = { ns: stats(all.get(p.name)), rounds: rs, ratio: stats(rs.map((x, r) => x / base[r])) };
+  }
+  return res;
+}
+
+/** Stats of the per-round ratios a / b of two peers of one measure() result. */
+export function roundRatio(a, b) {
+  return stats(a.rounds.map((x, r) => x / b.rounds[r]));
+}
+
+/** Milliseconds as "median (min-max)" from ns stats; '-' when missing. */
+export function fmtMs(s) {
+  if (!s) return '-';
+  const f = (v) => fmt(v / 1e6, v < 1e7 ? 2 : 1);
+  return `${f(s.median)} (${f(s.min)}-${f(s.max)})`;
+}
+
+/** A ratio's stats as "median (min-max)"; '-' when missing. */
+export function fmtRatio(r) {
+  return r ? `${fmt(r.median, 2)} (${fmt(r.min, 2)}-${fmt(r.max, 2)})` : '-';
+}
+
+/** The checkout's short commit, or 'unknown'. */
+export function gitCommit() {
+  try {
+    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: here, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  } catch {
+    return 'unknown';  // not a git checkout
+  }
+}
+
+/**
+ * Starts a Python peer process `script` (the system python3 that has Debian's python3-torch, or
+ * BENCH_PYTHON) with extra environment `env` (a null value removes a variable). It speaks one
+ * JSON line per command; its first line is a hello object. Returns { info: hello, ask(cmd) -> Promise<reply>, stop() }, or { missing }
+ * with the reason when it does not start.
+ */
+export async function startPython(script, env) {
+  const python = process.env.BENCH_PYTHON ?? '/usr/bin/python3';
+  const full = { ...process.env, ...env };
+  for (const k of Object.keys(full)) if (full[k] === null) delete full[k];
+  const child = spawn(python, [script], { env: full, stdio: ['pipe', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  const spawned = new Promise((resolve) => child.on('error', (e) => resolve(e)));
+  const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+  const ask = async (cmd) => {
+    if (cmd) child.stdin.write(`${JSON.stringify(cmd)}\n`);
+    const { value, done } = await lines.next();
+    if (done) throw new Error(`python peer exited: ${stderr.trim().split('\n').pop()}`);
+    return JSON.parse(value);
+  };
+  const hello = await Promise.race([ask(null).catch((e) => e), spawned]);
+  if (hello instanceof Error) return { missing: `${python}: ${hello.message}` };
+  return { info: hello, ask, stop: () => child.stdin.end() };
 }
 
 export function fmt(v, digits = 1) {

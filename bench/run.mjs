@@ -1,9 +1,11 @@
 #!/usr/bin/env node
-// npm run bench -- <suite...> [--quick]   (default: every suite). Suites: ops, attention.
+// npm run bench -- <suite...> [--quick]   (default: every suite). Suites: ops, attention, layers
+// (`layers --check`: its correctness checks only, no timing).
 // Each suite prints a table and writes JSON under bench/results/.
 const suites = {
   ops: () => import('./ops.mjs'),
   attention: () => import('./attention.mjs'),
+  layers: () => import('./layers.mjs'),
 };
 
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
