@@ -50,8 +50,10 @@ function clipArg(clipMax: unknown, axis: unknown, op: string, x: Tensor): Clip {
   }
   if (!(clipMax instanceof Tensor)) fail('ERR_ARG', `${op}: expected clipMax to be a number or an f32 Tensor but received ${describe(clipMax)}`);
   const clip = tensorArg(clipMax, op, 'clipMax');
-  if (axis === undefined) return { clip, axis: clip.numel === 1 ? null : 0 };
+  if (axis === undefined && clip.numel === 1) return { clip, axis: null };
   const n = x.shape.length;
+  if (n === 0) fail('ERR_SHAPE', `${op}: per-channel quantization needs x with at least 1 dim but received shape []`);
+  if (axis === undefined) return { clip, axis: 0 };
   if (typeof axis !== 'number' || !Number.isInteger(axis) || axis < -n || axis >= n)
     fail('ERR_ARG', `${op}: expected axis to be an integer in [${-n}, ${n - 1}] for x of shape [${x.shape.join(', ')}] but received ${describe(axis)}`);
   return { clip, axis };

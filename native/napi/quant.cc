@@ -42,6 +42,7 @@ static TensorArg quant_layout(const Napi::CallbackInfo& info, size_t i, const ch
 // 1 dequantize (x i8 -> out float), 2 fakeQuant (out like x).
 static Napi::Value quant_fwd_js(const Napi::CallbackInfo& info) {
   double m = number_arg(info, 0, "quant_fwd", "mode", 0, 2);
+  if (m != int(m)) fail(ErrorCode::Arg, "quant_fwd: expected an integer mode but received ", m);
   const QuantMode mode = QuantMode(int(m));
   static const char* const names[] = {"quantize", "dequantize", "fakeQuant"};
   const char* op = names[int(mode)];
