@@ -5,7 +5,10 @@
 // c = u / blocks and kQuantBlock consecutive elements of that channel (in (outer, inner) order),
 // so one unit walks runs of at most `inner` contiguous elements at one scale. The backward writes
 // one f64 partial of dclip per unit and the entry adds a channel's partials in unit order: dclip
-// is the same bits for any thread count. Each element is read once and written once.
+// is the same bits for any thread count. Each element is read once and written once. The runs
+// are as long as `inner`: per tensor and per channel of a [out, in] weight (axis 0) they are long
+// vectors; along the last axis (inner = 1) a unit steps through its channel one element at a time
+// with stride C, correct but scalar-speed.
 //
 // Rounding: r = x * inv with inv = f32(127 / clipMax), clamped to [-127, 127], then rounded half
 // away from zero: n = round_to_even(r), and where |r - n| = 0.5 (r - n is exact), n = r + sign(r)/2
