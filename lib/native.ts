@@ -44,6 +44,8 @@ export interface NativeBinding {
     async: boolean): Ret;
   dropout_fwd(x: T, bias: OptT, residual: OptT, y: T, p: number, seed: number | bigint, offset: number | bigint, async: boolean): Ret;
   dropout_bwd(dy: T, dx: T, dbias: OptT, p: number, seed: number | bigint, offset: number | bigint, async: boolean): Ret;
+  quant_fwd(mode: number, x: T, clipMax: T | number, axis: number | null, out: T, async: boolean): Ret;
+  quant_bwd(dy: T, x: T, clipMax: T | number, axis: number | null, dx: T, dclip: T, async: boolean): Ret;
   attention_fwd(q: T, k: T, v: T, kvLengths: OptT, attnBias: OptT, out: T, lse: OptT, scale: number, causal: boolean,
     dropout: number, seed: number | bigint, async: boolean): Ret;
   attention_bwd(dOut: T, q: T, k: T, v: T, out: T, lse: T, kvLengths: OptT, attnBias: OptT, dq: T, dk: T, dv: T, scale: number,

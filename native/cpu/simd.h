@@ -11,6 +11,8 @@
 //
 // V's interface (R = register of W floats):
 //   zero set1 load(p) load(p,n) store(p,r) store(p,r,n)   p: float*, bf16_t*, f16_t*; n < W tail
+//   load(const int8_t*[, n]) widens int8 to f32; store(int8_t*, r[, n]) writes lanes that hold
+//   integer values in [-127, 127] (quantization's grid) as int8
 //   add sub mul div fma(a,b,c)=a*b+c fnma(a,b,c)=c-a*b max min abs neg sqrt rsqrt_ge(precise 1/sqrt)
 //   hsum hmax  lt(a,b) -> Mask  select(mask, a, b) = mask ? a : b  select0(mask, a) = mask ? a : 0
 //   round pow2i(n) copysign
@@ -74,6 +76,10 @@ struct V {
     for (int i = 0; i < n; ++i) _mm_stream_si32(reinterpret_cast<int*>(p + i), *reinterpret_cast<const int*>(b + i));
   }
   static void fence() { _mm_sfence(); }
+  static R load(const int8_t* p) { return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)p))); }
+  static R load(const int8_t* p, int n) { return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(tail(n), p))); }
+  static void store(int8_t* p, R v) { _mm_storeu_si128((__m128i*)p, _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(v))); }
+  static void store(int8_t* p, R v, int n) { _mm512_mask_cvtsepi32_storeu_epi8(p, tail(n), _mm512_cvtps_epi32(v)); }
   static __m256i to_bf16(R v) { return (__m256i)_mm512_cvtneps_pbh(v); }  // RNE, NaN-safe
   static void store(bf16_t* p, R v) { _mm256_storeu_si256((__m256i*)p, to_bf16(v)); }
   static void store(bf16_t* p, R v, int n) { _mm256_mask_storeu_epi16(p, tail(n), to_bf16(v)); }
@@ -142,6 +148,12 @@ struct V {
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
   }
   static R load(const f16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)p)); }
+  static R load(const int8_t* p) { return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i*)p))); }
+  static void store(int8_t* p, R v) {  // i32 -> i16 -> i8 with signed saturation
+    __m256i i = _mm256_cvtps_epi32(v);
+    __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(i), _mm256_extracti128_si256(i, 1));
+    _mm_storel_epi64((__m128i*)p, _mm_packs_epi16(w, w));
+  }
   static void store(float* p, R v) { _mm256_storeu_ps(p, v); }
   static void stream(float* p, R v) { _mm256_stream_ps(p, v); }  // p 32-byte aligned
   static void stream(float* p, R v, int n) {  // first n lanes, one 4-byte non-temporal store each
@@ -219,6 +231,10 @@ struct V {  // scalar reference twin: the same kernels with one lane
   template <class T> static R load(const T* p, int) { return to_f32(*p); }
   template <class T> static void store(T* p, R v) { *p = from_f32<T>(v); }
   template <class T> static void store(T* p, R v, int) { *p = from_f32<T>(v); }
+  static R load(const int8_t* p) { return float(*p); }
+  static R load(const int8_t* p, int) { return float(*p); }
+  static void store(int8_t* p, R v) { *p = int8_t(v); }
+  static void store(int8_t* p, R v, int) { *p = int8_t(v); }
   static void stream(float* p, R v) { *p = v; }
   static void stream(float* p, R v, int) { *p = v; }
   static void fence() {}

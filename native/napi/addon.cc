@@ -19,6 +19,7 @@ void register_attention(Napi::Object exports);
 void register_layers(Napi::Object exports);
 void register_crossent(Napi::Object exports);
 void register_optim(Napi::Object exports);
+void register_quant(Napi::Object exports);
 
 static Napi::Value init_js(const Napi::CallbackInfo& info) {
   if (!info[0].IsFunction()) fail(ErrorCode::Arg, "init: expected the SeqfuseError class");
@@ -85,6 +86,7 @@ static Napi::Object init_module(Napi::Env env, Napi::Object exports) {
   register_layers(exports);
   register_crossent(exports);
   register_optim(exports);
+  register_quant(exports);
   return exports;
 }
 
