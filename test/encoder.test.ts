@@ -2,11 +2,10 @@
 // reference (embedding, encoder layers with key padding, final norm, tied head, ignored targets).
 import { describe, expect, it } from 'vitest';
 import { Tensor, TransformerEncoder, type TransformerEncoderConfig } from '../lib/index.js';
-import { freshSeed, rng } from './helpers.js';
+import { expectGradsMatchFD, freshSeed, rng } from './helpers.js';
 import { embeddingRef } from './reference/embedding.js';
 import { layerNormRef } from './reference/norm.js';
 import { layerRef } from './reference/transformer.js';
-import { relL2 } from './tolerance.js';
 
 function refLoss(cfg: TransformerEncoderConfig, p: Map<string, Float64Array>, ids: Int32Array, targets: Int32Array, B: number, S: number,
   lengths: number[]): number {
@@ -48,20 +47,7 @@ describe('TransformerEncoder', () => {
     const f = () => refLoss(cfg, p, ids, targets, B, S, lengths);
     expect(Math.abs(loss - f()), `seed ${seed}`).toBeLessThan(1e-5);
     const grads = model.gradients();
-    for (const [name, v] of p) {
-      const fd = new Float64Array(v.length);
-      for (let i = 0; i < v.length; i++) {
-        const keep = v[i]!;
-        v[i] = keep + 1e-5;
-        const up = f();
-        v[i] = keep - 1e-5;
-        const down = f();
-        v[i] = keep;
-        fd[i] = (up - down) / 2e-5;
-      }
-      const scale = Math.max(Math.sqrt(fd.reduce((a, b) => a + b * b, 0)), 1e-3);
-      expect(relL2(grads.get(name)!.toArray(), fd, scale), `seed ${seed} ${name}`).toBeLessThan(2e-5);
-    }
+    expectGradsMatchFD(p, grads, () => f(), `seed ${seed}`);
     model.dispose();
   });
 });

@@ -102,3 +102,26 @@ export async function expectRejection(p: Promise<unknown>, code: string, message
     if (err !== undefined) throw err;
   }, code, message);
 }
+
+/**
+ * Every gradient in `grads` against float64 central differences of `loss()` over the float64
+ * parameter copies `p` (perturbed in place, step 1e-5): relative L2 below `limit`, measured
+ * against at least `floor` (a gradient that is zero in exact arithmetic shows f32 noise).
+ */
+export function expectGradsMatchFD(p: Map<string, Float64Array>, grads: Map<string, Tensor>, loss: () => number, what: string,
+  limit = 2e-5, floor = 1e-3): void {
+  for (const [name, v] of p) {
+    const fd = new Float64Array(v.length);
+    for (let i = 0; i < v.length; i++) {
+      const keep = v[i]!;
+      v[i] = keep + 1e-5;
+      const up = loss();
+      v[i] = keep - 1e-5;
+      const down = loss();
+      v[i] = keep;
+      fd[i] = (up - down) / 2e-5;
+    }
+    const scale = Math.max(Math.sqrt(fd.reduce((a, b) => a + b * b, 0)), floor);
+    expect(relL2(grads.get(name)!.toArray(), fd, scale), `${what} ${name}`).toBeLessThan(limit);
+  }
+}

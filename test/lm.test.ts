@@ -6,11 +6,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { AdamW, Seq2SeqTransformer, Tensor, TransformerLM, type TransformerLMConfig } from '../lib/index.js';
-import { freshSeed, rng } from './helpers.js';
+import { expectGradsMatchFD, freshSeed, rng } from './helpers.js';
 import { embeddingRef } from './reference/embedding.js';
 import { layerNormRef } from './reference/norm.js';
 import { type LayerRefConfig, layerRef } from './reference/transformer.js';
-import { relL2 } from './tolerance.js';
 
 function refLoss(cfg: TransformerLMConfig, p: Map<string, Float64Array>, ids: Int32Array, targets: Int32Array, B: number, S: number): number {
   const H = cfg.hiddenSize, V = cfg.vocabSize;
@@ -62,22 +61,7 @@ describe('TransformerLM', () => {
     const p = new Map([...model.parameters()].map(([k, v]) => [k, Float64Array.from(v.toArray())]));
     expect(Math.abs(loss - refLoss(cfg, p, ids, targets, B, S)), `seed ${seed}`).toBeLessThan(1e-5);
     const grads = model.gradients();
-    const h = 1e-5;
-    for (const [name, v] of p) {
-      const fd = new Float64Array(v.length);
-      for (let i = 0; i < v.length; i++) {
-        const keep = v[i]!;
-        v[i] = keep + h;
-        const up = refLoss(cfg, p, ids, targets, B, S);
-        v[i] = keep - h;
-        const down = refLoss(cfg, p, ids, targets, B, S);
-        v[i] = keep;
-        fd[i] = (up - down) / (2 * h);
-      }
-      const got = grads.get(name)!.toArray();
-      const scale = Math.max(Math.sqrt(fd.reduce((a, b) => a + b * b, 0)), 1e-3);
-      expect(relL2(got, fd, scale), `seed ${seed} ${name}`).toBeLessThan(2e-5);
-    }
+    expectGradsMatchFD(p, grads, () => refLoss(cfg, p, ids, targets, B, S), `seed ${seed}`);
     model.dispose();
   });
 

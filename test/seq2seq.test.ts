@@ -3,11 +3,10 @@
 // decoder norm, tied head), and a short run that learns to reverse sequences.
 import { describe, expect, it } from 'vitest';
 import { AdamW, Seq2SeqTransformer, type Seq2SeqConfig, Tensor } from '../lib/index.js';
-import { freshSeed, rng } from './helpers.js';
+import { expectGradsMatchFD, freshSeed, rng } from './helpers.js';
 import { embeddingRef } from './reference/embedding.js';
 import { layerNormRef } from './reference/norm.js';
 import { type LayerRefConfig, layerRef } from './reference/transformer.js';
-import { relL2 } from './tolerance.js';
 
 function sub(p: Map<string, Float64Array>, prefix: string): Map<string, Float64Array> {
   const m = new Map<string, Float64Array>();
@@ -60,20 +59,7 @@ describe('Seq2SeqTransformer', () => {
     const f = () => refLoss(cfg, p, src, tin, tout, B, Ss, St, srcLengths);
     expect(Math.abs(loss - f()), `seed ${seed}`).toBeLessThan(1e-5);
     const grads = model.gradients();
-    for (const [name, v] of p) {
-      const fd = new Float64Array(v.length);
-      for (let i = 0; i < v.length; i++) {
-        const keep = v[i]!;
-        v[i] = keep + 1e-5;
-        const up = f();
-        v[i] = keep - 1e-5;
-        const down = f();
-        v[i] = keep;
-        fd[i] = (up - down) / 2e-5;
-      }
-      const scale = Math.max(Math.sqrt(fd.reduce((a, b) => a + b * b, 0)), 1e-3);
-      expect(relL2(grads.get(name)!.toArray(), fd, scale), `seed ${seed} ${name}`).toBeLessThan(2e-5);
-    }
+    expectGradsMatchFD(p, grads, () => f(), `seed ${seed}`);
     model.dispose();
   });
 

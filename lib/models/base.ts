@@ -50,6 +50,12 @@ export interface GenerateOptions {
   stopToken?: number;
 }
 
+/** A fused layer as the model stacks see it. */
+export interface StackLayer<O extends object = object, B extends object = object> {
+  forward(x: Tensor, opts: O & { train: boolean; seed: bigint }): Promise<Tensor>;
+  backward(dy: Tensor, opts: B): Promise<Tensor>;
+}
+
 export function mixSeed(seed: number | bigint, k: number): bigint {
   return BigInt.asUintN(64, BigInt(seed) * 0x9e3779b97f4a7c15n + BigInt(k) * 0xbf58476d1ce4e5b9n + 1n);
 }
@@ -151,6 +157,33 @@ export abstract class ModelBase {
 
   protected _callSeed(seed: unknown): bigint {
     return seed === undefined ? mixSeed(this._seed, 1e6 + ++this._calls) : BigInt(seed as number | bigint);
+  }
+
+  /**
+   * Embeds ids and runs them through `layers` (each disposes its input): the embedding's dropout
+   * uses mixSeed(seed, embedK), layer i mixSeed(seed, layerK + i); `opts` go to every layer.
+   */
+  protected async _embedAndRun<O extends object>(embed: Embedding, ids: Tensor, layers: readonly StackLayer<O>[], train: boolean,
+    seed: bigint, embedK: number, layerK: number, opts: O): Promise<Tensor> {
+    let x = await embed.forward(ids, { train, seed: mixSeed(seed, embedK) });
+    for (let i = 0; i < layers.length; i++) {
+      const y = await layers[i]!.forward(x, { ...opts, train, seed: mixSeed(seed, layerK + i) });
+      x.dispose();
+      x = y;
+    }
+    return x;
+  }
+
+  /** The backward of _embedAndRun from the last layer's output gradient `dx` (disposed here). */
+  protected async _runAndEmbedBackward<B extends object>(embed: Embedding, ids: Tensor, layers: readonly StackLayer<object, B>[],
+    dx: Tensor, train: boolean, seed: bigint, embedK: number, opts: B): Promise<void> {
+    for (let i = layers.length - 1; i >= 0; i--) {
+      const d = await layers[i]!.backward(dx, opts);
+      dx.dispose();
+      dx = d;
+    }
+    await embed.backward(dx, ids, { train, seed: mixSeed(seed, embedK) });
+    dx.dispose();
   }
 
   /** logits [T, vocab] = h [T, hidden] · embedᵀ. */

@@ -3,12 +3,12 @@
 // masked-LM head tied to the embedding for pre-training. Parameters: `embed.*`, `layers.<i>.*`,
 // `norm.*`.
 import { fail } from '../errors.js';
-import { Embedding, type Norm } from '../layers/embedding.js';
+import type { Embedding, Norm } from '../layers/embedding.js';
 import { TransformerEncoderLayer } from '../layers/transformer.js';
-import { boolOpt, intOpt, numberOpt, optionsArg, seedOpt, tensorArg } from '../ops/common.js';
+import { boolOpt, intOpt, optionsArg, seedOpt, tensorArg } from '../ops/common.js';
 import type { Tensor } from '../tensor.js';
-import { type LossOptions, type LossResult, mixSeed, ModelBase, type Module, reshaped } from './base.js';
-import { stackParts, type TransformerLMConfig } from './lm.js';
+import { type LossOptions, type LossResult, ModelBase, type Module, reshaped } from './base.js';
+import { stackEmbedding, stackParts, type TransformerLMConfig } from './lm.js';
 
 export type TransformerEncoderConfig = TransformerLMConfig;
 
@@ -37,10 +37,7 @@ export class TransformerEncoder extends ModelBase {
     const p = stackParts(op, c, seed, numLayers, 0, (cfg) => new TransformerEncoderLayer({ ...cfg, maxSeqLen }));
     this.layers = p.layers as TransformerEncoderLayer[];
     this._norm = p.norm;
-    this.embed = new Embedding({
-      vocabSize, hiddenSize: p.hidden, maxSeqLen, positions: p.positions === 'rotary' ? 'none' : p.positions, scale: c.embedScale,
-      dropout: numberOpt(c.embedDropout, op, 'embedDropout', c.hiddenDropout ?? 0, 0, 1), dtype: c.dtype, initStd: p.std, seed: mixSeed(seed, 0),
-    });
+    this.embed = stackEmbedding(op, c, p, vocabSize, maxSeqLen, seed);
     this.config = Object.freeze({ ...c, vocabSize, numLayers, maxSeqLen, positions: p.positions, hiddenSize: p.hidden });
   }
 
@@ -56,12 +53,7 @@ export class TransformerEncoder extends ModelBase {
     if (o.seed !== undefined) seedOpt(o.seed, op, true);
     const seed = this._callSeed(o.seed);
     this._release();
-    let x = await this.embed.forward(ids, { train, seed: mixSeed(seed, 0) });
-    for (let i = 0; i < this.layers.length; i++) {
-      const y = await this.layers[i]!.forward(x, { train, seed: mixSeed(seed, i + 1), kvLengths: o.lengths });
-      x.dispose();
-      x = y;
-    }
+    const x = await this._embedAndRun(this.embed, ids, this.layers, train, seed, 0, 1, { kvLengths: o.lengths });
     const H = this.config.hiddenSize;
     let out: Tensor;
     if (this._norm) {
@@ -96,13 +88,7 @@ export class TransformerEncoder extends ModelBase {
     } else {
       dx = dHidden.reshape([B, S, H]);
     }
-    for (let i = this.layers.length - 1; i >= 0; i--) {
-      const d = await this.layers[i]!.backward(dx);
-      dx.dispose();
-      dx = d;
-    }
-    await this.embed.backward(dx, s.ids, { train: s.train, seed: mixSeed(s.seed, 0) });
-    dx.dispose();
+    await this._runAndEmbedBackward(this.embed, s.ids, this.layers, dx, s.train, s.seed, 0, {});
   }
 
   /**

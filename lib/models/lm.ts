@@ -32,7 +32,17 @@ export interface LMForwardOptions {
   seed?: number | bigint;
 }
 
-/** The shared part of the decoder-only and encoder-decoder configs: embedding, layers, final norm. */
+/** The token embedding of a model built by stackParts (no position table with rotary positions). */
+export function stackEmbedding(op: string, c: TransformerLMConfig, p: { hidden: number; positions: string; std: number },
+  vocabSize: number, maxSeqLen: number, seed: number | bigint): Embedding {
+  return new Embedding({
+    vocabSize, hiddenSize: p.hidden, maxSeqLen, positions: p.positions === 'rotary' ? 'none' : p.positions as 'learned' | 'sinusoidal',
+    scale: c.embedScale, dropout: numberOpt(c.embedDropout, op, 'embedDropout', c.hiddenDropout ?? 0, 0, 1), dtype: c.dtype,
+    initStd: p.std, seed: mixSeed(seed, 0),
+  });
+}
+
+/** The shared part of the decoder-only and encoder-decoder configs: layers and final norm. */
 export function stackParts(op: string, c: TransformerLMConfig, seed: number | bigint, numLayers: number, base: number,
   layer: (cfg: TransformerLayerConfig & { seed: bigint }, i: number) => TransformerDecoderLayer | Module) {
   const hidden = intOpt(c.hiddenSize, op, 'hiddenSize', NaN, 1, 2 ** 24);
@@ -73,10 +83,7 @@ export class TransformerLM extends ModelBase {
     const p = stackParts(op, c, seed, numLayers, 0, (cfg) => new TransformerDecoderLayer({ ...cfg, maxSeqLen, crossAttention: false }));
     this.layers = p.layers as TransformerDecoderLayer[];
     this._norm = p.norm;
-    this.embed = new Embedding({
-      vocabSize, hiddenSize: p.hidden, maxSeqLen, positions: p.positions === 'rotary' ? 'none' : p.positions, scale: c.embedScale,
-      dropout: numberOpt(c.embedDropout, op, 'embedDropout', c.hiddenDropout ?? 0, 0, 1), dtype: c.dtype, initStd: p.std, seed: mixSeed(seed, 0),
-    });
+    this.embed = stackEmbedding(op, c, p, vocabSize, maxSeqLen, seed);
     this.config = Object.freeze({ ...c, vocabSize, numLayers, maxSeqLen, positions: p.positions, hiddenSize: p.hidden });
   }
 
@@ -92,12 +99,7 @@ export class TransformerLM extends ModelBase {
     if (o.seed !== undefined) seedOpt(o.seed, op, true);
     const seed = this._callSeed(o.seed);
     this._release();
-    let x = await this.embed.forward(ids, { train, seed: mixSeed(seed, 0) });
-    for (let i = 0; i < this.layers.length; i++) {
-      const y = await this.layers[i]!.forward(x, { train, seed: mixSeed(seed, i + 1) });
-      x.dispose();
-      x = y;
-    }
+    const x = await this._embedAndRun(this.embed, ids, this.layers, train, seed, 0, 1, {});
     const flat = x.reshape([B * S, this.config.hiddenSize]);
     const final = this._norm ? await this._norm.forward(flat) : flat;
     if (this._norm) flat.dispose();
@@ -127,14 +129,7 @@ export class TransformerLM extends ModelBase {
       dx.dispose();
       dx = dn;
     }
-    dx = reshaped(dx, [B, S, H]);
-    for (let i = this.layers.length - 1; i >= 0; i--) {
-      const d = await this.layers[i]!.backward(dx);
-      dx.dispose();
-      dx = d;
-    }
-    await this.embed.backward(dx, s.ids, { train: s.train, seed: mixSeed(s.seed, 0) });
-    dx.dispose();
+    await this._runAndEmbedBackward(this.embed, s.ids, this.layers, reshaped(dx, [B, S, H]), s.train, s.seed, 0, {});
   }
 
   /**

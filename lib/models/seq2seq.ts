@@ -2,12 +2,12 @@
 // one token embedding shared by source, target and the output head. Parameters: `embed.*`,
 // `encoder.<i>.*`, `encoderNorm.*` and `decoderNorm.*` (pre-LN), `decoder.<i>.*` (with `cross.*`).
 import { fail } from '../errors.js';
-import { Embedding, type Norm } from '../layers/embedding.js';
+import type { Embedding, Norm } from '../layers/embedding.js';
 import { TransformerDecoderLayer, TransformerEncoderLayer } from '../layers/transformer.js';
-import { boolOpt, intOpt, numberOpt, optionsArg, seedOpt, tensorArg } from '../ops/common.js';
+import { boolOpt, intOpt, optionsArg, seedOpt, tensorArg } from '../ops/common.js';
 import { Tensor } from '../tensor.js';
-import { type GenerateOptions, type LossOptions, type LossResult, mixSeed, ModelBase, type Module, promptArg, reshaped } from './base.js';
-import { stackParts, type TransformerLMConfig } from './lm.js';
+import { type GenerateOptions, type LossOptions, type LossResult, ModelBase, type Module, promptArg, reshaped } from './base.js';
+import { stackEmbedding, stackParts, type TransformerLMConfig } from './lm.js';
 
 export interface Seq2SeqConfig extends Omit<TransformerLMConfig, 'numLayers'> {
   numEncoderLayers: number;
@@ -58,10 +58,7 @@ export class Seq2SeqTransformer extends ModelBase {
     this.decoder = dec.layers as TransformerDecoderLayer[];
     this._encNorm = enc.norm;
     this._decNorm = dec.norm;
-    this.embed = new Embedding({
-      vocabSize, hiddenSize: enc.hidden, maxSeqLen, positions: enc.positions === 'rotary' ? 'none' : enc.positions, scale: c.embedScale,
-      dropout: numberOpt(c.embedDropout, op, 'embedDropout', c.hiddenDropout ?? 0, 0, 1), dtype: c.dtype, initStd: enc.std, seed: mixSeed(seed, 0),
-    });
+    this.embed = stackEmbedding(op, lc, enc, vocabSize, maxSeqLen, seed);
     this.config = Object.freeze({ ...c, vocabSize, numEncoderLayers: ne, numDecoderLayers: nd, maxSeqLen, positions: enc.positions, hiddenSize: enc.hidden });
   }
 
@@ -91,12 +88,7 @@ export class Seq2SeqTransformer extends ModelBase {
     const { encLast, memory } = await this._encode(src, o.srcLengths, train, seed);
     const [B, St] = tgt.shape as [number, number];
     const H = this.config.hiddenSize;
-    let x = await this.embed.forward(tgt, { train, seed: mixSeed(seed, 1) });
-    for (let i = 0; i < this.decoder.length; i++) {
-      const y = await this.decoder[i]!.forward(x, { train, seed: mixSeed(seed, 1000 + i), encoderOut: memory, encoderLengths: o.srcLengths });
-      x.dispose();
-      x = y;
-    }
+    const x = await this._embedAndRun(this.embed, tgt, this.decoder, train, seed, 1, 1000, { encoderOut: memory, encoderLengths: o.srcLengths });
     const flat = x.reshape([B * St, H]);
     const final = this._decNorm ? await this._decNorm.forward(flat) : flat;
     if (this._decNorm) flat.dispose();
@@ -123,22 +115,9 @@ export class Seq2SeqTransformer extends ModelBase {
     if (this._decNorm) dx = await this._normBack(this._decNorm, dx, s.decLast, B * St);
     dx = reshaped(dx, [B, St, H]);
     const dMem = Tensor.zeros([B, Ss, H], { dtype: dx.dtype });
-    for (let i = this.decoder.length - 1; i >= 0; i--) {
-      const d = await this.decoder[i]!.backward(dx, { dEncoderOut: dMem });
-      dx.dispose();
-      dx = d;
-    }
-    await this.embed.backward(dx, s.tgt, { train: s.train, seed: mixSeed(s.seed, 1) });
-    dx.dispose();
-    let de = this._encNorm ? await this._normBack(this._encNorm, reshaped(dMem, [B * Ss, H]), s.encLast, B * Ss) : dMem;
-    de = reshaped(de, [B, Ss, H]);
-    for (let i = this.encoder.length - 1; i >= 0; i--) {
-      const d = await this.encoder[i]!.backward(de);
-      de.dispose();
-      de = d;
-    }
-    await this.embed.backward(de, s.src, { train: s.train, seed: mixSeed(s.seed, 0) });
-    de.dispose();
+    await this._runAndEmbedBackward(this.embed, s.tgt, this.decoder, dx, s.train, s.seed, 1, { dEncoderOut: dMem });
+    const de = this._encNorm ? await this._normBack(this._encNorm, reshaped(dMem, [B * Ss, H]), s.encLast, B * Ss) : dMem;
+    await this._runAndEmbedBackward(this.embed, s.src, this.encoder, reshaped(de, [B, Ss, H]), s.train, s.seed, 0, {});
   }
 
   /** Mean cross-entropy of the decoder's logits against tgtOut (i32 [B, Stgt]), and its backward when asked. */
@@ -192,12 +171,7 @@ export class Seq2SeqTransformer extends ModelBase {
 
   private async _encode(src: Tensor, srcLengths: Int32Array | Tensor | undefined, train: boolean, seed: bigint) {
     const [B, Ss] = src.shape as [number, number];
-    let x = await this.embed.forward(src, { train, seed: mixSeed(seed, 0) });
-    for (let i = 0; i < this.encoder.length; i++) {
-      const y = await this.encoder[i]!.forward(x, { train, seed: mixSeed(seed, 2 + i), kvLengths: srcLengths });
-      x.dispose();
-      x = y;
-    }
+    const x = await this._embedAndRun(this.embed, src, this.encoder, train, seed, 0, 2, { kvLengths: srcLengths });
     if (!this._encNorm) return { encLast: x, memory: x.reshape([B, Ss, this.config.hiddenSize]) };
     const flat = x.reshape([B * Ss, this.config.hiddenSize]);
     const n = await this._encNorm.forward(flat);
