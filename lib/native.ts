@@ -45,6 +45,7 @@ export interface NativeBinding {
     async: boolean): Ret;
   dropout_fwd(x: T, bias: OptT, residual: OptT, y: T, p: number, seed: number | bigint, offset: number | bigint, async: boolean): Ret;
   dropout_bwd(dy: T, dx: T, dbias: OptT, p: number, seed: number | bigint, offset: number | bigint, async: boolean): Ret;
+  quant_max_clip(x: T, axis: number | null, levels: number, out: T, async: boolean): Ret;
   quant_fwd(mode: number, x: T, clipMax: T | number, axis: number | null, out: T, async: boolean): Ret;
   quant_bwd(dy: T, x: T, clipMax: T | number, axis: number | null, dx: T, dclip: T, async: boolean): Ret;
   attention_fwd(q: T, k: T, v: T, kvLengths: OptT, attnBias: OptT, out: T, lse: OptT, scale: number, causal: boolean,
@@ -55,9 +56,9 @@ export interface NativeBinding {
   layer_state_new(): unknown;
   layer_state_release(state: unknown): void;
   layer_fwd(state: unknown, config: Float64Array, params: OptT[], caches: unknown[], x: T, y: T, lengths: OptT, enc: OptT,
-    encLengths: OptT, train: boolean, seed: number | bigint, async: boolean, className: string): Ret;
+    encLengths: OptT, train: boolean, seed: number | bigint, async: boolean, className: string, clips: OptT[], calibrate: boolean): Ret;
   layer_bwd(state: unknown, config: Float64Array, params: OptT[], grads: OptT[], dy: T, dx: T, dEnc: OptT, async: boolean,
-    className: string): Ret;
+    className: string, clips: OptT[], clipGrads: OptT[]): Ret;
   crossent_fwd(logits: T, targets: T, lse: T, losses: OptT, weights: OptT, stats: Float64Array, ignoreIndex: number,
     labelSmoothing: number, mile: boolean, gamma: number, sigma: number, reduction: number, async: boolean): Ret;
   crossent_bwd(logits: T, targets: T, lse: T, weights: OptT, dlogits: T, ignoreIndex: number, labelSmoothing: number, mean: boolean,

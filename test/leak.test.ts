@@ -67,6 +67,7 @@ describe('no leaks', () => {
       ['gemm', sf.gemm as never, [x, w, { transB: true }]],
       ['gemmBackward', sf.gemmBackward as never, [x, x, w]],
       ['linear (bad w)', sf.linear as never, [x, bad]],
+      ['maxClip', sf.maxClip as never, [x, { axis: 0, bits: 7 }]],
       ['gemmInt8', sf.gemmInt8 as never, [sf.quantize(x, 2), sf.quantize(w, 2)]],
       ['linearInt8', sf.linearInt8 as never, [sf.quantize(x, 2), sf.quantize(w, 2), 2, 2, b, { activation: 'gelu', residual: x }]],
       ['linearInt8 (bad wClip)', sf.linearInt8 as never, [sf.quantize(x, 2), sf.quantize(w, 2), 2, Tensor.from(new Float32Array(w.shape[0]!).fill(NaN))]],

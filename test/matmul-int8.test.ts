@@ -82,7 +82,7 @@ describe(`int8 products (seed ${seed})`, () => {
     forEachIsa((isa) => {
       for (const [lead, n, k] of [[[3], 17, 33], [[2, 5], 130, 64], [[1], 9, 768]] as const) {
         for (const act of ['none', 'relu', 'gelu', 'gelu_tanh', 'silu'] as const) {
-          const m = lead.reduce((p, s) => p * s, 1);
+          const m = (lead as readonly number[]).reduce((p, s) => p * s, 1);
           const x = randomI8([...lead, k], r, -127, 127);
           const w = randomI8([n, k], r, -127, 127);
           const xClip = 0.5 + r() * 4;

@@ -7,7 +7,7 @@ import type { DType } from '../dtype.js';
 import { fail } from '../errors.js';
 import { native } from '../native.js';
 import { weightCache, written } from '../ops/matmul.js';
-import { boolOpt, enumOpt, intOpt, numberOpt, optionsArg, seedOpt, tensorArg } from '../ops/common.js';
+import { boolOpt, enumOpt, F32_MAX, intOpt, numberOpt, optionsArg, seedOpt, tensorArg } from '../ops/common.js';
 import { Tensor } from '../tensor.js';
 import { loadNamed } from './parameters.js';
 
@@ -51,9 +51,32 @@ export interface TransformerLayerConfig {
   seed?: number | bigint;
 }
 
+/**
+ * Quantization-aware training (REFERENCES §1, docs/api.md "Quantization-aware training"): fake-quant
+ * on the layer's linears, with learned activation clips.
+ */
+export interface QuantConfig {
+  /** Fake-quantize each linear's input with a learned clip (default true). */
+  input?: boolean;
+  /** Fake-quantize the q/k/v products' outputs with a learned clip (default true). */
+  output?: boolean;
+  /** Weights: fake-quantized with their max-abs clip per output 'channel' (default), per 'tensor', or 'none'. */
+  weight?: 'channel' | 'tensor' | 'none';
+  /** Weight code width, 8 (default, codes ±127) or 7 (±63: the int8 product without VNNI runs ~2x faster). */
+  weightBits?: number;
+  /** The activation clips' initial value (default 16, LightSeq's). */
+  initClip?: number;
+}
+
 export interface LayerForwardOptions {
   /** Training mode: dropout on (default false: dropout off, deterministic). */
   train?: boolean;
+  /**
+   * Max calibration (post-training quantization; needs enableQuant, train false): runs the float
+   * forward and raises each activation clip to the largest |value| it would quantize. Set the clips
+   * low first (calibrationStart) so they end at the calibration data's max.
+   */
+  calibrate?: boolean;
   /** Keys per batch row seen by self-attention (i32 [B] tensor or Int32Array, values in [0, S]). */
   kvLengths?: Tensor | Int32Array;
   /** Dropout seed of this call (default: the layer's seed plus a call counter). */
@@ -79,7 +102,25 @@ const PARAM_NAMES = [
   'cross.norm.weight', 'cross.norm.bias', 'ffn.fc1.weight', 'ffn.fc1.bias', 'ffn.fc2.weight', 'ffn.fc2.bias',
   'ffn.norm.weight', 'ffn.norm.bias',
 ] as const;
+/** The checked QAT config with its defaults filled in (messages name `op`). */
+export function quantConfigArg(config: unknown, op: string): Readonly<Required<QuantConfig>> {
+  const c = optionsArg<QuantConfig>(config, op);
+  return Object.freeze({
+    input: boolOpt(c.input, op, 'input', true),
+    output: boolOpt(c.output, op, 'output', true),
+    weight: enumOpt<'channel' | 'tensor' | 'none'>(c.weight, op, 'weight', 'channel', ['channel', 'tensor', 'none']),
+    weightBits: intOpt(c.weightBits, op, 'weightBits', 8, 7, 8),
+    initClip: numberOpt(c.initClip, op, 'initClip', 16, Number.MIN_VALUE, F32_MAX),
+  });
+}
+
+/** Clip names in the order of native/layers/transformer_layer.h LayerClip. */
+const CLIP_NAMES = [
+  'attn.qkv.input_clip', 'attn.qkv.output_clip', 'attn.out.input_clip', 'cross.q.input_clip', 'cross.q.output_clip',
+  'cross.kv.input_clip', 'cross.kv.output_clip', 'cross.out.input_clip', 'ffn.fc1.input_clip', 'ffn.fc2.input_clip',
+] as const;
 const ACT_CODE: Record<LayerActivation, number> = { relu: 1, gelu: 2, gelu_tanh: 3, silu: 4 };
+const WEIGHT_QUANT = { none: 0, tensor: 1, channel: 2 } as const;
 
 /** A size: an integer in [lo, 2^24]; `dflt` NaN makes it required. */
 function sizeOpt(v: unknown, op: string, name: string, dflt: number, lo: number): number {
@@ -109,6 +150,9 @@ abstract class TransformerLayerBase {
   private readonly _params: (Tensor | null)[];
   private readonly _grads: (Tensor | null)[];
   private readonly _state: unknown;
+  private _clips: (Tensor | null)[] = CLIP_NAMES.map(() => null);
+  private _clipGrads: (Tensor | null)[] = CLIP_NAMES.map(() => null);
+  private _quant: Readonly<Required<QuantConfig>> | null = null;
   private _seed: number | bigint;
   private _calls = 0;
   private _tail: Promise<unknown> = Promise.resolve();
@@ -151,7 +195,7 @@ abstract class TransformerLayerBase {
     this.dtype = dtype;
     this._cfg = Float64Array.from([hiddenSize, numHeads, numKvHeads, ffnSize, ACT_CODE[activation], preLayerNorm ? 1 : 0,
       norm === 'rmsnorm' ? 1 : 0, causal ? 1 : 0, cross ? 1 : 0, layerNormEps, attnDropout, activationDropout, hiddenDropout,
-      rotaryDim, rotaryBase]);
+      rotaryDim, rotaryBase, 0, 127]);
     const shapes = native.layer_param_shapes(this._cfg, _name);
     const seed0 = BigInt(this._seed);
     this._params = shapes.map((shape, i) => {
@@ -166,20 +210,67 @@ abstract class TransformerLayerBase {
     this._state = native.layer_state_new();
   }
 
-  /** The parameters under their DESIGN §4 names (the live tensors: writes through `.data` are seen). */
+  /** The parameters under their DESIGN §4 names (the live tensors: writes through `.data` are seen); with QAT, also the clips (`*.input_clip`, `*.output_clip`, f32 [1]). */
   parameters(): Map<string, Tensor> {
-    return this._named(this._params);
+    return this._named(this._params, this._clips);
   }
 
   /** The accumulated gradients, under the parameters' names. */
   gradients(): Map<string, Tensor> {
-    return this._named(this._grads);
+    return this._named(this._grads, this._clipGrads);
   }
 
   /** Sets every gradient to zero. */
   zeroGrad(): void {
     this._check(`${this._name}.zeroGrad`);
-    for (const g of this._grads) g?.data.fill(0);
+    for (const g of [...this._grads, ...this._clipGrads]) g?.data.fill(0);
+  }
+
+  /** The quantization-aware training config in effect (defaults filled in), or null. */
+  get quantConfig(): Readonly<Required<QuantConfig>> | null {
+    return this._quant;
+  }
+
+  /**
+   * Turns on quantization-aware training: fake-quant on every linear's input and weight, and on
+   * the q/k/v products' outputs (each configurable). The activation clips are new parameters
+   * (f32 [1], starting at initClip), listed by parameters() so an optimizer trains them and
+   * checkpoints keep them. Calling it again replaces the config (clips that stay keep their values).
+   */
+  enableQuant(config?: QuantConfig): void {
+    const op = `${this._name}.enableQuant`;
+    this._check(op);
+    const q = quantConfigArg(config, op);
+    const cross = this._params[6] !== null;  // cross.q.weight
+    const wanted = CLIP_NAMES.map((n) => (n.startsWith('cross.') && !cross ? false : n.endsWith('.output_clip') ? q.output : q.input));
+    this._clips = this._clips.map((t, i) => {
+      if (!wanted[i]) {
+        t?.dispose();
+        return null;
+      }
+      return t ?? Tensor.from([q.initClip], [1]);
+    });
+    this._clipGrads = this._clipGrads.map((g, i) => {
+      if (!wanted[i]) {
+        g?.dispose();
+        return null;
+      }
+      return g ?? Tensor.zeros([1]);
+    });
+    this._cfg[15] = WEIGHT_QUANT[q.weight];
+    this._cfg[16] = 2 ** (q.weightBits - 1) - 1;
+    this._quant = q;
+  }
+
+  /** Turns quantization-aware training off and drops the clips. */
+  disableQuant(): void {
+    this._check(`${this._name}.disableQuant`);
+    for (const t of [...this._clips, ...this._clipGrads]) t?.dispose();
+    this._clips = CLIP_NAMES.map(() => null);
+    this._clipGrads = CLIP_NAMES.map(() => null);
+    this._cfg[15] = 0;
+    this._cfg[16] = 127;
+    this._quant = null;
   }
 
   /** Copies parameters in by name; every name must exist and shapes must match (dtypes are converted). */
@@ -193,7 +284,7 @@ abstract class TransformerLayerBase {
   dispose(): void {
     if (this._disposed) return;
     this._disposed = true;
-    for (const t of [...this._params, ...this._grads]) t?.dispose();
+    for (const t of [...this._params, ...this._grads, ...this._clips, ...this._clipGrads]) t?.dispose();
     native.layer_state_release(this._state);
   }
 
@@ -215,6 +306,9 @@ abstract class TransformerLayerBase {
     if (maxBatchTokens !== undefined && B * S > maxBatchTokens)
       fail('ERR_SHAPE', `${op}: batch * seq = ${B * S} tokens exceeds this layer's maxBatchTokens ${maxBatchTokens}`);
     const train = boolOpt(o.train, op, 'train', false);
+    const calibrate = boolOpt(o.calibrate, op, 'calibrate', false);
+    if (calibrate && !this._quant) fail('ERR_ARG', `${op}: calibrate needs quantization enabled (enableQuant) for clips to calibrate`);
+    if (calibrate && train) fail('ERR_ARG', `${op}: calibrate runs the float forward in eval mode; train must be false`);
     const seed = o.seed === undefined ? this._nextSeed() : seedOpt(o.seed, op, true);
     const temps: Tensor[] = [];
     try {
@@ -224,7 +318,9 @@ abstract class TransformerLayerBase {
       return this._serial(async () => {
         try {
           const caches = this._params.map((p, i) => (p && PARAM_NAMES[i]!.endsWith('.weight') && p.shape.length === 2 ? weightCache(p) : null));
-          await native.layer_fwd(this._state, this._cfg, this._params, caches, x, y, lengths, enc, encLen, train, seed, true, this._name);
+          await native.layer_fwd(this._state, this._cfg, this._params, caches, x, y, lengths, enc, encLen, train, seed, true, this._name,
+            this._clips, calibrate);
+          if (calibrate) for (const t of this._clips) if (t) written(t);
           return y;
         } catch (e) {
           y.dispose();
@@ -246,8 +342,9 @@ abstract class TransformerLayerBase {
     const dx = Tensor.empty(dy.shape, { dtype: dy.dtype });
     return this._serial(async () => {
       try {
-        await native.layer_bwd(this._state, this._cfg, this._params, this._grads, dy, dx, dEnc, true, this._name);
-        for (const g of this._grads) if (g) written(g);
+        await native.layer_bwd(this._state, this._cfg, this._params, this._grads, dy, dx, dEnc, true, this._name, this._clips,
+          this._clipGrads);
+        for (const g of [...this._grads, ...this._clipGrads]) if (g) written(g);
         if (dEnc) written(dEnc);
         return dx;
       } catch (e) {
@@ -257,10 +354,11 @@ abstract class TransformerLayerBase {
     });
   }
 
-  private _named(list: (Tensor | null)[]): Map<string, Tensor> {
+  private _named(list: (Tensor | null)[], clips: (Tensor | null)[]): Map<string, Tensor> {
     this._check(`${this._name}.parameters`);
     const m = new Map<string, Tensor>();
     list.forEach((t, i) => t && m.set(PARAM_NAMES[i]!, t));
+    clips.forEach((t, i) => t && m.set(CLIP_NAMES[i]!, t));
     return m;
   }
 

@@ -2,6 +2,7 @@
 // loadParameters, dispose), the LM head tied to the token embedding, the loss step and sampling.
 import { describe, fail } from '../errors.js';
 import type { Embedding } from '../layers/embedding.js';
+import { type QuantConfig, quantConfigArg } from '../layers/transformer.js';
 import { loadNamed } from '../layers/parameters.js';
 import { crossEntropy, crossEntropyBackward, type MileOptions } from '../ops/crossent.js';
 import { gemm, linear } from '../ops/matmul.js';
@@ -50,6 +51,20 @@ export interface GenerateOptions {
   stopToken?: number;
 }
 
+/** A module with quantization-aware training (the Transformer layers). */
+interface Quantizable extends Module {
+  enableQuant(config?: QuantConfig): void;
+  disableQuant(): void;
+  readonly quantConfig: Readonly<Required<QuantConfig>> | null;
+}
+
+function isQuantizable(m: Module): m is Quantizable {
+  return typeof (m as Partial<Quantizable>).enableQuant === 'function';
+}
+
+/** The smallest normal f32: where calibration starts every clip. */
+const CLIP_FLOOR = 1.1754943508222875e-38;
+
 /** A fused layer as the model stacks see it. */
 export interface StackLayer<O extends object = object, B extends object = object> {
   forward(x: Tensor, opts: O & { train: boolean; seed: bigint }): Promise<Tensor>;
@@ -70,6 +85,7 @@ export function reshaped(t: Tensor, shape: number[]): Tensor {
 export abstract class ModelBase {
   protected _disposed = false;
   private _calls = 0;
+  private _calibrating = false;
 
   protected constructor(protected readonly _name: string, protected readonly _seed: number | bigint) {}
 
@@ -99,12 +115,66 @@ export abstract class ModelBase {
   }
 
   /**
+   * Quantization-aware training on every Transformer layer (see TransformerEncoderLayer.enableQuant):
+   * fake-quant on each linear's input, weight and q/k/v output, with learned activation clips that
+   * become parameters (`layers.<i>.attn.qkv.input_clip`, ...). The embedding, the tied output
+   * head and the norms stay float. Fine-tune with a small learning rate, then exportInt8.
+   */
+  enableQuant(config?: QuantConfig): void {
+    const op = `${this._name}.enableQuant`;
+    this._check(op);
+    const q = quantConfigArg(config, op);
+    for (const [, m] of this._modules()) if (isQuantizable(m)) m.enableQuant(q);
+  }
+
+  /** Turns quantization-aware training off on every layer and drops the clips. */
+  disableQuant(): void {
+    this._check(`${this._name}.disableQuant`);
+    for (const [, m] of this._modules()) if (isQuantizable(m)) m.disableQuant();
+  }
+
+  /** The layers' quantization config (defaults filled in), or null when quantization is off. */
+  get quantConfig(): Readonly<Required<QuantConfig>> | null {
+    for (const [, m] of this._modules()) if (isQuantizable(m)) return m.quantConfig;
+    return null;
+  }
+
+  /**
+   * Max calibration for post-training quantization: every activation clip is set to the largest
+   * |value| it sees during `run`, which should run forwards over a few representative batches
+   * (forward(), or loss() with backward: false; a backward inside fails). The forwards run in float
+   * (no fake-quant) and eval mode. Needs enableQuant first.
+   */
+  async calibrate(run: () => unknown): Promise<void> {
+    const op = `${this._name}.calibrate`;
+    this._check(op);
+    if (!this.quantConfig) fail('ERR_ARG', `${op}: quantization is off; call enableQuant first`);
+    if (typeof run !== 'function') fail('ERR_ARG', `${op}: expected a function that runs forwards but received ${describe(run)}`);
+    if (this._calibrating) fail('ERR_ARG', `${op}: a calibration is already running`);
+    const clips = [...this.parameters()].filter(([n]) => n.endsWith('_clip')).map(([, t]) => t);
+    for (const t of clips) t.data.fill(CLIP_FLOOR);
+    this._calibrating = true;
+    try {
+      await run();
+    } finally {
+      this._calibrating = false;
+    }
+    const unseen = [...this.parameters()].filter(([n, t]) => n.endsWith('_clip') && t.data[0] === CLIP_FLOOR).map(([n]) => n);
+    if (unseen.length) fail('ERR_ARG', `${op}: the forwards run by the callback never reached ${unseen.join(', ')}`);
+  }
+
+  /**
    * Writes the parameters as a safetensors file (atomically), with the model's class and config
-   * in its metadata (`seqfuse.model`, `seqfuse.config`) so `fromFile` can rebuild it.
+   * in its metadata (`seqfuse.model`, `seqfuse.config`, and `seqfuse.quant` with QAT on) so
+   * `fromFile` can rebuild it.
    */
   async save(path: string, metadata: Record<string, string> = {}): Promise<void> {
     this._check(`${this._name}.save`);
-    await saveSafetensors(path, this.parameters(), { ...metadata, 'seqfuse.model': this._name, 'seqfuse.config': JSON.stringify(this._config()) });
+    const quant = this.quantConfig;
+    await saveSafetensors(path, this.parameters(), {
+      ...metadata, 'seqfuse.model': this._name, 'seqfuse.config': JSON.stringify(this._config()),
+      ...(quant ? { 'seqfuse.quant': JSON.stringify(quant) } : {}),
+    });
   }
 
   /** Loads parameters from a safetensors file written by save() (or any file with the same names and shapes). */
@@ -132,9 +202,10 @@ export abstract class ModelBase {
 
   /** Builds a model of this class from a file written by save(): its config, then its parameters. */
   static async fromFile<M extends ModelBase>(this: new (config: never) => M, path: string): Promise<M> {
-    const { config, tensors } = await readModelFile(this.name, path);
+    const { config, quant, tensors } = await readModelFile(this.name, path);
     try {
       const m = new this(config as never);
+      if (quant) m.enableQuant(quant);
       m.loadParameters(tensors);
       return m;
     } finally {
@@ -166,8 +237,9 @@ export abstract class ModelBase {
   protected async _embedAndRun<O extends object>(embed: Embedding, ids: Tensor, layers: readonly StackLayer<O>[], train: boolean,
     seed: bigint, embedK: number, layerK: number, opts: O): Promise<Tensor> {
     let x = await embed.forward(ids, { train, seed: mixSeed(seed, embedK) });
+    const calibrate = this._calibrating;
     for (let i = 0; i < layers.length; i++) {
-      const y = await layers[i]!.forward(x, { ...opts, train, seed: mixSeed(seed, layerK + i) });
+      const y = await layers[i]!.forward(x, { ...opts, train, seed: mixSeed(seed, layerK + i), ...(calibrate ? { calibrate } : {}) });
       x.dispose();
       x = y;
     }
@@ -279,7 +351,7 @@ export abstract class ModelBase {
 }
 
 /** Reads a file written by `save()` of the model class `name`: its config and parameters. */
-export async function readModelFile(name: string, path: string): Promise<{ config: unknown; tensors: Map<string, Tensor> }> {
+export async function readModelFile(name: string, path: string): Promise<{ config: unknown; quant: QuantConfig | null; tensors: Map<string, Tensor> }> {
   const op = `${name}.fromFile`;
   const { tensors, metadata } = await loadSafetensors(path);
   const cls = metadata['seqfuse.model'];
@@ -288,10 +360,11 @@ export async function readModelFile(name: string, path: string): Promise<{ confi
     fail('ERR_ARG', `${op}: ${path} holds ${cls === undefined ? 'no seqfuse model metadata' : `a ${cls}`}, not a ${name}`);
   }
   try {
-    return { config: JSON.parse(metadata['seqfuse.config'] ?? ''), tensors };
+    const quant = metadata['seqfuse.quant'];
+    return { config: JSON.parse(metadata['seqfuse.config'] ?? ''), quant: quant === undefined ? null : JSON.parse(quant), tensors };
   } catch {
     for (const t of tensors.values()) t.dispose();
-    return fail('ERR_ARG', `${op}: ${path} has malformed seqfuse.config metadata`);
+    return fail('ERR_ARG', `${op}: ${path} has malformed seqfuse.config or seqfuse.quant metadata`);
   }
 }
 

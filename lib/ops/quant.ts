@@ -8,7 +8,7 @@ import type { DType } from '../dtype.js';
 import { describe, fail } from '../errors.js';
 import { native } from '../native.js';
 import { Tensor } from '../tensor.js';
-import { defineOp, enumOpt, F32_MAX, optionsArg, outArg, type Prepared, tensorArg } from './common.js';
+import { defineOp, enumOpt, F32_MAX, intOpt, optionsArg, outArg, type Prepared, tensorArg } from './common.js';
 
 export interface QuantOptions {
   /** Per-channel quantization along this dim of x (negative counts from the end; default 0 when
@@ -33,6 +33,16 @@ export interface FakeQuantGrads {
   dx: Tensor;
   /** f32, clipMax's shape ([1] when clipMax is a number): the sum of dy over x >= clipMax minus the sum over x <= -clipMax, per channel. */
   dclip: Tensor;
+}
+
+export interface MaxClipOptions {
+  /** Per channel along this dim (negative counts from the end); leave it out for one clip over the tensor. */
+  axis?: number;
+  /** Code width the clip is for (2..8, default 8): the clip is widened by 127 / (2^(bits-1) - 1), so
+   * quantize / fakeQuant with it use codes within ±(2^(bits-1) - 1) (7 bits: ±63, the fast int8 product without VNNI). */
+  bits?: number;
+  /** Write the clips here ([C] or [1], f32). */
+  out?: Tensor;
 }
 
 interface Clip {
@@ -92,3 +102,26 @@ export const fakeQuant = defineOp((x: Tensor, clipMax: number | Tensor, opts?: Q
 /** PACT straight-through gradients of fakeQuant: dx = dy where |x| < clipMax; dclip gathers dy where x >= clipMax and -dy where x <= -clipMax. */
 export const fakeQuantBackward = defineOp((dy: Tensor, x: Tensor, clipMax: number | Tensor, opts?: FakeQuantBackwardOptions) =>
   bwd(dy, x, clipMax, opts));
+
+function prepareMaxClip(x: Tensor, opts: MaxClipOptions | undefined): Prepared<Tensor> {
+  const op = 'maxClip';
+  tensorArg(x, op, 'x');
+  const o = optionsArg<MaxClipOptions>(opts, op);
+  const bits = intOpt(o.bits, op, 'bits', 8, 2, 8);
+  let axis: number | null = null;
+  if (o.axis !== undefined) {
+    if (x.ndim === 0) fail('ERR_SHAPE', `${op}: a per-channel axis needs x with at least 1 dim but received shape []`);
+    axis = intOpt(o.axis, op, 'axis', 0, -x.ndim, x.ndim - 1);
+  }
+  const fresh: Tensor[] = [];
+  const c = axis === null ? 1 : x.shape[axis < 0 ? axis + x.ndim : axis]!;
+  const y = outArg(o.out, op, [c], 'f32', fresh);
+  return { run: (a) => native.quant_max_clip(x, axis, 2 ** (bits - 1) - 1, y, a), result: y, fresh };
+}
+
+/**
+ * Max calibration: the smallest clipMax that saturates nothing, max |x| per channel along `axis`
+ * (or over the tensor), floored at the smallest normal f32 so an all-zero channel gets a valid
+ * clip; NaN is ignored. With `bits` < 8 it is widened by 127 / (2^(bits-1) - 1). f32 [C] or [1].
+ */
+export const maxClip = defineOp((x: Tensor, opts?: MaxClipOptions) => prepareMaxClip(x, opts));

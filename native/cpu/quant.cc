@@ -80,6 +80,23 @@ static void fake_quant_bwd_units(const QuantArgs& a, int64_t u0, int64_t u1, dou
   }
 }
 
+// part[u] = max |x| over unit u, NaN ignored (abs(NaN) as max's first operand loses, in every pass).
+template <class T>
+static void absmax_units(const QuantArgs& a, int64_t u0, int64_t u1, float* part) {
+  const int64_t blocks = quant_blocks(a);
+  const T* x = static_cast<const T*>(a.x);
+  for (int64_t u = u0; u < u1; ++u) {
+    R m = V::zero();
+    quant_walk(a, blocks, u, [&](int64_t off, int64_t len, int64_t) {
+      const T* xo = x + off;
+      int64_t j = 0;
+      for (; j + V::W <= len; j += V::W) m = V::max(V::abs(V::load(xo + j)), m);
+      if (j < len) m = V::max(V::abs(V::load(xo + j, int(len - j))), m);
+    });
+    part[u] = V::hmax(m);
+  }
+}
+
 template <class T>
 static void fwd_units(const QuantArgs& a, int64_t u0, int64_t u1) {
   switch (a.mode) {
@@ -99,6 +116,15 @@ void quant_fwd_units(const QuantArgs& a, int64_t u0, int64_t u1) {
     case DType::F32: return fwd_units<float>(a, u0, u1);
     case DType::BF16: return fwd_units<bf16_t>(a, u0, u1);
     case DType::F16: return fwd_units<f16_t>(a, u0, u1);
+    default: return;
+  }
+}
+
+void quant_absmax_units(const QuantArgs& a, int64_t u0, int64_t u1, float* part) {
+  switch (a.dtype) {
+    case DType::F32: return absmax_units<float>(a, u0, u1, part);
+    case DType::BF16: return absmax_units<bf16_t>(a, u0, u1, part);
+    case DType::F16: return absmax_units<f16_t>(a, u0, u1, part);
     default: return;
   }
 }
@@ -123,6 +149,22 @@ namespace seqfuse {
 namespace cpu {
 SF_ISA_DECLARE(void quant_fwd_units(const QuantArgs&, int64_t, int64_t))
 SF_ISA_DECLARE(void quant_bwd_units(const QuantArgs&, int64_t, int64_t, double*))
+SF_ISA_DECLARE(void quant_absmax_units(const QuantArgs&, int64_t, int64_t, float*))
+
+// y[c] = max(max |x| of channel c, FLT_MIN) * clip_scale, from per-unit partial maxima.
+static void quant_max_clip(const QuantArgs& a) {
+  auto fn = SF_PICK(quant_absmax_units);
+  const int64_t blocks = quant_blocks(a);
+  std::vector<float> part(size_t(a.channels * blocks));
+  parallel_for(a.channels * blocks, kQuantBlock, [&](int64_t u0, int64_t u1) { fn(a, u0, u1, part.data()); });
+  float* y = static_cast<float*>(a.y);
+  for (int64_t c = 0; c < a.channels; ++c) {
+    float m = 1.17549435e-38f;  // FLT_MIN: an all-zero channel still gets a valid clip
+    for (int64_t b = 0; b < blocks; ++b) m = part[size_t(c * blocks + b)] > m ? part[size_t(c * blocks + b)] : m;
+    m *= a.clip_scale;
+    y[c] = a.accumulate && y[c] > m ? y[c] : m;
+  }
+}
 
 // ERR_ARG unless every clipMax is finite and > 0 (a tensor's values are only known here).
 static void quant_check_clip(const QuantArgs& a, const char* op) {
@@ -137,6 +179,7 @@ static void quant_check_clip(const QuantArgs& a, const char* op) {
 }  // namespace cpu
 
 void quant_fwd_cpu(const QuantArgs& a) {
+  if (a.mode == QuantMode::MaxClip) return cpu::quant_max_clip(a);
   static const char* const names[] = {"quantize", "dequantize", "fakeQuant"};
   cpu::quant_check_clip(a, names[int(a.mode)]);
   auto fn = SF_PICK(quant_fwd_units);
@@ -152,7 +195,7 @@ void quant_bwd_cpu(const QuantArgs& a) {
   for (int64_t c = 0; c < a.channels; ++c) {
     double s = 0.0;
     for (int64_t b = 0; b < blocks; ++b) s += part[size_t(c * blocks + b)];
-    a.dclip[c] = float(s);
+    a.dclip[c] = a.accumulate ? a.dclip[c] + float(s) : float(s);
   }
 }
 

@@ -8,6 +8,7 @@
 #include "ops/attention.h"
 #include "ops/dropout.h"
 #include "ops/norm.h"
+#include "ops/quant.h"
 #include "ops/rope.h"
 #include "ops/tensor_ops.h"
 
@@ -90,6 +91,8 @@ enum Slot : int {
   kEnc,                            // the encoder output [Te, Hd] (cross)
   kF1Pre, kF1,                     // FFN: h W1^T [T, F], drop(act(. + b1)) [T, F]
   kWork0, kWork1, kWork2, kWork3, kWork4, kWork5, kWork6,  // scratch within one call
+  kQPre0, kQPre1, kQPre2,          // QAT: the q/k/v products' outputs before fake-quant (saved)
+  kQx, kQw, kQClipW, kQdx,         // QAT scratch: a fake-quantized input, weight, its clips, an input gradient
 };
 
 struct Ctx {
@@ -97,6 +100,7 @@ struct Ctx {
   const TransformerLayerParams& w;
   LayerState& st;
   int64_t es;  // element size
+  float* const* clip_grads = nullptr;  // backward
   int64_t T() const { return st.call.B * st.call.S; }
   int64_t Te() const { return st.call.B * st.call.Senc; }
   void* buf(int slot, int64_t elems, int64_t size = 0) { return st.get(slot, elems * (size ? size : es)); }
@@ -119,35 +123,137 @@ void copy(const Ctx& k, const void* src, void* dst, int64_t n) {
   cast(a);
 }
 
-// y[M, N] = x[M, K] W^T (+ bias)
-void linear(const Ctx& k, int64_t M, LayerParam wp, LayerParam bp, const void* x, void* y) {
+// One product of the layer: its weight, bias (kLayerParams: none here, e.g. FFN1's goes with the
+// activation), the clips of its input and output (kLayerClips: none), and where the output before
+// its fake-quant is saved.
+struct QLin {
+  LayerParam w, b;
+  LayerClip in, out;
+  int pre_slot;
+};
+constexpr QLin kLinQkv{kQkvW, kQkvB, kClipQkvIn, kClipQkvOut, kQPre0};
+constexpr QLin kLinOut{kOutW, kLayerParams, kClipOutIn, kLayerClips, -1};
+constexpr QLin kLinCrossQ{kCrossQW, kCrossQB, kClipCrossQIn, kClipCrossQOut, kQPre1};
+constexpr QLin kLinCrossKv{kCrossKvW, kCrossKvB, kClipCrossKvIn, kClipCrossKvOut, kQPre2};
+constexpr QLin kLinCrossOut{kCrossOutW, kLayerParams, kClipCrossOutIn, kLayerClips, -1};
+constexpr QLin kLinFc1{kFc1W, kLayerParams, kClipFc1In, kLayerClips, -1};
+constexpr QLin kLinFc2{kFc2W, kLayerParams, kClipFc2In, kLayerClips, -1};
+
+const float* clip_of(const Ctx& k, LayerClip c) { return c == kLayerClips ? nullptr : k.w.clip[c]; }
+
+QuantArgs quant_args(const Ctx& k, QuantMode mode, int64_t channels, int64_t inner) {
+  QuantArgs q;
+  q.device = k.c.device; q.mode = mode; q.dtype = k.c.dtype; q.outer = 1; q.channels = channels; q.inner = inner;
+  return q;
+}
+
+// y[n] = fakeQuant(x[n], clip) per tensor (y may be x).
+void fake_quant(const Ctx& k, const float* clip, const void* x, void* y, int64_t n) {
+  QuantArgs q = quant_args(k, QuantMode::FakeQuant, 1, n);
+  q.x = x; q.y = y; q.clip = clip;
+  quant_fwd(q);
+}
+
+// PACT backward of fake_quant: dx = dy where |x| < clip, else 0 (dx may be dy); the rest is added
+// into the clip's gradient.
+void fake_quant_grad(const Ctx& k, LayerClip c, const void* x, const void* dy, void* dx, int64_t n) {
+  float unused = 0.0f;
+  QuantArgs q = quant_args(k, QuantMode::FakeQuant, 1, n);
+  q.x = x; q.dy = dy; q.dx = dx; q.clip = k.w.clip[c];
+  q.dclip = k.clip_grads && k.clip_grads[c] ? k.clip_grads[c] : &unused;
+  q.accumulate = true;
+  quant_bwd(q);
+}
+
+// The weight wp fake-quantized with its max-abs clips (per output channel or per tensor), in kQw.
+const void* quant_weight(Ctx& k, LayerParam wp) {
+  int64_t n, cols;
+  layer_param_shape(k.c, wp, &n, &cols);
+  const bool per_channel = k.c.quant_weights == 2;
+  QuantArgs q = quant_args(k, QuantMode::MaxClip, per_channel ? n : 1, per_channel ? cols : n * cols);
+  q.clip_scale = 127.0f / float(k.c.weight_levels);
+  q.x = k.w.p[wp];
+  q.y = k.buf(kQClipW, n, 4);
+  quant_fwd(q);
+  q.mode = QuantMode::FakeQuant;
+  q.clip = static_cast<const float*>(k.at(kQClipW));
+  q.y = k.buf(kQw, n * cols);
+  quant_fwd(q);
+  return k.at(kQw);
+}
+
+// Calibration: clip c (when present) = max(clip, max |x[n]|).
+void observe(const Ctx& k, LayerClip c, const void* x, int64_t n) {
+  if (c == kLayerClips || !k.w.clip[c]) return;
+  QuantArgs q = quant_args(k, QuantMode::MaxClip, 1, n);
+  q.x = x; q.y = k.w.clip[c]; q.accumulate = true;
+  quant_fwd(q);
+}
+
+// x fake-quantized with the linear's input clip (in kQx), or x itself without one (or when calibrating).
+const void* quant_input(Ctx& k, const QLin& L, int64_t elems, const void* x) {
+  const float* clip = clip_of(k, L.in);
+  if (!clip || k.st.call.calibrate) return x;
+  fake_quant(k, clip, x, k.buf(kQx, elems), elems);
+  return k.at(kQx);
+}
+
+// y[M, N] = x[M, K] W^T (+ bias), then the output's fake-quant (its input saved in pre_slot).
+void linear(Ctx& k, int64_t M, const QLin& L, const void* x, void* y) {
   LinearArgs l;
   l.device = k.c.device; l.dtype = k.c.dtype;
-  layer_param_shape(k.c, wp, &l.n, &l.k);
+  layer_param_shape(k.c, L.w, &l.n, &l.k);
   l.m = M;
-  l.x = x; l.w = k.w.p[wp]; l.bias = bp == kLayerParams ? nullptr : k.w.p[bp]; l.y = y;
-  l.weight_cache = k.w.cache[wp];
+  const bool calib = k.st.call.calibrate;
+  if (calib) observe(k, L.in, x, M * l.k);
+  l.x = quant_input(k, L, M * l.k, x);
+  l.w = k.w.p[L.w];
+  l.weight_cache = k.w.cache[L.w];
+  if (k.c.quant_weights && !calib) {
+    l.w = quant_weight(k, L.w);
+    l.weight_cache = nullptr;  // kQw is rewritten by every product
+  }
+  l.bias = L.b == kLayerParams ? nullptr : k.w.p[L.b];
+  l.y = y;
   linear_fwd(l);
+  if (calib) {
+    observe(k, L.out, y, M * l.n);
+  } else if (const float* clip = clip_of(k, L.out)) {
+    void* pre = k.buf(L.pre_slot, M * l.n);
+    copy(k, y, pre, M * l.n);
+    fake_quant(k, clip, pre, y, M * l.n);
+  }
 }
 
-// dW[N, K] += dy[M, N]^T x[M, K]
-void grad_weight(const Ctx& k, int64_t M, LayerParam wp, void* const* grads, const void* dy, const void* x) {
+// dW[N, K] += dy[M, N]^T xq[M, K] (the product's input, fake-quantized as in the forward; the
+// weight's own fake-quant passes the gradient straight through)
+void grad_weight(Ctx& k, int64_t M, const QLin& L, void* const* grads, const void* dy, const void* x) {
   GemmArgs g;
   g.device = k.c.device; g.dtype = k.c.dtype;
-  layer_param_shape(k.c, wp, &g.m, &g.n);
-  g.k = M; g.trans_a = true; g.a = dy; g.b = x; g.c = grads[wp]; g.beta = 1.0f; g.out = grads[wp];
+  layer_param_shape(k.c, L.w, &g.m, &g.n);
+  g.k = M; g.trans_a = true; g.a = dy; g.b = quant_input(k, L, M * g.n, x); g.c = grads[L.w]; g.beta = 1.0f; g.out = grads[L.w];
   gemm(g);
 }
 
-// dx[M, K] (+)= dy[M, N] W[N, K]
-void grad_input(const Ctx& k, int64_t M, LayerParam wp, const void* dy, void* dx, bool accumulate) {
+// dx[M, K] (+)= PACT(dy[M, N] Wq[N, K]) for the input x[M, K] of the forward
+void grad_input(Ctx& k, int64_t M, const QLin& L, const void* dy, const void* x, void* dx, bool accumulate) {
   GemmArgs g;
   g.device = k.c.device; g.dtype = k.c.dtype;
-  layer_param_shape(k.c, wp, &g.n, &g.k);
+  layer_param_shape(k.c, L.w, &g.n, &g.k);
   std::swap(g.n, g.k);
-  g.m = M; g.a = dy; g.b = k.w.p[wp]; g.out = dx;
-  if (accumulate) { g.c = dx; g.beta = 1.0f; }
+  g.m = M; g.a = dy; g.b = k.c.quant_weights ? quant_weight(k, L.w) : k.w.p[L.w];
+  const bool quant = clip_of(k, L.in) != nullptr;
+  g.out = quant ? k.buf(kQdx, M * g.n) : dx;
+  if (accumulate && !quant) { g.c = dx; g.beta = 1.0f; }
   gemm(g);
+  if (!quant) return;
+  fake_quant_grad(k, L.in, x, g.out, accumulate ? g.out : dx, M * g.n);
+  if (accumulate) {  // dx += the masked gradient
+    DropoutArgs d;
+    d.device = k.c.device; d.dtype = k.c.dtype; d.rows = M; d.cols = g.n;
+    d.x = g.out; d.residual = dx; d.y = dx;
+    dropout_fwd(d);
+  }
 }
 
 // y = residual + dropout(x + bias): the block epilogue; with p = 0, bias and residual it is a sum.
@@ -241,7 +347,7 @@ void attention_sub_fwd(Ctx& k, int blk, const void* h, void* z) {
   k.buf(kLse0 + blk, T * nh, 4);
   if (blk == 0) {  // one product for q, k and v
     void* qkv = k.buf(kWork0, T * c.qkv_rows());
-    linear(k, T, kQkvW, kQkvB, h, qkv);
+    linear(k, T, kLinQkv, h, qkv);
     heads(k, k.st.call.S, nh, c.qkv_rows(), 0, true, qkv, q);
     heads(k, k.st.call.S, nkv, c.qkv_rows(), Hd, true, qkv, kk);
     heads(k, k.st.call.S, nkv, c.qkv_rows(), Hd + nkv * D, true, qkv, v);
@@ -249,17 +355,17 @@ void attention_sub_fwd(Ctx& k, int blk, const void* h, void* z) {
     rotary(k, nkv, kk, false);
   } else {
     void* qp = k.buf(kWork0, T * Hd);
-    linear(k, T, kCrossQW, kCrossQB, h, qp);
+    linear(k, T, kLinCrossQ, h, qp);
     heads(k, k.st.call.S, nh, Hd, 0, true, qp, q);
     void* kv = k.buf(kWork1, Tk * 2 * nkv * D);
-    linear(k, Tk, kCrossKvW, kCrossKvB, k.at(kEnc), kv);
+    linear(k, Tk, kLinCrossKv, k.at(kEnc), kv);
     heads(k, Sk, nkv, 2 * nkv * D, 0, true, kv, kk);
     heads(k, Sk, nkv, 2 * nkv * D, nkv * D, true, kv, v);
   }
   attention_fwd(attention_args(k, blk));
   void* ctx = k.buf(kWork0, T * Hd);
   heads(k, k.st.call.S, nh, Hd, 0, false, k.at(kO0 + blk), ctx);
-  linear(k, T, blk == 0 ? kOutW : kCrossOutW, kLayerParams, ctx, z);
+  linear(k, T, blk == 0 ? kLinOut : kLinCrossOut, ctx, z);
 }
 
 void ffn_sub_fwd(Ctx& k, const void* h, void* z) {
@@ -267,13 +373,13 @@ void ffn_sub_fwd(Ctx& k, const void* h, void* z) {
   const int64_t T = k.T();
   void* pre = k.buf(kF1Pre, T * c.ffn);
   void* f1 = k.buf(kF1, T * c.ffn);
-  linear(k, T, kFc1W, kLayerParams, h, pre);
+  linear(k, T, kLinFc1, h, pre);
   BiasActArgs b;
   b.device = c.device; b.dtype = c.dtype; b.act = c.act; b.rows = T; b.cols = c.ffn;
   b.x = pre; b.bias = k.w.p[kFc1B]; b.y = f1;
   b.dropout = k.st.call.train ? c.act_dropout : 0.0f; b.seed = site_seed(k.st.call.seed, kSiteAct);
   bias_act_fwd(b);
-  linear(k, T, kFc2W, kLayerParams, f1, z);
+  linear(k, T, kLinFc2, f1, z);
 }
 
 // Block `blk` from input x to `out` (both [T, Hd]).
@@ -303,12 +409,12 @@ void attention_sub_bwd(Ctx& k, int blk, void* const* grads, const void* h, const
   const TransformerLayerConfig& c = k.c;
   const int64_t T = k.T(), Hd = c.hidden, D = c.head_dim(), nh = c.heads, nkv = c.kv_heads, S = k.st.call.S;
   const int64_t Sk = blk == 0 ? S : k.st.call.Senc, Tk = k.st.call.B * Sk;
-  const LayerParam outw = blk == 0 ? kOutW : kCrossOutW;
+  const QLin& outl = blk == 0 ? kLinOut : kLinCrossOut;
   void* ctx = k.buf(kWork0, T * Hd);
   heads(k, S, nh, Hd, 0, false, k.at(kO0 + blk), ctx);
-  grad_weight(k, T, outw, grads, dz, ctx);
+  grad_weight(k, T, outl, grads, dz, ctx);
   void* dctx = k.buf(kWork1, T * Hd);
-  grad_input(k, T, outw, dz, dctx, false);
+  grad_input(k, T, outl, dz, ctx, dctx, false);
   void* dout = k.buf(kWork0, T * Hd);
   heads(k, S, nh, Hd, 0, true, dctx, dout);
   void* dq = k.buf(kWork1, T * Hd);
@@ -325,39 +431,42 @@ void attention_sub_bwd(Ctx& k, int blk, void* const* grads, const void* h, const
     heads(k, S, nh, ld, 0, false, dq, dqkv);
     heads(k, S, nkv, ld, Hd, false, dk, dqkv);
     heads(k, S, nkv, ld, Hd + nkv * D, false, dv, dqkv);
+    if (clip_of(k, kClipQkvOut)) fake_quant_grad(k, kClipQkvOut, k.at(kQPre0), dqkv, dqkv, T * ld);
     dropout_grad(k, T, ld, dqkv, dqkv, grads[kQkvB], 0.0f, 0);  // dbias: column sums
-    grad_weight(k, T, kQkvW, grads, dqkv, h);
-    grad_input(k, T, kQkvW, dqkv, dh, false);
+    grad_weight(k, T, kLinQkv, grads, dqkv, h);
+    grad_input(k, T, kLinQkv, dqkv, h, dh, false);
   } else {
     void* dqp = k.buf(kWork0, T * Hd);
     heads(k, S, nh, Hd, 0, false, dq, dqp);
+    if (clip_of(k, kClipCrossQOut)) fake_quant_grad(k, kClipCrossQOut, k.at(kQPre1), dqp, dqp, T * Hd);
     dropout_grad(k, T, Hd, dqp, dqp, grads[kCrossQB], 0.0f, 0);
-    grad_weight(k, T, kCrossQW, grads, dqp, h);
-    grad_input(k, T, kCrossQW, dqp, dh, false);
+    grad_weight(k, T, kLinCrossQ, grads, dqp, h);
+    grad_input(k, T, kLinCrossQ, dqp, h, dh, false);
     const int64_t ld = 2 * nkv * D;
     void* dkv = k.buf(kWork1, Tk * ld);
     heads(k, Sk, nkv, ld, 0, false, dk, dkv);
     heads(k, Sk, nkv, ld, nkv * D, false, dv, dkv);
+    if (clip_of(k, kClipCrossKvOut)) fake_quant_grad(k, kClipCrossKvOut, k.at(kQPre2), dkv, dkv, Tk * ld);
     dropout_grad(k, Tk, ld, dkv, dkv, grads[kCrossKvB], 0.0f, 0);
-    grad_weight(k, Tk, kCrossKvW, grads, dkv, k.at(kEnc));
-    grad_input(k, Tk, kCrossKvW, dkv, denc, true);
+    grad_weight(k, Tk, kLinCrossKv, grads, dkv, k.at(kEnc));
+    grad_input(k, Tk, kLinCrossKv, dkv, k.at(kEnc), denc, true);
   }
 }
 
 void ffn_sub_bwd(Ctx& k, void* const* grads, const void* h, const void* dz, void* dh) {
   const TransformerLayerConfig& c = k.c;
   const int64_t T = k.T();
-  grad_weight(k, T, kFc2W, grads, dz, k.at(kF1));
+  grad_weight(k, T, kLinFc2, grads, dz, k.at(kF1));
   void* df1 = k.buf(kWork0, T * c.ffn);
-  grad_input(k, T, kFc2W, dz, df1, false);
+  grad_input(k, T, kLinFc2, dz, k.at(kF1), df1, false);
   BiasActArgs b;
   b.device = c.device; b.dtype = c.dtype; b.act = c.act; b.rows = T; b.cols = c.ffn;
   b.x = k.at(kF1Pre); b.bias = k.w.p[kFc1B];
   b.dropout = k.st.call.train ? c.act_dropout : 0.0f; b.seed = site_seed(k.st.call.seed, kSiteAct);
   b.dy = df1; b.dx = df1; b.dbias = grads[kFc1B]; b.accumulate = true;
   bias_act_bwd(b);
-  grad_weight(k, T, kFc1W, grads, df1, h);
-  grad_input(k, T, kFc1W, df1, dh, false);
+  grad_weight(k, T, kLinFc1, grads, df1, h);
+  grad_input(k, T, kLinFc1, df1, h, dh, false);
 }
 
 // Backward of block `blk`: dout [T, Hd] -> dx [T, Hd]; dx may be dout (dout is read first).
@@ -403,13 +512,13 @@ void transformer_layer_fwd(const TransformerLayerConfig& c, const TransformerLay
   block_fwd(k, 0, k.at(kIn0), k.buf(c.cross ? kIn1 : kIn2, T * Hd));
   if (c.cross) block_fwd(k, 1, k.at(kIn1), k.buf(kIn2, T * Hd));
   block_fwd(k, 2, k.at(kIn2), call.y);
-  st.has_forward = true;
+  st.has_forward = !call.calibrate;  // a calibration forward saved no quantization inputs
 }
 
 void transformer_layer_bwd(const TransformerLayerConfig& c, const TransformerLayerParams& w, void* const* grads,
-                           const void* dy, void* dx, void* denc, LayerState& st) {
+                           float* const* clip_grads, const void* dy, void* dx, void* denc, LayerState& st) {
   if (!st.has_forward) fail(ErrorCode::Arg, "TransformerLayer.backward: no forward to differentiate; call forward first");
-  Ctx k{c, w, st, dtype_size(c.dtype)};
+  Ctx k{c, w, st, dtype_size(c.dtype), clip_grads};
   // the gradient flows through dx's buffer from block to block
   block_bwd(k, 2, grads, dy, dx, denc);
   if (c.cross) block_bwd(k, 1, grads, dx, dx, denc);

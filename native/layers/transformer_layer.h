@@ -20,6 +20,14 @@
 // rotates dq and dk back. Cross-attention is not rotated.
 // Dropout: each site draws its own Philox stream, seed = layer_site_seed(call seed, site); the
 // backward recomputes every mask from those seeds, nothing stores a mask.
+// Quantization-aware training (REFERENCES §1, DESIGN §6): with `quant_weights`, each product uses
+// its weight fake-quantized per output channel (or per tensor) with the max-abs clip (widened for
+// `weight_levels` < 127), recomputed from the current weights on every call; its gradient passes
+// straight through to the weight. Each linear with a clip (LayerClip, f32 [1], nullable) fake-
+// quantizes its input (and the q/k/v products their output, after the bias) with that clip, and the
+// backward applies PACT: gradient through where |x| < clip, the rest summed into the clip's
+// gradient (clips must be finite and > 0: ERR_ARG otherwise). FFN1's output quantization is FFN2's input one (after the activation); the two
+// products that feed the residual stream (attention out, FFN2) keep a float output, as LightSeq.
 // Memory: LayerState keeps what backward needs from the last forward (block inputs, normalized
 // inputs and statistics, q/k/v/attention output/lse, FFN pre-activation and activation) plus work
 // buffers, sized by the call and grown on demand: no sequence cap.
@@ -39,6 +47,15 @@ enum LayerParam : int {
   kLayerParams
 };
 
+// Clip parameters of quantization-aware training, f32 [1] each (one per linear's input, and the
+// outputs of the q/k/v products).
+enum LayerClip : int {
+  kClipQkvIn, kClipQkvOut, kClipOutIn,
+  kClipCrossQIn, kClipCrossQOut, kClipCrossKvIn, kClipCrossKvOut, kClipCrossOutIn,
+  kClipFc1In, kClipFc2In,
+  kLayerClips
+};
+
 struct TransformerLayerConfig {
   Device device = Device::CPU;
   DType dtype = DType::F32;
@@ -51,6 +68,8 @@ struct TransformerLayerConfig {
   float attn_dropout = 0.0f, act_dropout = 0.0f, hidden_dropout = 0.0f;
   int64_t rotary_dim = 0;           // self-attention q and k: rotary embedding of this many dims (0: none)
   double rotary_base = 10000.0;
+  int quant_weights = 0;            // fake-quantized weights: 0 none, 1 per tensor, 2 per output channel
+  int weight_levels = 127;          // weight codes within +-levels (127: 8 bits, 63: 7 bits)
   int64_t head_dim() const { return hidden / heads; }
   int64_t qkv_rows() const { return hidden + 2 * kv_heads * head_dim(); }
 };
@@ -63,6 +82,7 @@ void layer_param_shape(const TransformerLayerConfig& c, LayerParam p, int64_t* r
 struct TransformerLayerParams {
   const void* p[kLayerParams] = {};
   WeightCache* cache[kLayerParams] = {};  // nullable: for the forward's products
+  float* clip[kLayerClips] = {};          // nullable: no quantization at that point (written only by calibration)
 };
 
 struct TransformerLayerCall {
@@ -74,6 +94,9 @@ struct TransformerLayerCall {
   const int32_t* enc_lengths = nullptr;  // [B], nullable
   bool train = false;
   uint64_t seed = 0;
+  // Max calibration: no fake-quant (a float forward); each present clip becomes the larger of
+  // itself and max |x| of what it quantizes.
+  bool calibrate = false;
 };
 
 class LayerState;
@@ -81,9 +104,10 @@ class LayerState;
 // Forward: fills `st` with what backward needs and writes call.y.
 void transformer_layer_fwd(const TransformerLayerConfig& c, const TransformerLayerParams& w,
                            const TransformerLayerCall& call, LayerState& st);
-// Backward of the last forward on `st`: dx written, grads and denc (cross) accumulated.
+// Backward of the last forward on `st`: dx written, grads, clip_grads (f32 [1], nullable each) and
+// denc (cross) accumulated.
 void transformer_layer_bwd(const TransformerLayerConfig& c, const TransformerLayerParams& w, void* const* grads,
-                           const void* dy, void* dx, void* denc, LayerState& st);
+                           float* const* clip_grads, const void* dy, void* dx, void* denc, LayerState& st);
 
 // Buffers of one layer: the last forward's saved activations and the work buffers.
 class LayerState {

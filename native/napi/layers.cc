@@ -2,11 +2,13 @@
 //   layer_param_shapes(config, className) -> the parameters' shapes (null where the config has none)
 //   layer_state_new() -> an External owning a LayerState (its bytes reported to V8 after calls)
 //   layer_state_release(state) frees its buffers now (dispose)
-//   layer_fwd(state, config, params, caches, x, y, lengths?, enc?, encLengths?, train, seed, async, className)
-//   layer_bwd(state, config, params, grads, dy, dx, denc?, async, className)
+//   layer_fwd(state, config, params, caches, x, y, lengths?, enc?, encLengths?, train, seed, async, className, clips, calibrate)
+//   layer_bwd(state, config, params, grads, dy, dx, denc?, async, className, clips, clipGrads)
 // config: Float64Array [hidden, heads, kvHeads, ffn, activation, preLn, rms, causal, cross, eps,
-//   attnDropout, actDropout, hiddenDropout, rotaryDim, rotaryBase]; params, grads: arrays of kLayerParams tensors in
-//   LayerParam order (null where the config has no such parameter); caches: the weights' caches.
+//   attnDropout, actDropout, hiddenDropout, rotaryDim, rotaryBase, quantWeights (0 none, 1 per tensor,
+//   2 per channel), weightLevels]; params, grads: arrays of kLayerParams tensors in LayerParam order
+//   (null where the config has no such parameter); caches: the weights' caches; clips, clipGrads:
+//   arrays of kLayerClips f32 [1] tensors or nulls in LayerClip order (QAT).
 // The TS layer runs one call at a time per state (lib/layers), so a state is never shared by two
 // running calls; the lengths are checked and copied here, on the JS thread.
 #include <cmath>
@@ -25,7 +27,7 @@ struct LayerHandle {
 };
 
 constexpr napi_type_tag kLayerTag = {0x2b7e151628aed2a6ull, 0xabf7158809cf4f3cull};
-constexpr int kConfigLen = 15;
+constexpr int kConfigLen = 17;
 const char* const kParamNames[kLayerParams] = {
     "attn.qkv.weight", "attn.qkv.bias", "attn.out.weight", "attn.out.bias", "attn.norm.weight", "attn.norm.bias",
     "cross.q.weight", "cross.q.bias", "cross.kv.weight", "cross.kv.bias", "cross.out.weight", "cross.out.bias",
@@ -97,6 +99,10 @@ TransformerLayerConfig config_arg(const Napi::CallbackInfo& info, size_t i, cons
     fail(ErrorCode::Arg, op, ": expected rotaryDim to be even and at most the head dim (", c.hidden / c.heads, ") but received ", c.rotary_dim);
   if (!(d[14] > 1 && d[14] < 1e12)) fail(ErrorCode::Arg, op, ": expected rotaryBase in (1, 1e12) but received ", d[14]);
   c.rotary_base = d[14];
+  c.quant_weights = int(count(15, "quantWeights", 0));
+  if (c.quant_weights > 2) fail(ErrorCode::Arg, op, ": unknown quantWeights code ", c.quant_weights);
+  c.weight_levels = int(count(16, "weightLevels", 1));
+  if (c.weight_levels > 127) fail(ErrorCode::Arg, op, ": expected weightLevels in [1, 127] but received ", c.weight_levels);
   return c;
 }
 
@@ -122,6 +128,33 @@ std::vector<TensorArg> param_list(const Napi::CallbackInfo& info, size_t i, cons
     check_device(op, {&t, &ref});
     const int64_t shape[2] = {rows, cols};
     check_shape(op, t, shape, cols ? 2 : 1);
+  }
+  return out;
+}
+
+const char* const kClipNames[kLayerClips] = {
+    "attn.qkv.input_clip", "attn.qkv.output_clip", "attn.out.input_clip", "cross.q.input_clip", "cross.q.output_clip",
+    "cross.kv.input_clip", "cross.kv.output_clip", "cross.out.input_clip", "ffn.fc1.input_clip", "ffn.fc2.input_clip"};
+
+// Reads an array of kLayerClips entries (what = "clips" or "clipGrads"): null, or an f32 [1] tensor
+// on ref's device; cross-attention clips only with cross. With `like`, present exactly where it is.
+std::vector<TensorArg> clip_list(const Napi::CallbackInfo& info, size_t i, const char* op, const char* what,
+                                 const TransformerLayerConfig& c, const TensorArg& ref, const std::vector<TensorArg>* like) {
+  Napi::Value v = info[i];
+  if (!v.IsArray() || v.As<Napi::Array>().Length() != kLayerClips)
+    fail(ErrorCode::Arg, op, ": expected ", what, " to be an array of ", int(kLayerClips), " clip tensors or nulls");
+  Napi::Array a = v.As<Napi::Array>();
+  std::vector<TensorArg> out(kLayerClips);
+  for (int k = 0; k < kLayerClips; ++k) {
+    TensorArg& t = out[size_t(k)] = tensor_value(info.Env(), a.Get(uint32_t(k)), op, kClipNames[k], true);
+    if (like && t.present != (*like)[size_t(k)].present)
+      fail(ErrorCode::Arg, op, ": ", what, t.present ? " has " : " lacks ", kClipNames[k], t.present ? " but clips do not" : "");
+    if (!t.present) continue;
+    if (!c.cross && k >= kClipCrossQIn && k <= kClipCrossOutIn)
+      fail(ErrorCode::Arg, op, ": ", what, " has ", kClipNames[k], " but this layer has no cross-attention");
+    check_dtype(op, t, DType::F32);
+    check_vector(op, t, 1);
+    check_device(op, {&t, &ref});
   }
   return out;
 }
@@ -234,19 +267,23 @@ Napi::Value layer_fwd_js(const Napi::CallbackInfo& info) {
   const uint64_t seed = seed_arg(info, 10, op, "seed");
   const bool async = bool_arg(info, 11, op, "async");
   check_device(op, {&x, &y, &enc});
-  const std::vector<napi_value> pins = holders({&x, &y, &enc}, {&params});
+  std::vector<TensorArg> clips = clip_list(info, 13, op, "clips", cfg, x, nullptr);
+  const std::vector<napi_value> pins = holders({&x, &y, &enc}, {&params, &clips});
 
   TransformerLayerParams w;
   for (int p = 0; p < kLayerParams; ++p) {
     w.p[p] = params[size_t(p)].data;
     w.cache[p] = caches[size_t(p)].get();
   }
+  for (int k = 0; k < kLayerClips; ++k) w.clip[k] = static_cast<float*>(clips[size_t(k)].data);
+  const bool calibrate = bool_arg(info, 14, op, "calibrate");
+  if (calibrate && train) fail(ErrorCode::Arg, op, ": calibration runs the float forward in eval mode; train must be false");
   TransformerLayerConfig c = cfg;
   c.device = x.device;
   c.dtype = x.dtype;
   TransformerLayerCall call;
   call.B = B; call.S = S; call.Senc = Senc; call.x = x.data; call.y = y.data; call.enc = enc.data;
-  call.train = train; call.seed = seed;
+  call.train = train; call.seed = seed; call.calibrate = calibrate;
   std::shared_ptr<LayerState> st = h->st;
   raw.push_back(double(x.dtype));
   h->config = std::move(raw);
@@ -295,13 +332,20 @@ Napi::Value layer_bwd_js(const Napi::CallbackInfo& info) {
   }
   std::vector<TensorArg> params = param_list(info, 2, op, "params", cfg, dy);
   std::vector<TensorArg> grads = param_list(info, 3, op, "grads", cfg, dy);
+  std::vector<TensorArg> clips = clip_list(info, 9, op, "clips", cfg, dy, nullptr);
+  std::vector<TensorArg> clip_grads = clip_list(info, 10, op, "clipGrads", cfg, dy, &clips);
   check_device(op, {&dy, &dx, &denc});
-  const std::vector<napi_value> pins = holders({&dy, &dx, &denc}, {&params, &grads});
+  const std::vector<napi_value> pins = holders({&dy, &dx, &denc}, {&params, &grads, &clips, &clip_grads});
   TransformerLayerParams w;
   std::vector<void*> g(kLayerParams);
+  std::vector<float*> cg(kLayerClips);
   for (int p = 0; p < kLayerParams; ++p) {
     w.p[p] = params[size_t(p)].data;
     g[size_t(p)] = grads[size_t(p)].data;
+  }
+  for (int k = 0; k < kLayerClips; ++k) {
+    w.clip[k] = static_cast<float*>(clips[size_t(k)].data);
+    cg[size_t(k)] = static_cast<float*>(clip_grads[size_t(k)].data);
   }
   TransformerLayerConfig c = cfg;
   c.device = dy.device;
@@ -309,8 +353,8 @@ Napi::Value layer_bwd_js(const Napi::CallbackInfo& info) {
   std::shared_ptr<LayerState> st = h->st;
   const void* dyp = dy.data;
   void *dxp = dx.data, *dencp = denc.data;
-  Napi::Value r = run_op(info, async, pins, [c, w, g, dyp, dxp, dencp, st] {
-    transformer_layer_bwd(c, w, g.data(), dyp, dxp, dencp, *st);
+  Napi::Value r = run_op(info, async, pins, [c, w, g, cg, dyp, dxp, dencp, st] {
+    transformer_layer_bwd(c, w, g.data(), cg.data(), dyp, dxp, dencp, *st);
   });
   if (!async) report(info.Env(), h);
   return r;

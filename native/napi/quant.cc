@@ -5,6 +5,21 @@
 
 namespace seqfuse::napi {
 
+// Fills a's [outer, C, inner] layout from the axis at argument i: null or undefined for per tensor
+// (C = 1), else an integer in [-ndim, ndim).
+static void axis_layout(const Napi::CallbackInfo& info, size_t i, const char* op, const TensorArg& x, QuantArgs& a) {
+  a.outer = 1; a.channels = 1; a.inner = x.numel;
+  if (info[i].IsUndefined() || info[i].IsNull()) return;
+  if (x.ndim == 0) fail(ErrorCode::Shape, op, ": a per-channel axis needs x with at least 1 dim but received shape []");
+  double ax = number_arg(info, i, op, "axis", -x.ndim, x.ndim - 1);
+  if (ax != int(ax)) fail(ErrorCode::Arg, op, ": expected an integer axis but received ", ax);
+  const int axis = ax < 0 ? int(ax) + x.ndim : int(ax);
+  a.channels = x.shape[axis];
+  a.inner = 1;
+  for (int d = 0; d < axis; ++d) a.outer *= x.shape[d];
+  for (int d = axis + 1; d < x.ndim; ++d) a.inner *= x.shape[d];
+}
+
 // Reads clipMax (argument i: a number, or an f32 tensor) and axis (argument i + 1: null for per
 // tensor, or an integer in [-ndim, ndim)) and fills a's layout and clip. Per tensor, a clip
 // tensor has one element; per channel it is [x.shape[axis]].
@@ -19,19 +34,12 @@ static TensorArg quant_layout(const Napi::CallbackInfo& info, size_t i, const ch
     clip = tensor_arg(info, i, op, "clipMax");
     check_dtype(op, clip, DType::F32);
   }
-  a.outer = 1; a.channels = 1; a.inner = x.numel;
+  axis_layout(info, i + 1, op, x, a);
   if (per_tensor) {
     if (clip.present && (clip.ndim > 1 || clip.numel != 1))
       fail(ErrorCode::Shape, op, ": expected a 1-element clipMax for a per-tensor quantization (or give axis) but received shape ",
            clip.shape_str());
   } else {
-    double ax = number_arg(info, i + 1, op, "axis", -x.ndim, x.ndim - 1);
-    if (ax != int(ax)) fail(ErrorCode::Arg, op, ": expected an integer axis but received ", ax);
-    const int axis = ax < 0 ? int(ax) + x.ndim : int(ax);
-    a.channels = x.shape[axis];
-    a.outer = 1; a.inner = 1;
-    for (int d = 0; d < axis; ++d) a.outer *= x.shape[d];
-    for (int d = axis + 1; d < x.ndim; ++d) a.inner *= x.shape[d];
     check_vector(op, clip, a.channels);
   }
   a.clip = static_cast<const float*>(clip.data);
@@ -88,7 +96,27 @@ static Napi::Value quant_bwd_js(const Napi::CallbackInfo& info) {
   return run_op(info, async, {&dy, &x, &clip, &dx, &dclip}, [a] { quant_bwd(a); });
 }
 
+// quant_max_clip(x, axis, levels, out, async): out f32 [C] (or [1] per tensor).
+static Napi::Value quant_max_clip_js(const Napi::CallbackInfo& info) {
+  const char* op = "maxClip";
+  TensorArg x = tensor_arg(info, 0, op, "x"), y = tensor_arg(info, 3, op, "out");
+  double levels = number_arg(info, 2, op, "levels", 1, 127);
+  if (levels != int(levels)) fail(ErrorCode::Arg, op, ": expected integer levels but received ", levels);
+  bool async = bool_arg(info, 4, op, "async");
+  QuantArgs a;
+  axis_layout(info, 1, op, x, a);
+  check_device(op, {&x, &y});
+  check_float(op, x);
+  check_dtype(op, y, DType::F32);
+  check_vector(op, y, a.channels);
+  a.device = x.device; a.mode = QuantMode::MaxClip; a.dtype = x.dtype;
+  a.clip_scale = 127.0f / float(levels);
+  a.x = x.data; a.y = y.data;
+  return run_op(info, async, {&x, &y}, [a] { quant_fwd(a); });
+}
+
 void register_quant(Napi::Object exports) {
+  SF_EXPORT(exports, "quant_max_clip", quant_max_clip_js);
   SF_EXPORT(exports, "quant_fwd", quant_fwd_js);
   SF_EXPORT(exports, "quant_bwd", quant_bwd_js);
 }

@@ -6,8 +6,13 @@
 //   quantize:   q = clamp(round_half_away(clamp(x * inv, -127, 127))) as int8, NaN x -> 0
 //   dequantize: y = q * s (f32, then stored in y's dtype)
 //   fake-quant: y = round_half_away(clamp(x * inv, -127, 127)) * s in x's dtype (NaN stays NaN)
+//   max clip:   y f32 [C] = max(max |x| over the channel, FLT_MIN) * clip_scale (NaN ignored): the
+//               smallest clipMax that saturates nothing (max calibration), widened by clip_scale =
+//               f32(127 / levels) for codes within +-levels (7-bit weights: levels 63); with
+//               `accumulate`, y[c] keeps the larger of itself and that (a running max)
 //   backward:   |x| < clipMax: dx = dy; x >= clipMax: dx = 0, dclip += dy; x <= -clipMax: dx = 0,
-//               dclip -= dy (NaN x: dx = 0, no dclip). dclip f32 [C].
+//               dclip -= dy (NaN x: dx = 0, no dclip). dclip f32 [C], written, or added into
+//               with `accumulate`.
 // clipMax must be finite and > 0: the CPU entries check the clip tensor on the thread that runs
 // the op (ERR_ARG) before writing any output.
 #pragma once
@@ -16,7 +21,7 @@
 
 namespace seqfuse {
 
-enum class QuantMode : int32_t { Quantize = 0, Dequantize = 1, FakeQuant = 2 };
+enum class QuantMode : int32_t { Quantize = 0, Dequantize = 1, FakeQuant = 2, MaxClip = 3 };
 
 struct QuantArgs {
   Device device = Device::CPU;
@@ -27,10 +32,12 @@ struct QuantArgs {
   void* y = nullptr;                 // int8 q for quantize, float y otherwise
   const float* clip = nullptr;       // f32 [channels], nullable
   float clip_value = 0.0f;           // per-tensor clipMax when clip is null
+  float clip_scale = 1.0f;           // max clip: the widening factor
   // backward
   const void* dy = nullptr;
   void* dx = nullptr;
   float* dclip = nullptr;            // f32 [channels]
+  bool accumulate = false;           // dclip += instead of =; max clip: running max
 };
 
 void quant_fwd_cpu(const QuantArgs& a);

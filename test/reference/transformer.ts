@@ -6,6 +6,7 @@ import { attentionRef } from './attention.js';
 import { linearRef } from './matmul.js';
 import { layerNormRef } from './norm.js';
 import { keepMask } from './philox.js';
+import { fakeQuantRef, quantLayout } from './quant.js';
 
 export interface LayerRefConfig {
   hidden: number;
@@ -36,6 +37,32 @@ export interface LayerRefInputs {
   encLengths?: ArrayLike<number> | null;
   /** The call's seed with dropout on (train); undefined: eval, no dropout. */
   seed?: bigint;
+}
+
+/**
+ * Quantization-aware training in the reference (transformer_layer.h): a clip parameter present in
+ * `p` (e.g. 'attn.qkv.input_clip', [1]) fake-quantizes that point; weights are fake-quantized with
+ * their max-abs clip when `weight` is not 'none'. To give the straight-through / PACT gradients by
+ * finite differences, each point is the surrogate clamp(v, -clip, clip) + r (weights: w + r) with
+ * the quantization residual r recorded in `frozen` on the first evaluation and held after: its
+ * value is the fake-quant, its derivatives are PACT's (1 inside the clip, 0 outside, ±1 to the clip).
+ */
+export interface RefQuant {
+  weight: 'channel' | 'tensor' | 'none';
+  /** Weight codes within ±levels (127: 8 bits, 63: 7 bits). */
+  levels: number;
+  frozen: Map<string, Float64Array>;
+}
+
+/** The max-abs clip of rows [n, k] (per row, or one), widened for `levels`, in the kernel's f32 steps. */
+export function weightClipRef(w: ArrayLike<number>, n: number, k: number, perChannel: boolean, levels: number): number[] {
+  const widen = Math.fround(127 / levels);
+  const rows = perChannel ? n : 1, len = perChannel ? k : n * k;
+  return Array.from({ length: rows }, (_, r) => {
+    let m = 1.1754943508222875e-38;
+    for (let i = 0; i < len; i++) m = Math.max(m, Math.abs(w[r * len + i]!));
+    return Math.fround(m * widen);
+  });
 }
 
 /** Each dropout site's seed, as the layer derives it from the call's seed (transformer_layer.cc site_seed). */
@@ -83,7 +110,7 @@ function rotary(x: Float64Array, B: number, H: number, S: number, D: number, rot
 }
 
 /** y [B, S, hidden] of the layer for parameters `p` (DESIGN §4 names). */
-export function layerRef(c: LayerRefConfig, p: Map<string, Float64Array>, inp: LayerRefInputs): Float64Array {
+export function layerRef(c: LayerRefConfig, p: Map<string, Float64Array>, inp: LayerRefInputs, quant?: RefQuant): Float64Array {
   const { B, S } = inp;
   const T = B * S, Hd = c.hidden, D = Hd / c.heads, nkv = c.kvHeads;
   const P = (name: string): Float64Array => {
@@ -94,13 +121,39 @@ export function layerRef(c: LayerRefConfig, p: Map<string, Float64Array>, inp: L
   const norm = (x: Float64Array, prefix: string) => layerNormRef(x, P(`${prefix}.weight`), c.rms ? null : P(`${prefix}.bias`), T, Hd, c.eps, c.rms);
   const train = inp.seed !== undefined;
   const mask = (n: number, prob: number, site: number) => (train && prob > 0 ? keepMask(n, prob, siteSeed(inp.seed!, site)) : null);
+  // the surrogate of fake-quant at a point: its residual frozen at the first evaluation
+  const frozen = (key: string, base: Float64Array, fq: () => Float64Array): Float64Array => {
+    let r = quant!.frozen.get(key);
+    if (!r) {
+      const q = fq();
+      r = Float64Array.from(q, (e, i) => e - base[i]!);
+      quant!.frozen.set(key, r);
+    }
+    return Float64Array.from(base, (e, i) => e + r[i]!);
+  };
+  const fqA = (name: string, v: Float64Array): Float64Array => {
+    const clip = p.get(name);
+    if (!quant || !clip) return v;
+    const cl = clip[0]!;
+    const clamped = Float64Array.from(v, (e) => Math.min(Math.max(e, -cl), cl));
+    return frozen(name, clamped, () => fakeQuantRef(v, [cl], quantLayout([v.length], null)));
+  };
+  const W = (name: string): Float64Array => {
+    const w = P(name);
+    if (!quant || quant.weight === 'none') return w;
+    const n = name.startsWith('attn.qkv') ? Hd + 2 * nkv * D : name.startsWith('cross.kv') ? 2 * nkv * D : name.startsWith('ffn.fc1') ? c.ffn : Hd;
+    const k = w.length / n;
+    const perChannel = quant.weight === 'channel';
+    const clips = weightClipRef(w, n, k, perChannel, quant.levels);
+    return frozen(`${name}#w`, w, () => fakeQuantRef(w, clips, perChannel ? quantLayout([n, k], 0) : quantLayout([n * k], null)));
+  };
 
   const attention = (h: Float64Array, blk: 0 | 1): Float64Array => {
     let q: Float64Array, k: Float64Array, v: Float64Array;
     const Sk = blk === 0 ? S : inp.Senc!;
     if (blk === 0) {
       const ld = Hd + 2 * nkv * D;
-      const qkv = linearRef(h, P('attn.qkv.weight'), P('attn.qkv.bias'), null, T, ld, Hd, 'none');
+      const qkv = fqA('attn.qkv.output_clip', linearRef(fqA('attn.qkv.input_clip', h), W('attn.qkv.weight'), P('attn.qkv.bias'), null, T, ld, Hd, 'none'));
       q = toHeads(qkv, B, S, c.heads, D, ld, 0);
       k = toHeads(qkv, B, S, nkv, D, ld, Hd);
       v = toHeads(qkv, B, S, nkv, D, ld, Hd + nkv * D);
@@ -110,8 +163,9 @@ export function layerRef(c: LayerRefConfig, p: Map<string, Float64Array>, inp: L
       }
     } else {
       const ld = 2 * nkv * D;
-      q = toHeads(linearRef(h, P('cross.q.weight'), P('cross.q.bias'), null, T, Hd, Hd, 'none'), B, S, c.heads, D, Hd, 0);
-      const kv = linearRef(inp.enc!, P('cross.kv.weight'), P('cross.kv.bias'), null, B * Sk, ld, Hd, 'none');
+      q = toHeads(fqA('cross.q.output_clip', linearRef(fqA('cross.q.input_clip', h), W('cross.q.weight'), P('cross.q.bias'), null, T, Hd, Hd, 'none')),
+        B, S, c.heads, D, Hd, 0);
+      const kv = fqA('cross.kv.output_clip', linearRef(fqA('cross.kv.input_clip', inp.enc!), W('cross.kv.weight'), P('cross.kv.bias'), null, B * Sk, ld, Hd, 'none'));
       k = toHeads(kv, B, Sk, nkv, D, ld, 0);
       v = toHeads(kv, B, Sk, nkv, D, ld, nkv * D);
     }
@@ -121,13 +175,14 @@ export function layerRef(c: LayerRefConfig, p: Map<string, Float64Array>, inp: L
       dropout: train ? c.attnDropout : 0,
       seed: train ? siteSeed(inp.seed!, blk === 0 ? SITE.attn0 : SITE.attn1) : 0,
     });
-    return linearRef(fromHeads(out, B, S, c.heads, D), P(blk === 0 ? 'attn.out.weight' : 'cross.out.weight'), null, null, T, Hd, Hd, 'none');
+    const pre = blk === 0 ? 'attn.out' : 'cross.out';
+    return linearRef(fqA(`${pre}.input_clip`, fromHeads(out, B, S, c.heads, D)), W(`${pre}.weight`), null, null, T, Hd, Hd, 'none');
   };
 
   const ffn = (h: Float64Array): Float64Array => {
-    const pre = linearRef(h, P('ffn.fc1.weight'), null, null, T, c.ffn, Hd, 'none');
+    const pre = linearRef(fqA('ffn.fc1.input_clip', h), W('ffn.fc1.weight'), null, null, T, c.ffn, Hd, 'none');
     const f1 = biasActRef(pre, P('ffn.fc1.bias'), T, c.ffn, c.act, mask(T * c.ffn, c.actDropout, SITE.act), c.actDropout);
-    return linearRef(f1, P('ffn.fc2.weight'), null, null, T, Hd, c.ffn, 'none');
+    return linearRef(fqA('ffn.fc2.input_clip', f1), W('ffn.fc2.weight'), null, null, T, Hd, c.ffn, 'none');
   };
 
   const block = (x: Float64Array, blk: 0 | 1 | 2): Float64Array => {
@@ -150,9 +205,9 @@ export function layerRef(c: LayerRefConfig, p: Map<string, Float64Array>, inp: L
  * cross) and every parameter: Map of name -> gradient ('x', 'enc' and the parameter names).
  */
 export function layerGradFD(c: LayerRefConfig, p: Map<string, Float64Array>, inp: LayerRefInputs, dy: Float64Array,
-  h = 1e-5): Map<string, Float64Array> {
+  h = 1e-5, quant?: RefQuant): Map<string, Float64Array> {
   const loss = (): number => {
-    const y = layerRef(c, p, inp);
+    const y = layerRef(c, p, inp, quant);
     let s = 0;
     for (let i = 0; i < y.length; i++) s += dy[i]! * y[i]!;
     return s;
