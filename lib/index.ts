@@ -21,6 +21,7 @@ export { inverseSqrt, type InverseSqrtOptions, type Schedule, warmupCosine, type
 export { Embedding, type EmbeddingConfig, Norm } from './layers/embedding.js';
 export { type GenerateOptions, type LossOptions, type LossResult } from './models/base.js';
 export { type LMForwardOptions, TransformerLM, type TransformerLMConfig } from './models/lm.js';
+export { exportInt8 } from './models/export.js';
 export { type Seq2SeqConfig, type Seq2SeqForwardOptions, Seq2SeqTransformer } from './models/seq2seq.js';
 export { fromTorchTransformerLayer, type TorchLayerKind, toTorchTransformerLayer } from './layers/torchNames.js';
 export { decodeSafetensors, encodeSafetensors, loadSafetensors, type SafetensorsContents, saveSafetensors, type TensorMap } from './io/safetensors.js';

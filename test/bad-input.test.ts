@@ -143,6 +143,10 @@ export const CASES: Record<string, Case[]> = {
     ['disposed w', () => [x, disposed()], 'ERR_DISPOSED'],
     ['out = x', () => [x, f32([8, 8]), null, { out: x }], 'ERR_ARG'],
   ],
+  exportInt8: [
+    ['not a model', () => [{}], 'ERR_ARG'],
+    ['quantization off', () => [new sf.TransformerEncoderLayer({ hiddenSize: 8, numHeads: 2, ffnSize: 4 })], 'ERR_ARG'],
+  ],
   gemmInt8: [
     ['f32 a', () => [x, Tensor.zeros([3, 8], { dtype: 'i8' })], 'ERR_DTYPE'],
     ['u8 b', () => [Tensor.zeros([2, 8], { dtype: 'i8' }), Tensor.zeros([3, 8], { dtype: 'u8' })], 'ERR_DTYPE'],

@@ -7,6 +7,7 @@ import type { DType } from '../dtype.js';
 import { fail } from '../errors.js';
 import { native } from '../native.js';
 import { weightCache, written } from '../ops/matmul.js';
+import { maxClip, quantize } from '../ops/quant.js';
 import { boolOpt, enumOpt, F32_MAX, intOpt, numberOpt, optionsArg, seedOpt, tensorArg } from '../ops/common.js';
 import { Tensor } from '../tensor.js';
 import { loadNamed } from './parameters.js';
@@ -147,12 +148,15 @@ abstract class TransformerLayerBase {
     Pick<TransformerLayerConfig, 'maxBatchTokens' | 'maxSeqLen'>;
   readonly dtype: DType;
   private readonly _cfg: Float64Array;
-  private readonly _params: (Tensor | null)[];
-  private readonly _grads: (Tensor | null)[];
+  private _params: (Tensor | null)[];
+  private _grads: (Tensor | null)[];
   private readonly _state: unknown;
   private _clips: (Tensor | null)[] = CLIP_NAMES.map(() => null);
   private _clipGrads: (Tensor | null)[] = CLIP_NAMES.map(() => null);
   private _quant: Readonly<Required<QuantConfig>> | null = null;
+  // int8 inference: the weights as i8 and their clips f32 [N], at the weight slots
+  private _qweights: (Tensor | null)[] = PARAM_NAMES.map(() => null);
+  private _wclips: (Tensor | null)[] = PARAM_NAMES.map(() => null);
   private _seed: number | bigint;
   private _calls = 0;
   private _tail: Promise<unknown> = Promise.resolve();
@@ -195,7 +199,7 @@ abstract class TransformerLayerBase {
     this.dtype = dtype;
     this._cfg = Float64Array.from([hiddenSize, numHeads, numKvHeads, ffnSize, ACT_CODE[activation], preLayerNorm ? 1 : 0,
       norm === 'rmsnorm' ? 1 : 0, causal ? 1 : 0, cross ? 1 : 0, layerNormEps, attnDropout, activationDropout, hiddenDropout,
-      rotaryDim, rotaryBase, 0, 127]);
+      rotaryDim, rotaryBase, 0, 127, 0]);
     const shapes = native.layer_param_shapes(this._cfg, _name);
     const seed0 = BigInt(this._seed);
     this._params = shapes.map((shape, i) => {
@@ -212,7 +216,18 @@ abstract class TransformerLayerBase {
 
   /** The parameters under their DESIGN §4 names (the live tensors: writes through `.data` are seen); with QAT, also the clips (`*.input_clip`, `*.output_clip`, f32 [1]). */
   parameters(): Map<string, Tensor> {
-    return this._named(this._params, this._clips);
+    const m = this._named(this._params, this._clips);
+    this._qweights.forEach((q, i) => {
+      if (!q) return;
+      m.set(PARAM_NAMES[i]!, q);
+      m.set(PARAM_NAMES[i]!.replace(/weight$/, 'weight_clip'), this._wclips[i]!);
+    });
+    return m;
+  }
+
+  /** True for an int8 inference layer (made by exportInt8): forward only. */
+  get int8(): boolean {
+    return this._cfg[17] === 1;
   }
 
   /** The accumulated gradients, under the parameters' names. */
@@ -240,6 +255,7 @@ abstract class TransformerLayerBase {
   enableQuant(config?: QuantConfig): void {
     const op = `${this._name}.enableQuant`;
     this._check(op);
+    this._checkFloat(op);
     const q = quantConfigArg(config, op);
     const cross = this._params[6] !== null;  // cross.q.weight
     const wanted = CLIP_NAMES.map((n) => (n.startsWith('cross.') && !cross ? false : n.endsWith('.output_clip') ? q.output : q.input));
@@ -265,6 +281,7 @@ abstract class TransformerLayerBase {
   /** Turns quantization-aware training off and drops the clips. */
   disableQuant(): void {
     this._check(`${this._name}.disableQuant`);
+    this._checkFloat(`${this._name}.disableQuant`);
     for (const t of [...this._clips, ...this._clipGrads]) t?.dispose();
     this._clips = CLIP_NAMES.map(() => null);
     this._clipGrads = CLIP_NAMES.map(() => null);
@@ -284,7 +301,7 @@ abstract class TransformerLayerBase {
   dispose(): void {
     if (this._disposed) return;
     this._disposed = true;
-    for (const t of [...this._params, ...this._grads, ...this._clips, ...this._clipGrads]) t?.dispose();
+    for (const t of [...this._params, ...this._grads, ...this._clips, ...this._clipGrads, ...this._qweights, ...this._wclips]) t?.dispose();
     native.layer_state_release(this._state);
   }
 
@@ -317,9 +334,10 @@ abstract class TransformerLayerBase {
       const y = Tensor.empty(x.shape, { dtype: x.dtype });
       return this._serial(async () => {
         try {
-          const caches = this._params.map((p, i) => (p && PARAM_NAMES[i]!.endsWith('.weight') && p.shape.length === 2 ? weightCache(p) : null));
+          const weights = this.int8 ? this._qweights : this._params;
+          const caches = weights.map((p, i) => (p && PARAM_NAMES[i]!.endsWith('.weight') && p.shape.length === 2 ? weightCache(p) : null));
           await native.layer_fwd(this._state, this._cfg, this._params, caches, x, y, lengths, enc, encLen, train, seed, true, this._name,
-            this._clips, calibrate);
+            this._clips, calibrate, this._qweights, this._wclips);
           if (calibrate) for (const t of this._clips) if (t) written(t);
           return y;
         } catch (e) {
@@ -360,6 +378,41 @@ abstract class TransformerLayerBase {
     list.forEach((t, i) => t && m.set(PARAM_NAMES[i]!, t));
     clips.forEach((t, i) => t && m.set(CLIP_NAMES[i]!, t));
     return m;
+  }
+
+  /**
+   * Makes this layer an int8 inference layer (exportInt8): each weight becomes i8 codes with its
+   * max-abs clip per output channel (or one per tensor, as the QAT config says) for the config's
+   * weight bits; the float weights and every gradient are freed. Needs the activation clips.
+   */
+  _toInt8(): void {
+    const op = `${this._name}.exportInt8`;
+    this._check(op);
+    this._checkFloat(op);
+    const q = this._quant;
+    if (!q || !q.input)
+      fail('ERR_ARG', `${op}: int8 export needs every product's input clip: enableQuant() with input clips, then fine-tune (QAT) or calibrate`);
+    if (this.dtype !== 'f32') fail('ERR_UNSUPPORTED', `${op}: int8 export takes an f32 layer (this one is ${this.dtype})`);
+    const bits = q.weightBits;
+    this._params = this._params.map((w, i) => {
+      if (!w || w.ndim !== 2) return w;
+      const n = w.shape[0]!;
+      const clip = q.weight === 'tensor'
+        ? (() => { const c = maxClip(w, { bits }); const v = c.data[0]!; c.dispose(); return Tensor.from(new Float32Array(n).fill(v), [n]); })()
+        : maxClip(w, { axis: 0, bits });
+      this._qweights[i] = quantize(w, clip, { axis: 0 });
+      this._wclips[i] = clip;
+      w.dispose();
+      return null;
+    });
+    for (const g of [...this._grads, ...this._clipGrads]) g?.dispose();
+    this._grads = this._grads.map(() => null);
+    this._clipGrads = this._clipGrads.map(() => null);
+    this._cfg[17] = 1;
+  }
+
+  private _checkFloat(op: string): void {
+    if (this.int8) fail('ERR_UNSUPPORTED', `${op}: this is an int8 inference layer (made by exportInt8)`);
   }
 
   private _checkDtype(op: string, name: string, t: Tensor): void {

@@ -56,6 +56,8 @@ interface Quantizable extends Module {
   enableQuant(config?: QuantConfig): void;
   disableQuant(): void;
   readonly quantConfig: Readonly<Required<QuantConfig>> | null;
+  readonly int8: boolean;
+  _toInt8(): void;
 }
 
 function isQuantizable(m: Module): m is Quantizable {
@@ -133,6 +135,17 @@ export abstract class ModelBase {
     for (const [, m] of this._modules()) if (isQuantizable(m)) m.disableQuant();
   }
 
+  /** True for an int8 inference model (made by exportInt8): forwards, losses without backward and generation only. */
+  get int8(): boolean {
+    for (const [, m] of this._modules()) if (isQuantizable(m)) return m.int8;
+    return false;
+  }
+
+  /** Converts every layer to int8 inference in place (exportInt8 works on a copy). */
+  _toInt8(): void {
+    for (const [, m] of this._modules()) if (isQuantizable(m)) m._toInt8();
+  }
+
   /** The layers' quantization config (defaults filled in), or null when quantization is off. */
   get quantConfig(): Readonly<Required<QuantConfig>> | null {
     for (const [, m] of this._modules()) if (isQuantizable(m)) return m.quantConfig;
@@ -174,6 +187,7 @@ export abstract class ModelBase {
     await saveSafetensors(path, this.parameters(), {
       ...metadata, 'seqfuse.model': this._name, 'seqfuse.config': JSON.stringify(this._config()),
       ...(quant ? { 'seqfuse.quant': JSON.stringify(quant) } : {}),
+      ...(this.int8 ? { 'seqfuse.int8': 'true' } : {}),
     });
   }
 
@@ -202,10 +216,11 @@ export abstract class ModelBase {
 
   /** Builds a model of this class from a file written by save(): its config, then its parameters. */
   static async fromFile<M extends ModelBase>(this: new (config: never) => M, path: string): Promise<M> {
-    const { config, quant, tensors } = await readModelFile(this.name, path);
+    const { config, quant, int8, tensors } = await readModelFile(this.name, path);
     try {
       const m = new this(config as never);
       if (quant) m.enableQuant(quant);
+      if (int8) m._toInt8();
       m.loadParameters(tensors);
       return m;
     } finally {
@@ -351,7 +366,7 @@ export abstract class ModelBase {
 }
 
 /** Reads a file written by `save()` of the model class `name`: its config and parameters. */
-export async function readModelFile(name: string, path: string): Promise<{ config: unknown; quant: QuantConfig | null; tensors: Map<string, Tensor> }> {
+export async function readModelFile(name: string, path: string): Promise<{ config: unknown; quant: QuantConfig | null; int8: boolean; tensors: Map<string, Tensor> }> {
   const op = `${name}.fromFile`;
   const { tensors, metadata } = await loadSafetensors(path);
   const cls = metadata['seqfuse.model'];
@@ -361,7 +376,10 @@ export async function readModelFile(name: string, path: string): Promise<{ confi
   }
   try {
     const quant = metadata['seqfuse.quant'];
-    return { config: JSON.parse(metadata['seqfuse.config'] ?? ''), quant: quant === undefined ? null : JSON.parse(quant), tensors };
+    return {
+      config: JSON.parse(metadata['seqfuse.config'] ?? ''), quant: quant === undefined ? null : JSON.parse(quant),
+      int8: metadata['seqfuse.int8'] === 'true', tensors,
+    };
   } catch {
     for (const t of tensors.values()) t.dispose();
     return fail('ERR_ARG', `${op}: ${path} has malformed seqfuse.config or seqfuse.quant metadata`);

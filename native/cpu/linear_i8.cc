@@ -1,6 +1,7 @@
 // native/cpu/linear_i8.cc — the float epilogue of the int8 linear (ops/matmul.h linear_i8): one
 // output row from its exact int32 accumulators, y = act(f32(acc) * col_scale + bias) + residual,
-// stored as f32, or requantized to int8 with quantize's rounding (cpu/quant_grid.h). The product
+// stored as f32 (fake-quantized with out_clip when it is set), or requantized to int8 with
+// quantize's rounding (cpu/quant_grid.h). The product
 // itself and the int32 combine run in matmul.cc (oneDNN); this pass runs on the row while it is in L1.
 #include "cpu/act_simd.h"
 #include "cpu/quant_grid.h"
@@ -23,6 +24,10 @@ static void row_act(const LinearI8Args& a, const float* cs, const int32_t* acc, 
     const R inv = V::set1(127.0f / a.out_clip);
     write_row(static_cast<int8_t*>(a.y) + row * n, n, false,
               [&](int64_t j, int w) SF_INLINE_LAMBDA { return quant_grid(value(j, w), inv); });
+  } else if (a.out_clip > 0.0f) {
+    const R inv = V::set1(127.0f / a.out_clip), step = V::set1(a.out_clip / 127.0f);
+    write_row(static_cast<float*>(a.y) + row * n, n, false,
+              [&](int64_t j, int w) SF_INLINE_LAMBDA { return V::mul(quant_grid(value(j, w), inv), step); });
   } else {
     write_row(static_cast<float*>(a.y) + row * n, n, false, value);
   }

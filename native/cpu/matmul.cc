@@ -482,7 +482,7 @@ void linear_i8_cpu(const LinearI8Args& a) {
   std::vector<float> col_scale;
   if (a.out != DType::I32) {
     if (!finite_pos(a.x_clip)) fail(ErrorCode::Arg, op, ": expected xClip to be finite and > 0 but received ", a.x_clip);
-    if (a.out == DType::I8 && !finite_pos(a.out_clip))
+    if ((a.out == DType::I8 || a.out_clip != 0.0f) && !finite_pos(a.out_clip))
       fail(ErrorCode::Arg, op, ": expected outClip to be finite and > 0 but received ", a.out_clip);
     const float sx = a.x_clip / 127.0f;
     col_scale.resize(size_t(a.n));

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include "core/error.h"
 #include "ops/attention.h"
+#include "ops/matmul.h"
 #include "ops/dropout.h"
 #include "ops/norm.h"
 #include "ops/quant.h"
@@ -198,8 +199,39 @@ const void* quant_input(Ctx& k, const QLin& L, int64_t elems, const void* x) {
   return k.at(kQx);
 }
 
+// int8 inference: y[M, N] = act(xq Wq^T + bias) from x quantized with the input clip (x already
+// int8 when `x_is_int8`); y f32 (fake-quantized with the output clip when the linear has one), or
+// int8 requantized with `requant` (> 0).
+void linear_int8(Ctx& k, int64_t M, const QLin& L, const void* x, bool x_is_int8, void* y, const void* bias = nullptr,
+                 Activation act = Activation::None, float requant = 0.0f) {
+  LinearI8Args a;
+  a.device = k.c.device;
+  layer_param_shape(k.c, L.w, &a.n, &a.k);
+  a.m = M;
+  const float xclip = k.w.clip_value[L.in];
+  if (x_is_int8) {
+    a.x = static_cast<const int8_t*>(x);
+  } else {
+    QuantArgs q = quant_args(k, QuantMode::Quantize, 1, M * a.k);
+    q.clip_value = xclip; q.x = x; q.y = k.buf(kQx, M * a.k, 1);
+    quant_fwd(q);
+    a.x = static_cast<const int8_t*>(k.at(kQx));
+  }
+  a.w = k.w.qw[L.w];
+  a.x_clip = xclip;
+  a.w_clip = k.w.wclip[L.w];
+  a.bias = static_cast<const float*>(bias ? bias : L.b == kLayerParams ? nullptr : k.w.p[L.b]);
+  a.act = act;
+  a.out = requant > 0.0f ? DType::I8 : DType::F32;
+  a.out_clip = requant > 0.0f ? requant : L.out == kLayerClips || !k.w.clip[L.out] ? 0.0f : k.w.clip_value[L.out];
+  a.y = y;
+  a.weight_cache = k.w.cache[L.w];
+  linear_i8(a);
+}
+
 // y[M, N] = x[M, K] W^T (+ bias), then the output's fake-quant (its input saved in pre_slot).
 void linear(Ctx& k, int64_t M, const QLin& L, const void* x, void* y) {
+  if (k.c.int8) return linear_int8(k, M, L, x, false, y);
   LinearArgs l;
   l.device = k.c.device; l.dtype = k.c.dtype;
   layer_param_shape(k.c, L.w, &l.n, &l.k);
@@ -371,6 +403,12 @@ void attention_sub_fwd(Ctx& k, int blk, const void* h, void* z) {
 void ffn_sub_fwd(Ctx& k, const void* h, void* z) {
   const TransformerLayerConfig& c = k.c;
   const int64_t T = k.T();
+  if (c.int8) {  // FFN1's epilogue: bias, activation and FFN2's input quantization
+    void* f1 = k.buf(kF1, T * c.ffn, 1);
+    linear_int8(k, T, kLinFc1, h, false, f1, k.w.p[kFc1B], c.act, k.w.clip_value[kClipFc2In]);
+    linear_int8(k, T, kLinFc2, f1, true, z);
+    return;
+  }
   void* pre = k.buf(kF1Pre, T * c.ffn);
   void* f1 = k.buf(kF1, T * c.ffn);
   linear(k, T, kLinFc1, h, pre);

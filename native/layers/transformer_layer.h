@@ -28,6 +28,11 @@
 // backward applies PACT: gradient through where |x| < clip, the rest summed into the clip's
 // gradient (clips must be finite and > 0: ERR_ARG otherwise). FFN1's output quantization is FFN2's input one (after the activation); the two
 // products that feed the residual stream (attention out, FFN2) keep a float output, as LightSeq.
+// int8 inference (`int8`, exported from a QAT or calibrated layer): each product runs on the int8
+// kernel (ops/matmul.h linear_i8) with its input quantized by its input clip (required), bias and
+// activation in the product's epilogue, the q/k/v outputs fake-quantized there too, and FFN1's
+// output requantized straight to int8 with FFN2's input clip. Norms, attention, softmax and the
+// residual stream stay f32, as the QAT forward they reproduce.
 // Memory: LayerState keeps what backward needs from the last forward (block inputs, normalized
 // inputs and statistics, q/k/v/attention output/lse, FFN pre-activation and activation) plus work
 // buffers, sized by the call and grown on demand: no sequence cap.
@@ -70,6 +75,7 @@ struct TransformerLayerConfig {
   double rotary_base = 10000.0;
   int quant_weights = 0;            // fake-quantized weights: 0 none, 1 per tensor, 2 per output channel
   int weight_levels = 127;          // weight codes within +-levels (127: 8 bits, 63: 7 bits)
+  bool int8 = false;                // int8 inference (see below): forward only, f32 activations
   int64_t head_dim() const { return hidden / heads; }
   int64_t qkv_rows() const { return hidden + 2 * kv_heads * head_dim(); }
 };
@@ -83,6 +89,11 @@ struct TransformerLayerParams {
   const void* p[kLayerParams] = {};
   WeightCache* cache[kLayerParams] = {};  // nullable: for the forward's products
   float* clip[kLayerClips] = {};          // nullable: no quantization at that point (written only by calibration)
+  // int8 inference: the weights as int8 [N, K] with their dequantization clips f32 [N] (the float
+  // weights p[...] of those slots are unused), and every clip's value on the host.
+  const int8_t* qw[kLayerParams] = {};
+  const float* wclip[kLayerParams] = {};
+  float clip_value[kLayerClips] = {};
 };
 
 struct TransformerLayerCall {

@@ -2,13 +2,16 @@
 //   layer_param_shapes(config, className) -> the parameters' shapes (null where the config has none)
 //   layer_state_new() -> an External owning a LayerState (its bytes reported to V8 after calls)
 //   layer_state_release(state) frees its buffers now (dispose)
-//   layer_fwd(state, config, params, caches, x, y, lengths?, enc?, encLengths?, train, seed, async, className, clips, calibrate)
+//   layer_fwd(state, config, params, caches, x, y, lengths?, enc?, encLengths?, train, seed, async, className, clips, calibrate,
+//             qweights, wclips)
 //   layer_bwd(state, config, params, grads, dy, dx, denc?, async, className, clips, clipGrads)
 // config: Float64Array [hidden, heads, kvHeads, ffn, activation, preLn, rms, causal, cross, eps,
 //   attnDropout, actDropout, hiddenDropout, rotaryDim, rotaryBase, quantWeights (0 none, 1 per tensor,
-//   2 per channel), weightLevels]; params, grads: arrays of kLayerParams tensors in LayerParam order
+//   2 per channel), weightLevels, int8]; params, grads: arrays of kLayerParams tensors in LayerParam order
 //   (null where the config has no such parameter); caches: the weights' caches; clips, clipGrads:
-//   arrays of kLayerClips f32 [1] tensors or nulls in LayerClip order (QAT).
+//   arrays of kLayerClips f32 [1] tensors or nulls in LayerClip order (QAT). int8 layers (forward
+//   only): params have no weights (null); layer_fwd's qweights, wclips: per LayerParam, the int8
+//   weights [N, K] and their clips f32 [N] at the weight slots (null elsewhere).
 // The TS layer runs one call at a time per state (lib/layers), so a state is never shared by two
 // running calls; the lengths are checked and copied here, on the JS thread.
 #include <cmath>
@@ -27,7 +30,7 @@ struct LayerHandle {
 };
 
 constexpr napi_type_tag kLayerTag = {0x2b7e151628aed2a6ull, 0xabf7158809cf4f3cull};
-constexpr int kConfigLen = 17;
+constexpr int kConfigLen = 18;
 const char* const kParamNames[kLayerParams] = {
     "attn.qkv.weight", "attn.qkv.bias", "attn.out.weight", "attn.out.bias", "attn.norm.weight", "attn.norm.bias",
     "cross.q.weight", "cross.q.bias", "cross.kv.weight", "cross.kv.bias", "cross.out.weight", "cross.out.bias",
@@ -103,6 +106,7 @@ TransformerLayerConfig config_arg(const Napi::CallbackInfo& info, size_t i, cons
   if (c.quant_weights > 2) fail(ErrorCode::Arg, op, ": unknown quantWeights code ", c.quant_weights);
   c.weight_levels = int(count(16, "weightLevels", 1));
   if (c.weight_levels > 127) fail(ErrorCode::Arg, op, ": expected weightLevels in [1, 127] but received ", c.weight_levels);
+  c.int8 = flag(d[17]);
   return c;
 }
 
@@ -119,7 +123,7 @@ std::vector<TensorArg> param_list(const Napi::CallbackInfo& info, size_t i, cons
     int64_t rows, cols;
     layer_param_shape(c, LayerParam(p), &rows, &cols);
     TensorArg& t = out[size_t(p)] = tensor_value(info.Env(), a.Get(uint32_t(p)), op, kParamNames[p], true);
-    if (!rows) {
+    if (!rows || (c.int8 && cols)) {  // an int8 layer's weights come as qweights
       if (t.present) fail(ErrorCode::Arg, op, ": ", what, " has ", kParamNames[p], " but this layer's config has none");
       continue;
     }
@@ -191,6 +195,47 @@ void check_tokens(const char* op, const TensorArg& t, int64_t hidden) {
     fail(ErrorCode::Shape, op, ": expected ", t.name, " of shape [batch, seq, ", hidden, "] but received ", t.shape_str());
 }
 
+// An int8 layer's weights (argument i: qweights, i + 1: wclips, arrays of kLayerParams): at each
+// weight slot of the config an i8 [N, K] tensor and an f32 [N] clip tensor, null elsewhere; every
+// product's input clip must be present and all clips finite and > 0 (their values are read here).
+void int8_weights(const Napi::CallbackInfo& info, size_t i, const char* op, const TransformerLayerConfig& c, const TensorArg& ref,
+                  const std::vector<TensorArg>& clips, std::vector<TensorArg>* qw, std::vector<TensorArg>* wc) {
+  for (size_t j = 0; j < 2; ++j)
+    if (!info[i + j].IsArray() || info[i + j].As<Napi::Array>().Length() != kLayerParams)
+      fail(ErrorCode::Arg, op, ": expected ", j ? "wclips" : "qweights", " to be an array of ", int(kLayerParams), " entries");
+  Napi::Array qa = info[i].As<Napi::Array>(), ca = info[i + 1].As<Napi::Array>();
+  qw->assign(kLayerParams, TensorArg());
+  wc->assign(kLayerParams, TensorArg());
+  for (int p = 0; p < kLayerParams; ++p) {
+    int64_t rows, cols;
+    layer_param_shape(c, LayerParam(p), &rows, &cols);
+    TensorArg& q = (*qw)[size_t(p)] = tensor_value(info.Env(), qa.Get(uint32_t(p)), op, kParamNames[p], true);
+    TensorArg& k = (*wc)[size_t(p)] = tensor_value(info.Env(), ca.Get(uint32_t(p)), op, "weight clip", true);
+    if (!rows || !cols) {
+      if (q.present || k.present) fail(ErrorCode::Arg, op, ": qweights/wclips have an entry at ", kParamNames[p], ", which is not a weight");
+      continue;
+    }
+    if (!q.present || !k.present) fail(ErrorCode::Arg, op, ": an int8 layer lacks the int8 weight or clip of ", kParamNames[p]);
+    check_dtype(op, q, DType::I8);
+    check_dtype(op, k, DType::F32);
+    const int64_t shape[2] = {rows, cols};
+    check_shape(op, q, shape, 2);
+    check_vector(op, k, rows);
+    check_device(op, {&q, &k, &ref});
+  }
+  const LayerClip inputs[] = {kClipQkvIn, kClipOutIn, kClipFc1In, kClipFc2In, kClipCrossQIn, kClipCrossKvIn, kClipCrossOutIn};
+  for (LayerClip in : inputs) {
+    if ((in == kClipCrossQIn || in == kClipCrossKvIn || in == kClipCrossOutIn) && !c.cross) continue;
+    if (!clips[size_t(in)].present) fail(ErrorCode::Arg, op, ": an int8 layer needs every product's input clip; ", kClipNames[in], " is missing");
+  }
+  for (int k = 0; k < kLayerClips; ++k) {
+    if (!clips[size_t(k)].present) continue;
+    const float v = *static_cast<const float*>(clips[size_t(k)].data);
+    if (!(v > 0.0f && v <= 3.4028234663852886e38f))
+      fail(ErrorCode::Arg, op, ": expected ", kClipNames[k], " to be finite and > 0 but received ", v);
+  }
+}
+
 // layer_param_shapes(config) -> per LayerParam: null (absent) or its shape ([rows, cols] or [rows])
 Napi::Value layer_param_shapes_js(const Napi::CallbackInfo& info) {
   const std::string name = op_name(info, 1, nullptr);
@@ -238,6 +283,7 @@ Napi::Value layer_fwd_js(const Napi::CallbackInfo& info) {
   const TransformerLayerConfig cfg = config_arg(info, 1, op, &raw);
   TensorArg x = tensor_arg(info, 4, op, "x"), y = tensor_arg(info, 5, op, "out");
   check_float(op, x);
+  if (cfg.int8) check_dtype(op, x, DType::F32);
   check_tokens(op, x, cfg.hidden);
   check_same_dtype(op, y, x);
   check_same_shape(op, y, x);
@@ -268,7 +314,9 @@ Napi::Value layer_fwd_js(const Napi::CallbackInfo& info) {
   const bool async = bool_arg(info, 11, op, "async");
   check_device(op, {&x, &y, &enc});
   std::vector<TensorArg> clips = clip_list(info, 13, op, "clips", cfg, x, nullptr);
-  const std::vector<napi_value> pins = holders({&x, &y, &enc}, {&params, &clips});
+  std::vector<TensorArg> qweights, wclips;
+  if (cfg.int8) int8_weights(info, 15, op, cfg, x, clips, &qweights, &wclips);
+  const std::vector<napi_value> pins = holders({&x, &y, &enc}, {&params, &clips, &qweights, &wclips});
 
   TransformerLayerParams w;
   for (int p = 0; p < kLayerParams; ++p) {
@@ -278,6 +326,16 @@ Napi::Value layer_fwd_js(const Napi::CallbackInfo& info) {
   for (int k = 0; k < kLayerClips; ++k) w.clip[k] = static_cast<float*>(clips[size_t(k)].data);
   const bool calibrate = bool_arg(info, 14, op, "calibrate");
   if (calibrate && train) fail(ErrorCode::Arg, op, ": calibration runs the float forward in eval mode; train must be false");
+  if (cfg.int8 && (train || calibrate)) fail(ErrorCode::Unsupported, op, ": an int8 layer runs inference only (train and calibrate must be false)");
+  if (cfg.int8) {
+    for (int p = 0; p < kLayerParams; ++p) {
+      if (!qweights[size_t(p)].present) continue;
+      w.qw[p] = static_cast<const int8_t*>(qweights[size_t(p)].data);
+      w.wclip[p] = static_cast<const float*>(wclips[size_t(p)].data);
+    }
+    for (int k = 0; k < kLayerClips; ++k)
+      if (clips[size_t(k)].present) w.clip_value[k] = *static_cast<const float*>(clips[size_t(k)].data);
+  }
   TransformerLayerConfig c = cfg;
   c.device = x.device;
   c.dtype = x.dtype;
@@ -313,6 +371,7 @@ Napi::Value layer_bwd_js(const Napi::CallbackInfo& info) {
   check_tokens(op, dy, cfg.hidden);
   check_same_dtype(op, dx, dy);
   check_same_shape(op, dx, dy);
+  if (cfg.int8) fail(ErrorCode::Unsupported, op, ": an int8 layer runs inference only (no backward)");
   const LayerState& s = *h->st;
   if (!s.has_forward) fail(ErrorCode::Arg, op, ": no forward to differentiate; call forward first");
   raw.push_back(double(dy.dtype));

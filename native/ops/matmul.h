@@ -13,6 +13,8 @@
 //           I32: y = acc                                   (the raw product, gemmInt8)
 //           F32: y = act(f32(acc) * s[n] + bias[n]) + residual    (f32 bias, residual)
 //           I8:  y = quantize(the F32 value, out_clip)     (ops/quant.h rounding)
+//           F32 with out_clip > 0: y = fakeQuant(the F32 value, out_clip) (an output quantization
+//                whose consumer is float, e.g. attention after the q/k/v product)
 //         s[n] = f32(f32(x_clip / 127) * f32(w_clip[n] / 127)): the dequantization scales of x
 //         and of w's row n (per output channel, or w_clip_value for all). Clips finite and > 0
 //         (checked on the thread that runs the op, ERR_ARG). residual may be y itself (F32).
@@ -66,7 +68,7 @@ struct LinearI8Args {
   float w_clip_value = 127.0f;
   const float* bias = nullptr;      // [N] f32, nullable
   const float* residual = nullptr;  // [M,N] f32, nullable
-  float out_clip = 0.0f;            // I8: clipMax of y (finite, > 0)
+  float out_clip = 0.0f;            // I8: clipMax of y (finite, > 0); F32: 0, or fake-quant with it
   void* y = nullptr;
   WeightCache* weight_cache = nullptr;  // nullable: no caching
 };
