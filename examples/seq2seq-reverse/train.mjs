@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Trains a Seq2SeqTransformer to reverse sequences (lengths 8-16 over a vocabulary of 32) with
 // padded batches (srcLengths, ignored target positions), then measures exact-match accuracy of
-// greedy decoding on held-out sequences.
+// greedy decoding on held-out sequences, in f32 and as an int8 model (post-training quantization).
 //
 //   node examples/seq2seq-reverse/train.mjs [--steps 1200] [--eval 500]
 import * as sf from '../../dist/index.js';
@@ -55,15 +55,32 @@ for (let step = 1; step <= steps; step++) {
 }
 
 // held-out sequences (the generator continues past the training batches)
-let exact = 0;
-for (let i = 0; i < evalN; i++) {
-  const s = sequence();
-  const want = [...s].reverse().concat(EOS);
-  const got = Array.from(await model.generate(s, [BOS], { maxNewTokens: MAX + 1, temperature: 0, stopToken: EOS }));
-  if (got.length === want.length && got.every((v, j) => v === want[j])) exact++;
+const held = Array.from({ length: evalN }, sequence);
+async function exactMatch(m) {
+  let exact = 0;
+  for (const s of held) {
+    const want = [...s].reverse().concat(EOS);
+    const got = Array.from(await m.generate(s, [BOS], { maxNewTokens: MAX + 1, temperature: 0, stopToken: EOS }));
+    if (got.length === want.length && got.every((v, j) => v === want[j])) exact++;
+  }
+  return exact / evalN;
 }
-const acc = exact / evalN;
+const acc = await exactMatch(model);
 console.log(`exact match ${(100 * acc).toFixed(1)}% of ${evalN} held-out sequences (lengths ${MIN}-${MAX}, vocabulary ${V}) after ${steps} steps, ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+
+// int8: post-training (max calibration on 4 training batches), exported and decoded the same way
+model.enableQuant();
+await model.calibrate(async () => {
+  for (let i = 0; i < 4; i++) {
+    const b = batch(64);
+    await model.loss(b.src, b.tin, b.tout, { backward: false, srcLengths: b.lengths, ignoreIndex: IGNORE });
+    for (const t of [b.src, b.tin, b.tout]) t.dispose();
+  }
+});
+const int8 = sf.exportInt8(model);
+const acc8 = await exactMatch(int8);
+console.log(`int8 (post-training, max calibration): exact match ${(100 * acc8).toFixed(1)}%`);
+int8.dispose();
 model.dispose();
 optimizer.dispose();
-if (acc < 0.99) process.exitCode = 1;
+if (acc < 0.99 || acc8 < 0.99) process.exitCode = 1;

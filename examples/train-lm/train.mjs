@@ -89,6 +89,8 @@ const finalVal = await validate();
 console.log(`\n${trainer.stepCount} steps in ${secs.toFixed(0)} s (${Math.round(tokens / secs)} tokens/s on ${sf.getNumThreads()} threads)`);
 console.log(`validation loss ${finalVal.toFixed(3)} nats/byte (${(finalVal / Math.LN2).toFixed(3)} bits/byte)`);
 console.log(`loss curve: ${join(out, 'loss.svg')}`);
+await model.save(join(out, 'model.safetensors'));
+console.log(`model: ${join(out, 'model.safetensors')} (int8: node examples/train-lm/quantize.mjs)`);
 for (const p of ['Call me Ishmael. ', 'The whale ', 'Captain Ahab ']) console.log(`\n--- sample ---\n${await sample(p)}`);
 model.dispose();
 optimizer.dispose();
