@@ -1,7 +1,9 @@
 // The dtypes bench's pure parts (bench/dtypes.mjs times nothing here): the onnxruntime graphs of an
 // encoder layer (f32, and int8 as onnxruntime's dynamic quantizer makes them) load in
 // onnxruntime-node and match our f32 TransformerEncoderLayer on a tiny layer; the weight quantizer
-// rounds and scales as documented; the chart spec renders to an SVG with one bar per number.
+// rounds and scales as documented; the chart spec renders to an SVG with one bar per number; the
+// `seqfuse` command's usage and exit codes.
+import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import ort from 'onnxruntime-node';
 import { Tensor, toTorchTransformerLayer, TransformerEncoderLayer } from '../lib/index.js';
@@ -81,5 +83,26 @@ describe('bench dtypes: chart', () => {
     expect(svg).toContain('gops: 375.00');
     expect(svg).not.toContain('series: int8');
     expect(svg).toContain('test chart');
+  });
+});
+
+describe('seqfuse command (bin/seqfuse.mjs)', () => {
+  const seqfuse = (...args: string[]) => spawnSync(process.execPath, ['bin/seqfuse.mjs', ...args], { encoding: 'utf8' });
+
+  it('--help prints the usage and exits 0', () => {
+    const r = seqfuse('--help');
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/^usage: seqfuse <command>/);
+    expect(r.stdout).toContain('bench [suite...]');
+  });
+
+  it('an unknown or missing command, or an unknown suite, exits 2 with a message', () => {
+    const unknown = seqfuse('frobnicate');
+    expect(unknown.status).toBe(2);
+    expect(unknown.stderr).toContain("seqfuse: unknown command 'frobnicate'");
+    expect(seqfuse().status).toBe(2);
+    const suite = seqfuse('bench', 'nosuch', '--quick');
+    expect(suite.status).toBe(2);
+    expect(suite.stderr).toContain("unknown bench suite 'nosuch'; available: ops, attention, layers, dtypes");
   });
 });
