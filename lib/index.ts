@@ -7,7 +7,7 @@ export type { Op } from './ops/common.js';
 export { layerNorm, layerNormBackward, type NormBackwardOptions, type NormGrads, type NormOptions, rmsNorm, rmsNormBackward } from './ops/norm.js';
 export { softmax, softmaxBackward, type SoftmaxBackwardOptions, type SoftmaxOptions } from './ops/softmax.js';
 export { embedding, embeddingBackward, type EmbeddingBackwardOptions, type EmbeddingGrads, type EmbeddingOptions } from './ops/embedding.js';
-export { gemm, gemmBackward, type GemmBackwardOptions, type GemmGrads, type GemmOptions, linear, type LinearActivation, linearBackward, type LinearBackwardOptions, type LinearGrads, type LinearOptions } from './ops/matmul.js';
+export { gemm, gemmBackward, type GemmBackwardOptions, type GemmGrads, gemmInt8, type GemmInt8Options, type GemmOptions, linear, type LinearActivation, linearBackward, type LinearBackwardOptions, type LinearGrads, linearInt8, type LinearInt8Options, type LinearOptions } from './ops/matmul.js';
 export { type ActivationName, type ActivationOptions, biasAct, biasActBackward, type BiasActBackwardOptions, type BiasActGrads, type BiasActOptions, gelu, geluBackward, type GeluBackwardOptions, type GeluOptions, relu, reluBackward, silu, siluBackward } from './ops/activation.js';
 export { biasDropoutResidual, biasDropoutResidualBackward, type BiasDropoutResidualBackwardOptions, type BiasDropoutResidualGrads, type BiasDropoutResidualOptions, dropout, dropoutBackward, type DropoutBackwardOptions, type DropoutOptions } from './ops/dropout.js';
 export { dequantize, type DequantizeOptions, fakeQuant, fakeQuantBackward, type FakeQuantBackwardOptions, type FakeQuantGrads, quantize, type QuantOptions } from './ops/quant.js';

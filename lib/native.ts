@@ -36,6 +36,7 @@ export interface NativeBinding {
     dropout: number, seed: number | bigint, offset: number | bigint, async: boolean): Ret;
   gemm(a: T, b: T, c: OptT, out: T, transA: boolean, transB: boolean, alpha: number, beta: number, async: boolean): Ret;
   linear_fwd(x: T, w: T, bias: OptT, residual: OptT, y: T, act: number, cache: unknown, async: boolean): Ret;
+  linear_i8(x: T, w: T, xClip: number, wClip: number | T, bias: OptT, residual: OptT, y: T, act: number, outClip: number | null, cache: unknown, async: boolean, gemm: boolean): Ret;
   weight_cache_new(): unknown;
   weight_cache_clear(cache: unknown): void;
   weight_cache_bytes(cache: unknown): number;

@@ -4,7 +4,7 @@
 // wrote w, so the next call reorders the new values. Writes through a typed array taken from
 // `w.data` before the last linear call are not seen: read `w.data` again to write.
 import type { DType } from '../dtype.js';
-import { fail } from '../errors.js';
+import { describe, fail } from '../errors.js';
 import { native, type NativeTensor } from '../native.js';
 import { dropCache, Tensor } from '../tensor.js';
 import { boolOpt, defineOp, enumOpt, F32_MAX, numberOpt, optionsArg, optTensorArg, outArg, type Prepared, tensorArg } from './common.js';
@@ -35,6 +35,22 @@ export interface LinearOptions {
   /** [..., N], added after the activation. May be `out` itself (in-place residual). */
   residual?: Tensor | null;
   /** Write the result here instead of a new tensor ([..., N], dtype of x). */
+  out?: Tensor;
+}
+
+export interface GemmInt8Options {
+  /** Write the product here instead of a new tensor ([M, N], i32). */
+  out?: Tensor;
+}
+
+export interface LinearInt8Options {
+  /** Fused after the bias: as in `linear` (default 'none'). */
+  activation?: LinearActivation;
+  /** [..., N] f32, added after the activation. May be `out` itself when the output is f32. */
+  residual?: Tensor | null;
+  /** Requantize the output: y as i8 with this clipMax (the next layer's input clip). Default: f32 output. */
+  outClip?: number;
+  /** Write the result here instead of a new tensor ([..., N], f32, or i8 with `outClip`). */
   out?: Tensor;
 }
 
@@ -150,6 +166,58 @@ function prepareLinear(x: Tensor, w: Tensor, bias: Tensor | null | undefined, op
   return { run: (as) => native.linear_fwd(x, w, b, residual, out, ACT_CODE[act], cache, as), result: out, fresh };
 }
 
+function clipNumber(v: unknown, op: string, name: string): number {
+  if (typeof v !== 'number' || !(v > 0 && v <= F32_MAX)) fail('ERR_ARG', `${op}: expected ${name} to be a finite number > 0 but received ${describe(v)}`);
+  return v;
+}
+
+/** t must have `dtype` (the native int8 entry takes i32/f32/i8 outputs alike, so the op's intent is checked here). */
+function tensorDType(t: Tensor, dtype: DType, op: string, name: string): void {
+  if (t.dtype !== dtype) fail('ERR_DTYPE', `${op}: expected ${dtype} tensor for ${name} but received ${t.dtype}`);
+}
+
+function prepareGemmInt8(a: Tensor, b: Tensor, opts: GemmInt8Options | undefined): Prepared<Tensor> {
+  const op = 'gemmInt8';
+  tensorArg(a, op, 'a');
+  tensorArg(b, op, 'b');
+  const o = optionsArg<GemmInt8Options>(opts, op);
+  const [m] = matrix(a, op, 'a');
+  const [n] = matrix(b, op, 'b');
+  tensorDType(a, 'i8', op, 'a');
+  tensorDType(b, 'i8', op, 'b');
+  const fresh: Tensor[] = [];
+  const out = outArg(o.out, op, [m, n], 'i32', fresh);
+  if (o.out !== undefined) {
+    tensorDType(out, 'i32', op, 'out (the exact product)');
+    written(out);
+  }
+  return { run: (as) => native.linear_i8(a, b, 1, 1, null, null, out, 0, null, weightCache(b), as, true), result: out, fresh };
+}
+
+function prepareLinearInt8(x: Tensor, w: Tensor, xClip: number, wClip: number | Tensor, bias: Tensor | null | undefined, opts: LinearInt8Options | undefined): Prepared<Tensor> {
+  const op = 'linearInt8';
+  tensorArg(x, op, 'x');
+  tensorArg(w, op, 'w');
+  clipNumber(xClip, op, 'xClip');
+  const wc = typeof wClip === 'number' ? clipNumber(wClip, op, 'wClip') : tensorArg(wClip, op, 'wClip');
+  const b = optTensorArg(bias, op, 'bias');
+  const o = optionsArg<LinearInt8Options>(opts, op);
+  const act = enumOpt(o.activation, op, 'activation', 'none', ACTIVATIONS);
+  const residual = optTensorArg(o.residual, op, 'residual');
+  const outClip = o.outClip === undefined ? null : clipNumber(o.outClip, op, 'outClip');
+  if (x.ndim < 1) fail('ERR_SHAPE', `${op}: expected x with at least 1 dims but received shape []`);
+  if (w.ndim !== 2) fail('ERR_SHAPE', `${op}: expected w of shape [N, ${x.shape[x.ndim - 1]}] (in-features of x) but received [${w.shape.join(', ')}]`);
+  const fresh: Tensor[] = [];
+  const dtype = outClip === null ? 'f32' : 'i8';
+  const out = outArg(o.out, op, [...x.shape.slice(0, -1), w.shape[0]!], dtype, fresh);
+  if (o.out !== undefined) {
+    tensorDType(out, dtype, op, outClip === null ? 'out (no outClip: f32 output)' : 'out (outClip: requantized output)');
+    written(out);
+  }
+  const cache = weightCache(w);
+  return { run: (as) => native.linear_i8(x, w, xClip, wc, b, residual, out, ACT_CODE[act], outClip, cache, as, false), result: out, fresh };
+}
+
 function prepareLinearBackward(dy: Tensor, x: Tensor, w: Tensor, opts: LinearBackwardOptions | undefined): Prepared<LinearGrads> {
   const op = 'linearBackward';
   tensorArg(dy, op, 'dy');
@@ -242,3 +310,20 @@ export const linearBackward = defineOp((dy: Tensor, x: Tensor, w: Tensor, opts?:
  * beta · c is beta · dOut.)
  */
 export const gemmBackward = defineOp((dOut: Tensor, a: Tensor, b: Tensor, opts?: GemmBackwardOptions) => prepareGemmBackward(dOut, a, b, opts));
+
+/**
+ * out [M, N] = a · bᵀ over int8 values (a i8 [M, K], b i8 [N, K], K ≤ 65536), exact in i32 (as
+ * `torch._int_mm` with b transposed). b is treated as a weight: its packed form is cached with its
+ * storage, like `linear`'s.
+ */
+export const gemmInt8 = defineOp((a: Tensor, b: Tensor, opts?: GemmInt8Options) => prepareGemmInt8(a, b, opts));
+
+/**
+ * The int8 linear: acc = x · wᵀ exact over int8 values (x i8 [..., K], w i8 [N, K]), then
+ * y = act(acc · s[n] + bias) + residual with s[n] = f32(xClip/127) · f32(wClip[n]/127) (the
+ * dequantization scales of `quantize`), in f32, or requantized to i8 with `outClip`. wClip: a
+ * number (per tensor) or an f32 tensor [N] (per output channel). bias, residual: f32.
+ */
+export const linearInt8 = defineOp(
+  (x: Tensor, w: Tensor, xClip: number, wClip: number | Tensor, bias?: Tensor | null, opts?: LinearInt8Options) => prepareLinearInt8(x, w, xClip, wClip, bias, opts),
+);

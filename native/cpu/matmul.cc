@@ -24,6 +24,16 @@
 // converted to f32 (cast_cpu), the f32 primitive runs and the output is rounded once at the end,
 // so the epilogue (bias, activation, residual, beta * c) is computed in f32. linear keeps the
 // f32 copy of w (reordered) in the WeightCache, so a 16-bit weight is converted once.
+//
+// linear_i8 runs its product as u8 x s8 -> s32, oneDNN's fast int8 matmul (s8 x s8 is 3-10x
+// slower here), on x + 128 as u8: acc = P - 128 colsum(w). Without VNNI, oneDNN multiplies u8 by s8
+// with vpmaddubsw, whose int16 sums of two adjacent products saturate above 32767: exact only
+// while |w| <= 63 (255 * 63 * 2 = 32130). A weight with larger values is split into one [2N, K]
+// weight, w = 64 wh + wl with wh in [-2, 2] and wl in [-32, 31], and acc = 64 Ph + Pl - 128 colsum(w):
+// exact at twice the product's work. With AVX512-VNNI (vpdpbusd adds u8 s8 products straight into
+// int32) every int8 weight is exact unsplit. The split, the reordered weight and colsum are made
+// once per weight in the WeightCache. Then one pass per row block, on the thread that owns it:
+// the int32 combine into an L1 row, and the float epilogue (linear_i8.cc) on that row.
 #include <dnnl.hpp>
 #include <array>
 #include <cstring>
@@ -65,7 +75,7 @@ memory::data_type dnnl_type(DType t) {
 
 // --- primitive cache -----------------------------------------------------------------------
 
-enum class Op : int64_t { Gemm = 0, Linear = 1 };
+enum class Op : int64_t { Gemm = 0, Linear = 1, LinearI8 = 2 };
 
 // Every parameter that changes the primitive: op, dtype, m, n, k, trans_a, trans_b, has_bias,
 // act, has_residual, alpha bits, beta bits (0 when c is not read), threads.
@@ -201,6 +211,17 @@ PrimPtr linear_prim(const LinearArgs& a, DType t) {
   });
 }
 
+// u8 [M,K] x s8 [K,N] -> s32 [M,N], weights `any`, nothing fused (the epilogue is ours).
+PrimPtr linear_i8_prim(int64_t m, int64_t n, int64_t k) {
+  PrimKey key{int64_t(Op::LinearI8), 0, m, n, k, 0, 0, 0, 0, 0, 0, 0, get_num_threads()};
+  return prim_cache().get(key, [&] {
+    memory::desc src({m, k}, memory::data_type::u8, Tag::ab), wei({k, n}, memory::data_type::s8, Tag::any),
+        dst({m, n}, memory::data_type::s32, Tag::ab);
+    return make_prim(dnnl::matmul::desc(src, wei, dst), dnnl::primitive_attr(), memory::data_type::s32,
+                     memory::desc({k, n}, memory::data_type::s8, Tag::ba));
+  });
+}
+
 // --- helpers -------------------------------------------------------------------------------
 
 memory wrap(const memory::desc& md, const void* p) { return memory(md, cpu_engine(), const_cast<void*>(p)); }
@@ -293,6 +314,14 @@ struct WeightCache {
   mutable std::mutex mu;
   const void* source = nullptr;  // the weights the entries were made from
   std::vector<Entry> entries;
+  // linear_i8: the (split) s8 weights in their product layout and 128 colsum(w); n2 = N or 2N.
+  struct Int8 {
+    memory::desc md;
+    memory mem;
+    std::shared_ptr<std::vector<int32_t>> comp;
+    int64_t n2 = 0;
+  };
+  std::vector<Int8> int8;
   int64_t bytes = 0;
 };
 
@@ -305,6 +334,19 @@ int64_t weight_cache_bytes(const WeightCache* c) {
 
 namespace {
 
+// c locked (when there is one), emptied first when it was made from other weights than w.
+std::unique_lock<std::mutex> lock_cache(WeightCache* c, const void* w) {
+  if (!c) return {};
+  std::unique_lock<std::mutex> lock(c->mu);
+  if (c->source != w) {
+    c->entries.clear();
+    c->int8.clear();
+    c->bytes = 0;
+    c->source = w;
+  }
+  return lock;
+}
+
 // w in the layout of p's weights (f32 or the native dtype) for a primitive of dtype `t`: w itself
 // when it already is (through `wrapper`), else the cached reordered copy, else a fresh one (kept in
 // the cache when there is one).
@@ -312,14 +354,8 @@ memory linear_weights(const LinearArgs& a, DType t, const Prim& p, memory& wrapp
   const memory::desc& want = p.weights;
   if (t == a.dtype && p.plain_weights) return point(wrapper, want, a.w);
   WeightCache* c = a.weight_cache;
-  std::unique_lock<std::mutex> lock;
+  std::unique_lock<std::mutex> lock = lock_cache(c, a.w);
   if (c) {
-    lock = std::unique_lock<std::mutex>(c->mu);
-    if (c->source != a.w) {
-      c->entries.clear();
-      c->bytes = 0;
-      c->source = a.w;
-    }
     for (const WeightCache::Entry& e : c->entries)
       if (e.md == want) return e.mem;
   }
@@ -367,6 +403,140 @@ void run_linear(const LinearArgs& f, const PrimPtr& pp, DType t, const LinearArg
 }
 
 }  // namespace
+
+// --- int8 ------------------------------------------------------------------------------------
+
+namespace cpu {
+// linear_i8.cc: y row `row` from its int32 accumulators acc [N] and col_scale [N] = f32(sx sw[n]).
+using LinearI8RowFn = void (*)(const LinearI8Args& a, const float* col_scale, const int32_t* acc, int64_t row);
+LinearI8RowFn linear_i8_row_fn();
+}  // namespace cpu
+
+namespace {
+
+bool has_vnni() {
+  static const bool v = (int(dnnl::get_effective_cpu_isa()) & int(dnnl_cpu_isa_avx512_core_vnni) & ~int(dnnl_cpu_isa_avx512_core)) != 0;
+  return v;
+}
+
+// w [N,K] as the product's weights: [K, n2] s8 in the layout `want`, and comp[n] = 128 colsum(w).
+WeightCache::Int8 make_int8_weights(const LinearI8Args& a, const memory::desc& want, int64_t n2) {
+  WeightCache::Int8 e;
+  e.md = want;
+  e.n2 = n2;
+  e.comp = std::make_shared<std::vector<int32_t>>(size_t(a.n));
+  std::vector<int8_t> split;
+  const int8_t* src = a.w;
+  if (n2 != a.n) {  // rows [0, N): wh, rows [N, 2N): wl
+    split.resize(size_t(n2 * a.k));
+    for (int64_t i = 0; i < a.n * a.k; ++i) {
+      const int v = a.w[i], h = (v + 32) >> 6;  // floor((v + 32) / 64)
+      split[size_t(i)] = int8_t(h);
+      split[size_t(a.n * a.k + i)] = int8_t(v - 64 * h);
+    }
+    src = split.data();
+  }
+  for (int64_t j = 0; j < a.n; ++j) {
+    int64_t sum = 0;
+    for (int64_t t = 0; t < a.k; ++t) sum += a.w[j * a.k + t];
+    (*e.comp)[size_t(j)] = int32_t(128 * sum);
+  }
+  e.mem = memory(want, cpu_engine());
+  memory in = wrap(memory::desc({a.k, n2}, memory::data_type::s8, Tag::ba), src);
+  dnnl::reorder(in, e.mem).execute(thread_stream(), in, e.mem);
+  thread_stream().wait();
+  return e;
+}
+
+bool needs_split(const LinearI8Args& a) {
+  if (has_vnni()) return false;
+  for (int64_t i = 0; i < a.n * a.k; ++i)
+    if (a.w[i] > 63 || a.w[i] < -63) return true;
+  return false;
+}
+
+// The weights of a.w for a product of M rows: from the cache when it holds them for this layout.
+WeightCache::Int8 linear_i8_weights(const LinearI8Args& a, PrimPtr& prim) {
+  WeightCache* c = a.weight_cache;
+  std::unique_lock<std::mutex> lock = lock_cache(c, a.w);
+  int64_t n2 = c && !c->int8.empty() ? c->int8.front().n2 : 0;
+  if (n2 == 0) n2 = needs_split(a) ? 2 * a.n : a.n;
+  prim = linear_i8_prim(a.m, n2, a.k);
+  if (c)
+    for (const WeightCache::Int8& e : c->int8)
+      if (e.md == prim->weights) return e;
+  WeightCache::Int8 e = make_int8_weights(a, prim->weights, n2);
+  if (c) {
+    c->int8.push_back(e);
+    c->bytes += int64_t(e.md.get_size()) + a.n * 4;
+  }
+  return e;
+}
+
+}  // namespace
+
+void linear_i8_cpu(const LinearI8Args& a) {
+  if (a.m == 0 || a.n == 0) return;
+  const char* op = "linearInt8";
+  auto finite_pos = [](float v) { return v > 0.0f && v <= 3.4028234663852886e38f; };
+  std::vector<float> col_scale;
+  if (a.out != DType::I32) {
+    if (!finite_pos(a.x_clip)) fail(ErrorCode::Arg, op, ": expected xClip to be finite and > 0 but received ", a.x_clip);
+    if (a.out == DType::I8 && !finite_pos(a.out_clip))
+      fail(ErrorCode::Arg, op, ": expected outClip to be finite and > 0 but received ", a.out_clip);
+    const float sx = a.x_clip / 127.0f;
+    col_scale.resize(size_t(a.n));
+    for (int64_t j = 0; j < a.n; ++j) {
+      const float wc = a.w_clip ? a.w_clip[j] : a.w_clip_value;
+      if (!finite_pos(wc)) {
+        if (a.w_clip) fail(ErrorCode::Arg, op, ": expected wClip[", j, "] to be finite and > 0 but received ", wc);
+        fail(ErrorCode::Arg, op, ": expected wClip to be finite and > 0 but received ", wc);
+      }
+      col_scale[size_t(j)] = sx * (wc / 127.0f);
+    }
+  }
+  onednn_call(op, [&] {
+    const int64_t k = a.k > 0 ? a.k : 1;  // K = 0: one zero column (oneDNN 2.6 mishandles K = 0)
+    std::vector<int8_t> zeros;
+    LinearI8Args b = a;
+    b.k = k;
+    if (a.k == 0) {
+      zeros.assign(size_t((a.m + a.n)), 0);
+      b.x = zeros.data();
+      b.w = zeros.data() + a.m;
+      b.weight_cache = nullptr;
+    }
+    PrimPtr prim;
+    WeightCache::Int8 w = linear_i8_weights(b, prim);
+    std::unique_ptr<uint8_t[]> xu(new uint8_t[size_t(b.m * k)]);
+    const int64_t mk = b.m * k;
+    parallel_for(mk, 1, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) xu[size_t(i)] = uint8_t(b.x[i] + 128);
+    });
+    std::unique_ptr<int32_t[]> p(new int32_t[size_t(b.m * w.n2)]);
+    Wrappers& wr = thread_wrappers(prim);
+    ExecArgs args;
+    args.add(DNNL_ARG_SRC, point(wr.src, prim->src, xu.get()));
+    args.add(DNNL_ARG_WEIGHTS, w.mem);
+    args.add(DNNL_ARG_DST, point(wr.dst, prim->dst, p.get()));
+    execute(prim->matmul, args);
+    const int32_t* comp = w.comp->data();
+    const bool split = w.n2 != b.n;
+    const cpu::LinearI8RowFn row_fn = cpu::linear_i8_row_fn();
+    parallel_for(b.m, 4 * b.n, [&](int64_t r0, int64_t r1) {
+      std::unique_ptr<int32_t[]> acc(new int32_t[size_t(b.n)]);
+      for (int64_t r = r0; r < r1; ++r) {
+        const int32_t* pr = p.get() + r * w.n2;
+        int32_t* out = a.out == DType::I32 ? static_cast<int32_t*>(a.y) + r * b.n : acc.get();
+        if (split)
+          for (int64_t j = 0; j < b.n; ++j) out[j] = 64 * pr[j] + pr[b.n + j] - comp[j];
+        else
+          for (int64_t j = 0; j < b.n; ++j) out[j] = pr[j] - comp[j];
+        if (a.out != DType::I32) row_fn(a, col_scale.data(), out, r);
+      }
+    });
+  });
+}
 
 // --- entries -------------------------------------------------------------------------------
 

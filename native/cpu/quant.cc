@@ -15,7 +15,7 @@
 // (also exact). Grid points x = f32(k * s), s = f32(clipMax / 127), |k| <= 127, land within
 // ~4 * 127 ulp of k, so they round back to k and fake-quant returns x itself.
 #include "ops/quant.h"
-#include "cpu/simd.h"
+#include "cpu/quant_grid.h"
 
 namespace seqfuse::cpu {
 // Elements of one channel per unit: large enough to amortize a unit, small enough to spread a
@@ -41,17 +41,6 @@ static void quant_walk(const QuantArgs& a, int64_t blocks, int64_t u, Run run) {
 }  // namespace seqfuse::cpu
 
 namespace seqfuse::cpu::SF_ISA_NS {
-
-// round(clamp(x * inv, -127, 127)) half away from zero; NaN -> 0. The final + 0 turns -0 into
-// +0 (an int8 has no -0), so fake-quant gives the same bits as dequantize(quantize(x)).
-SF_INLINE R quant_grid(R x, R inv) {
-  R r = V::mul(x, inv);
-  r = V::select0(V::ge(r, r), r);
-  r = V::min(V::max(r, V::set1(-127.0f)), V::set1(127.0f));
-  R n = V::round(r);
-  n = V::select(V::ge(V::abs(V::sub(r, n)), V::set1(0.5f)), V::add(r, V::copysign(V::set1(0.5f), r)), n);
-  return V::add(n, V::zero());
-}
 
 // y = f(x, inv, s) elementwise, with inv = 127 / clipMax and s = clipMax / 127 of the element's channel.
 template <class Tx, class Ty, class F>

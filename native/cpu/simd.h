@@ -11,7 +11,8 @@
 //
 // V's interface (R = register of W floats):
 //   zero set1 load(p) load(p,n) store(p,r) store(p,r,n)   p: float*, bf16_t*, f16_t*; n < W tail
-//   load(const int8_t*[, n]) widens int8 to f32; store(int8_t*, r[, n]) writes lanes that hold
+//   load(const int8_t*[, n]) widens int8 to f32, load(const int32_t*[, n]) converts int32 (rounded
+//   to nearest f32 above 2^24); store(int8_t*, r[, n]) writes lanes that hold
 //   integer values in [-127, 127] (quantization's grid) as int8
 //   add sub mul div fma(a,b,c)=a*b+c fnma(a,b,c)=c-a*b max min abs neg sqrt rsqrt_ge(precise 1/sqrt)
 //   hsum hmax  lt(a,b) -> Mask  select(mask, a, b) = mask ? a : b  select0(mask, a) = mask ? a : 0
@@ -78,6 +79,8 @@ struct V {
   static void fence() { _mm_sfence(); }
   static R load(const int8_t* p) { return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)p))); }
   static R load(const int8_t* p, int n) { return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(tail(n), p))); }
+  static R load(const int32_t* p) { return _mm512_cvtepi32_ps(_mm512_loadu_si512(p)); }
+  static R load(const int32_t* p, int n) { return _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(tail(n), p)); }
   static void store(int8_t* p, R v) { _mm_storeu_si128((__m128i*)p, _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(v))); }
   static void store(int8_t* p, R v, int n) { _mm512_mask_cvtsepi32_storeu_epi8(p, tail(n), _mm512_cvtps_epi32(v)); }
   static __m256i to_bf16(R v) { return (__m256i)_mm512_cvtneps_pbh(v); }  // RNE, NaN-safe
@@ -149,6 +152,7 @@ struct V {
   }
   static R load(const f16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)p)); }
   static R load(const int8_t* p) { return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i*)p))); }
+  static R load(const int32_t* p) { return _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i*)p)); }
   static void store(int8_t* p, R v) {  // i32 -> i16 -> i8 with signed saturation
     __m256i i = _mm256_cvtps_epi32(v);
     __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(i), _mm256_extracti128_si256(i, 1));
@@ -233,6 +237,8 @@ struct V {  // scalar reference twin: the same kernels with one lane
   template <class T> static void store(T* p, R v, int) { *p = from_f32<T>(v); }
   static R load(const int8_t* p) { return float(*p); }
   static R load(const int8_t* p, int) { return float(*p); }
+  static R load(const int32_t* p) { return float(*p); }
+  static R load(const int32_t* p, int) { return float(*p); }
   static void store(int8_t* p, R v) { *p = int8_t(v); }
   static void store(int8_t* p, R v, int) { *p = int8_t(v); }
   static void stream(float* p, R v) { *p = v; }

@@ -133,6 +133,73 @@ static Napi::Value linear_fwd_js(const Napi::CallbackInfo& info) {
   return r;
 }
 
+// linear_i8(x, w, xClip, wClip, bias?, residual?, y, act, outClip, cache?, async, gemm): y's dtype
+// picks the output (i32: the raw product, f32, or i8 requantized with outClip). xClip, outClip:
+// numbers (ignored for i32); wClip: a number, or an f32 tensor [N] (per output channel). `gemm`:
+// called as gemmInt8(a, b) (names in messages).
+static Napi::Value linear_i8_js(const Napi::CallbackInfo& info) {
+  const bool as_gemm = bool_arg(info, 11, "linearInt8", "gemm");
+  const char* op = as_gemm ? "gemmInt8" : "linearInt8";
+  TensorArg x = tensor_arg(info, 0, op, as_gemm ? "a" : "x"), w = tensor_arg(info, 1, op, as_gemm ? "b" : "w");
+  TensorArg wclip;
+  wclip.name = "wClip";
+  LinearI8Args l;
+  constexpr double kTiny = 1.401298464324817e-45;
+  if (info[3].IsNumber()) {
+    l.w_clip_value = float(number_arg(info, 3, op, "wClip", kTiny, kMaxF32));
+  } else {
+    wclip = tensor_arg(info, 3, op, "wClip");
+    check_dtype(op, wclip, DType::F32);
+  }
+  TensorArg bias = tensor_arg(info, 4, op, "bias", true), res = tensor_arg(info, 5, op, "residual", true),
+            y = tensor_arg(info, 6, op, "out");
+  double act = number_arg(info, 7, op, "activation", 0, 4);
+  if (act != double(int(act))) fail(ErrorCode::Arg, op, ": expected an integer activation code but received ", act);
+  CacheHandle* cache = cache_arg(info, 9, op);
+  bool async = bool_arg(info, 10, op, "async");
+  check_device(op, {&x, &w, &wclip, &bias, &res, &y});
+  check_dtype(op, x, DType::I8);
+  check_dtype(op, w, DType::I8);
+  if (y.dtype != DType::I32 && y.dtype != DType::F32 && y.dtype != DType::I8)
+    fail(ErrorCode::DType, op, ": expected an i32, f32 or i8 tensor for out but received ", dtype_name(y.dtype));
+  l.out = y.dtype;
+  if (l.out != DType::I32) l.x_clip = float(number_arg(info, 2, op, "xClip", kTiny, kMaxF32));
+  if (l.out == DType::I8) l.out_clip = float(number_arg(info, 8, op, "outClip", kTiny, kMaxF32));
+  if (l.out == DType::I32 && (res.present || act != 0.0 || bias.present))
+    fail(ErrorCode::Arg, op, ": bias, activation and residual need a float (f32 or i8) output, not the raw i32 product");
+  check_dtype(op, bias, DType::F32);
+  check_dtype(op, res, DType::F32);
+  check_min_dims(op, x, 1);
+  const int64_t k = x.cols();
+  if (as_gemm && x.ndim != 2) fail(ErrorCode::Shape, op, ": expected a 2-D tensor for a but received shape ", x.shape_str());
+  if (w.ndim != 2 || w.shape[1] != k)
+    fail(ErrorCode::Shape, op, ": expected ", w.name, " of shape [N, ", k, "] (", as_gemm ? "columns of a" : "in-features of x",
+         ") but received ", w.shape_str());
+  if (k > kLinearI8MaxK)
+    fail(ErrorCode::Shape, op, ": K = ", k, " exceeds the largest supported in-features of the int8 product (", kLinearI8MaxK, ")");
+  const int64_t n = w.shape[0];
+  int64_t m = 1, yshape[kMaxDims];
+  for (int i = 0; i + 1 < x.ndim; ++i) m *= yshape[i] = x.shape[i];
+  yshape[x.ndim - 1] = n;
+  if (wclip.present) check_vector(op, wclip, n);
+  check_vector(op, bias, n);
+  check_shape(op, res, yshape, x.ndim);
+  check_shape(op, y, yshape, x.ndim);
+  check_dims(op, m, n, k);
+  for (const TensorArg* t : {&x, &w, &wclip, &bias}) check_no_overlap(op, y, *t, false);
+  check_no_overlap(op, y, res, l.out == DType::F32);
+  l.device = x.device; l.m = m; l.n = n; l.k = k; l.act = Activation(int(act));
+  l.x = static_cast<const int8_t*>(x.data); l.w = static_cast<const int8_t*>(w.data);
+  l.w_clip = static_cast<const float*>(wclip.data);
+  l.bias = static_cast<const float*>(bias.data); l.residual = static_cast<const float*>(res.data); l.y = y.data;
+  std::shared_ptr<WeightCache> keep = cache ? cache->cache : nullptr;
+  l.weight_cache = keep.get();
+  if (cache) report_bytes(info.Env(), cache);
+  Napi::Value r = run_op(info, async, {&x, &w, &wclip, &bias, &res, &y}, [l, keep] { linear_i8(l); });
+  if (cache && !async) report_bytes(info.Env(), cache);
+  return r;
+}
+
 std::shared_ptr<WeightCache> weight_cache_value(const Napi::Value& v, const char* op) {
   if (v.IsUndefined() || v.IsNull()) return nullptr;
   if (!v.IsExternal() || !v.As<Napi::External<CacheHandle>>().CheckTypeTag(&kCacheTag))
@@ -178,6 +245,7 @@ void register_matmul(Napi::Object exports) {
   SF_EXPORT(exports, "weight_cache_clear", weight_cache_clear_js);
   SF_EXPORT(exports, "gemm", gemm_js);
   SF_EXPORT(exports, "linear_fwd", linear_fwd_js);
+  SF_EXPORT(exports, "linear_i8", linear_i8_js);
   SF_EXPORT(exports, "weight_cache_new", weight_cache_new_js);
   SF_EXPORT(exports, "weight_cache_bytes", weight_cache_bytes_js);
 }
