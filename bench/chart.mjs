@@ -5,19 +5,20 @@ import * as vl from 'vega-lite';
 
 /**
  * Two rows of grouped bars from `bars` [{ workload, case, series, speedup, gops }], one column per
- * workload (independent x scales): speed-up over f32 of the same case, and G(FL)OP/s (GOP/s for
- * int8). Bars without a number (a dtype not available, a peer not timed) are left out.
+ * workload in the order of `bars` (independent x scales): speed-up over f32 of the same case, and
+ * G(FL)OP/s (GOP/s for int8). Bars without a number (a dtype not available, a peer not timed) are left out.
  */
 export function chartSpec(bars, title) {
   const values = bars.filter((b) => Number.isFinite(b.speedup) && Number.isFinite(b.gops));
+  const workloads = [...new Set(values.map((b) => b.workload))];
   const panel = (field, axisTitle, rule) => ({
-    facet: { column: { field: 'workload', type: 'nominal', title: null, sort: null } },
+    facet: { column: { field: 'workload', type: 'nominal', title: null, sort: workloads, header: { labelLimit: 400 } } },
     spec: {
       width: { step: 12 },
       height: 180,
       layer: [
         { mark: 'bar', encoding: {
-          x: { field: 'case', type: 'nominal', title: null, sort: null, axis: { labelAngle: -40 } },
+          x: { field: 'case', type: 'nominal', title: null, sort: null, axis: { labelAngle: -40, labelLimit: 240 } },
           xOffset: { field: 'series', type: 'nominal', sort: null },
           y: { field, type: 'quantitative', title: axisTitle },
           color: { field: 'series', type: 'nominal', sort: null, title: 'dtype / peer' },
@@ -33,7 +34,7 @@ export function chartSpec(bars, title) {
     title,
     data: { values },
     vconcat: [panel('speedup', 'speed-up over f32 (x)', 1), panel('gops', 'GFLOP/s (int8: GOP/s)', null)],
-    config: { font: 'sans-serif', background: 'white' },
+    config: { font: 'sans-serif', background: 'white', legend: { labelLimit: 300 } },
   };
 }
 
