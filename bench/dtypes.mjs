@@ -267,7 +267,7 @@ async function lmState() {
   const ids1 = Tensor.from(tokens(LM_BATCH.S, 6), [1, LM_BATCH.S], { dtype: 'i32' });
   const inputs = { f32: ids, f16: ids, bf16: ids };
   // checked on the batch-1 logits: the smaller forward
-  const ours = await ourEntries(modelDtypes(make), f32, inputs, (m) => outputF32(m, ids1), (n) => (n === 'f32' ? TOL.f32 : TOL.lm16));
+  const ours = await ourEntries(modelDtypes(make), f32, inputs, (m) => outputF32(m, ids1), (n) => (n === 'int8' ? TOL.int8 : TOL.lm16));
   return { entries: ours.entries, checks: ours.checks, ids, ids1, dispose: () => {
     for (const e of ours.entries) if (e.module && e.module !== f32) e.module.dispose();
     f32.dispose();
