@@ -79,10 +79,19 @@ const GEMM_DTYPES = [
   { name: 'int8', unit: 'int8', make: int8Gemm },
 ];
 
-/** The f32 module converted: a new layer or model of `dtype` with the f32 one's parameters. */
+/**
+ * The f32 module converted: a new layer or model of `dtype` with the f32 one's parameters, or
+ * { unavailable } where seqfuse rejects the dtype for it (a SeqfuseError).
+ */
 function converted(make, dtype) {
   return (f32) => {
-    const m = make(dtype);
+    let m;
+    try {
+      m = make(dtype);
+    } catch (e) {
+      if (e instanceof sf.SeqfuseError) return { unavailable: `unsupported (${e.code})` };
+      throw e;
+    }
     m.loadParameters(f32.parameters());
     return { module: m, input: dtype };
   };
