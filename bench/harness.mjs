@@ -1,13 +1,22 @@
 // Bench utilities: timing (warm-up, repeats, median with min-max), tables, JSON results.
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import os from 'node:os';
-import helper from './native/index.cjs';
+import { createRequire } from 'node:module';
 
 const here = dirname(fileURLToPath(import.meta.url));
+// bench/native, loaded (and built, the first time) when a peak is measured: the pure helpers here
+// (tables, statistics, timing of JS calls) do not need it
+const helper = () => createRequire(import.meta.url)('./native/index.cjs');
+
+/** The fastest of `reps` calls of bench/native's peak `fn` with `threads` threads: { gops, isa }, null where the CPU lacks the unit. */
+function unitPeak(fn, threads, reps) {
+  const r = helper()[fn](threads, reps);
+  return r && { gops: r.opsPerCall / stats(r.ns).min, isa: r.isa };
+}
 
 /**
  * This machine's f32 FMA peak in GFLOP/s with `threads` threads: bench/native's fmaPeak
@@ -18,8 +27,38 @@ const here = dirname(fileURLToPath(import.meta.url));
  * VMs seen here run AVX2 at ~100 GFLOP/s per core).
  */
 export function f32Peak(threads, reps = 15) {
-  const r = helper.fmaPeak(threads, reps);
-  return r.flopPerCall / stats(r.ns).min;
+  return unitPeak('fmaPeak', threads, reps).gops;
+}
+
+/**
+ * The int8 dot-product peak in GOP/s (2 ops per multiply-add) with `threads` threads, measured as
+ * f32Peak is: VNNI vpdpbusd where the CPU has it, else AVX2 vpmaddubsw + vpmaddwd + vpaddd
+ * (bench/native int8Peak). Returns { gops, isa }.
+ */
+export function int8Peak(threads, reps = 15) {
+  return unitPeak('int8Peak', threads, reps);
+}
+
+/** The bf16 dot-product (vdpbf16ps) peak in GFLOP/s, { gops, isa }, or null without avx512_bf16. */
+export function bf16Peak(threads, reps = 15) {
+  return unitPeak('bf16Peak', threads, reps);
+}
+
+/** Relative L2 error of `got` against `ref` (float64 sums). */
+export function relL2(got, ref) {
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < ref.length; i++) {
+    num += (got[i] - ref[i]) ** 2;
+    den += ref[i] ** 2;
+  }
+  return Math.sqrt(num / den);
+}
+
+/** CPU flags of /proc/cpuinfo (empty where there is none). */
+export function cpuFlags() {
+  if (!existsSync('/proc/cpuinfo')) return [];
+  return (readFileSync('/proc/cpuinfo', 'utf8').match(/^flags\s*:(.*)$/m)?.[1] ?? '').trim().split(/\s+/);
 }
 
 export function stats(samples) {

@@ -7,14 +7,14 @@
 // (wait policy x torch threads) and the fastest is used for each of its rows. Every peer's output
 // (and PyTorch's gradients) is checked against ours before timing. 2 and 1 threads; `--quick`:
 // fewer rounds.
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ort from 'onnxruntime-node';
 import sf from '../dist/index.js';
-import { f32Peak, fmt, fmtMs, fmtRatio, gitCommit, measure, printTable, roundRatio, startPython, timeAsync, writeResults } from './harness.mjs';
-import { FLOAT, INT64, initializer, model, node, valueInfo } from './onnx.mjs';
+import { cpuFlags, f32Peak, fmt, fmtMs, fmtRatio, gitCommit, measure, printTable, relL2, roundRatio, startPython, timeAsync, writeResults } from './harness.mjs';
+import { encoderLayerModel, ortPeers } from './encoder-onnx.mjs';
 
 const { Tensor, TransformerEncoderLayer, toTorchTransformerLayer } = sf;
 const here = dirname(fileURLToPath(import.meta.url));
@@ -34,30 +34,13 @@ const BF16_TOL = { y: 1e-2, dx: 3e-2 };
 const IDLE_MS = 150;
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** Relative L2 error of `got` against `ref` (float64 sums). */
-function relL2(got, ref) {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < ref.length; i++) {
-    num += (got[i] - ref[i]) ** 2;
-    den += ref[i] ** 2;
-  }
-  return Math.sqrt(num / den);
-}
-
-/** CPU flags of /proc/cpuinfo (empty where there is none). */
-function cpuFlags() {
-  if (!existsSync('/proc/cpuinfo')) return [];
-  return (readFileSync('/proc/cpuinfo', 'utf8').match(/^flags\s*:(.*)$/m)?.[1] ?? '').trim().split(/\s+/);
-}
-
 // --- weights and layers --------------------------------------------------------------------------
 
 /**
  * Parameters under our names, seeded normal samples: weights with std 0.02 (BERT's init), biases
  * and norm parameters away from their initial 0 and 1, so that a mapping mistake shows in the checks.
  */
-function benchParameters(shapes) {
+export function benchParameters(shapes) {
   const m = new Map();
   let seed = 10;
   for (const [name, shape] of shapes) {
@@ -101,84 +84,6 @@ function seqfusePeer(name, layer, x, dy, pass) {
     y.dispose();
   };
   return { name, time: (reps) => timeAsync(pass === 'fwd' ? fwd : fwdbwd, reps) };
-}
-
-// --- ONNX graphs ---------------------------------------------------------------------------------
-
-const ORT_OPTIONS = { interOpNumThreads: 1, executionMode: 'sequential', graphOptimizationLevel: 'all', logSeverityLevel: 3 };
-
-/** a [rows, cols] -> [cols, rows] (nn.Linear's [out, in] to MatMul's [in, out]). */
-function transposed(a, rows, cols) {
-  const t = new Float32Array(a.length);
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) t[c * rows + r] = a[r * cols + c];
-  return t;
-}
-
-const i64 = (dims) => BigInt64Array.from(dims, BigInt);
-
-/**
- * The post-LN layer on x [B,S,H] from the state_dict `w`. Attention either as standard ops
- * (MatMul, Reshape, Transpose, Gather, Softmax) or as one com.microsoft Attention op (the fused
- * op onnxruntime's BERT optimizer produces); the rest as MatMul/Add/LayerNormalization and GELU in
- * its erf form, which onnxruntime's graph optimizer fuses (with the bias, and Add+LayerNorm into
- * SkipLayerNormalization) at level 'all'.
- */
-function layerModel(w, attentionOp) {
-  const { B, S, H, heads, F, eps } = C;
-  const D = H / heads;
-  const f = (name, dims, data) => initializer(name, FLOAT, dims, data);
-  const inits = [
-    f('wqkv', [H, 3 * H], transposed(w['self_attn.in_proj_weight'], 3 * H, H)), f('bqkv', [3 * H], w['self_attn.in_proj_bias']),
-    f('wo', [H, H], transposed(w['self_attn.out_proj.weight'], H, H)), f('bo', [H], w['self_attn.out_proj.bias']),
-    f('w1', [H, F], transposed(w['linear1.weight'], F, H)), f('b1', [F], w['linear1.bias']),
-    f('w2', [F, H], transposed(w['linear2.weight'], H, F)), f('b2', [H], w['linear2.bias']),
-    f('ln1w', [H], w['norm1.weight']), f('ln1b', [H], w['norm1.bias']), f('ln2w', [H], w['norm2.weight']), f('ln2b', [H], w['norm2.bias']),
-    f('sqrt2', [], Float32Array.of(Math.SQRT2)), f('one', [], Float32Array.of(1)), f('half', [], Float32Array.of(0.5)),
-  ];
-  const nodes = [];
-  if (attentionOp) {
-    nodes.push(node('Attention', ['x', 'wqkv', 'bqkv'], ['ctx'], { num_heads: { int: heads } }, 'com.microsoft'));
-  } else {
-    inits.push(initializer('qkvShape', INT64, [5], i64([B, S, 3, heads, D])), initializer('ctxShape', INT64, [3], i64([B, S, H])),
-      f('scale', [], Float32Array.of(1 / Math.sqrt(D))), ...[0, 1, 2].map((i) => initializer(`i${i}`, INT64, [], i64([i]))));
-    nodes.push(
-      node('MatMul', ['x', 'wqkv'], ['qkv0']), node('Add', ['qkv0', 'bqkv'], ['qkv']),
-      node('Reshape', ['qkv', 'qkvShape'], ['qkv5']), node('Transpose', ['qkv5'], ['qkvT'], { perm: [2, 0, 3, 1, 4] }),  // [3,B,heads,S,D]
-      ...['q', 'k', 'v'].map((n, i) => node('Gather', ['qkvT', `i${i}`], [n], { axis: { int: 0 } })),
-      node('Transpose', ['k'], ['kt'], { perm: [0, 1, 3, 2] }), node('MatMul', ['q', 'kt'], ['s']), node('Mul', ['s', 'scale'], ['ss']),
-      node('Softmax', ['ss'], ['p'], { axis: { int: -1 } }), node('MatMul', ['p', 'v'], ['ctx4']),
-      node('Transpose', ['ctx4'], ['ctxT'], { perm: [0, 2, 1, 3] }), node('Reshape', ['ctxT', 'ctxShape'], ['ctx']),
-    );
-  }
-  const ln = { axis: { int: -1 }, epsilon: { float: eps } };
-  nodes.push(
-    node('MatMul', ['ctx', 'wo'], ['a0']), node('Add', ['a0', 'bo'], ['a']), node('Add', ['x', 'a'], ['r1']),
-    node('LayerNormalization', ['r1', 'ln1w', 'ln1b'], ['h'], ln),
-    node('MatMul', ['h', 'w1'], ['f0']), node('Add', ['f0', 'b1'], ['f1']),
-    // GELU: 0.5 * f1 * (1 + erf(f1 / sqrt 2))
-    node('Div', ['f1', 'sqrt2'], ['e0']), node('Erf', ['e0'], ['e1']), node('Add', ['e1', 'one'], ['e2']),
-    node('Mul', ['f1', 'e2'], ['e3']), node('Mul', ['e3', 'half'], ['gelu']),
-    node('MatMul', ['gelu', 'w2'], ['f2']), node('Add', ['f2', 'b2'], ['f3']), node('Add', ['h', 'f3'], ['r2']),
-    node('LayerNormalization', ['r2', 'ln2w', 'ln2b'], ['y'], ln),
-  );
-  return model({ nodes, initializers: inits, opsets: attentionOp ? { '': 17, 'com.microsoft': 1 } : { '': 17 },
-    inputs: [valueInfo('x', FLOAT, [B, S, H])], outputs: [valueInfo('y', FLOAT, [B, S, H])] });
-}
-
-/** onnxruntime sessions of both graphs at `threads`, each a peer writing into a preallocated output. */
-async function ortPeers(graphs, xv, threads) {
-  const dims = [C.B, C.S, C.H];
-  const sessions = [];
-  const peers = [];
-  for (const [name, bytes] of Object.entries(graphs)) {
-    const session = await ort.InferenceSession.create(bytes, { ...ORT_OPTIONS, intraOpNumThreads: threads });
-    sessions.push(session);
-    const feeds = { x: new ort.Tensor('float32', xv, dims) };
-    const fetches = { y: new ort.Tensor('float32', new Float32Array(T * C.H), dims) };
-    peers.push({ name, time: (reps) => timeAsync(() => session.run(feeds, fetches), reps),
-      output: async () => (await session.run(feeds, fetches), fetches.y.data.slice()) });
-  }
-  return { peers, release: () => Promise.all(sessions.map((s) => s.release())) };
 }
 
 // --- PyTorch -------------------------------------------------------------------------------------
@@ -278,7 +183,7 @@ async function checkAll(ctx, refs) {
     const b = await reference(layers[ln].bf16, x.bf16, dy.bf16);
     checks[`seqfuse bf16${ln === 'pre' ? ' pre-LN' : ''}`] = { y: relL2(b.y, refs[ln].y), dx: relL2(b.dx, refs[ln].dx) };
   }
-  const ortSet = await ortPeers(graphs, xv, 2);
+  const ortSet = await ortPeers(graphs, xv, [C.B, C.S, C.H], 2);
   for (const p of ortSet.peers) checks[p.name] = { y: relL2(await p.output(), refs.post.y) };
   await ortSet.release();
   const torch = await torchProcs(2, setup, ['PASSIVE']);
@@ -308,7 +213,7 @@ export async function run(args) {
     writeFileSync(join(dir, 'dy.f32'), dyv);
     for (const [n, v] of Object.entries(w)) writeFileSync(join(dir, `${n}.f32`), v);
     const setup = { dir, ...C, shapes };
-    const graphs = { 'ORT plain': layerModel(w, false), 'ORT Attention': layerModel(w, true) };
+    const graphs = { 'ORT plain': encoderLayerModel(w, C, 'f32'), 'ORT Attention': encoderLayerModel(w, C, 'f32Attention') };
     const refs = { post: await reference(layers.post.f32, x.f32, dy.f32), pre: await reference(layers.pre.f32, x.f32, dy.f32) };
     const { checks, torch: torch0 } = await checkAll({ layers, x, dy, graphs, xv, setup, dir }, refs);
 
@@ -331,7 +236,7 @@ export async function run(args) {
     const targetRows = [];
     for (const threads of [2, 1]) {
       sf.setNumThreads(threads);
-      const ortSet = await ortPeers(graphs, xv, threads);
+      const ortSet = await ortPeers(graphs, xv, [C.B, C.S, C.H], threads);
       const torch = torch0.missing ? torch0 : await torchProcs(threads, setup, ['PASSIVE', null]);
       const impls = Object.keys(TORCH_IMPLS).filter((i) => threads > 1 || i !== 'nn_pre');
       const pick = torch.missing ? null : await pickTorch(torch.procs, threads, impls, quick);

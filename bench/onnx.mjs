@@ -1,5 +1,5 @@
 // Minimal ONNX model writer for the bench's onnxruntime-node peers: just the protobuf messages
-// the attention graphs need (field numbers from onnx/onnx.proto), so the bench builds its own
+// the bench's graphs need (field numbers from onnx/onnx.proto), so the bench builds its own
 // models without the onnx package. Proto2 wire format: varint (type 0), fixed32 (type 5) and
 // length-delimited (type 2) fields; a message is a list of byte chunks, flattened on nesting.
 
@@ -7,6 +7,7 @@ const utf8 = new TextEncoder();
 
 /** ONNX TensorProto.DataType codes. */
 export const FLOAT = 1;
+export const INT8 = 3;
 export const INT32 = 6;
 export const INT64 = 7;
 

@@ -1,14 +1,19 @@
 #!/usr/bin/env node
 // npm run bench -- <suite...> [--quick]   (default: every suite). Suites: ops, attention, layers
-// (`layers --check`: its correctness checks only, no timing).
+// (`layers --check`: its correctness checks only, no timing), dtypes (`--threads N[,N...]`, default 2).
+// Also `npx seqfuse bench <suite...>` (bin/seqfuse.mjs).
 // Each suite prints a table and writes JSON under bench/results/.
 const suites = {
   ops: () => import('./ops.mjs'),
   attention: () => import('./attention.mjs'),
   layers: () => import('./layers.mjs'),
+  dtypes: () => import('./dtypes.mjs'),
 };
 
-const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
+// options that take the next argument as their value (else it would read as a suite name)
+const VALUED = new Set(['--threads']);
+const args = process.argv.slice(2);
+const wanted = args.filter((a, i) => !a.startsWith('-') && !VALUED.has(args[i - 1]));
 const names = wanted.length ? wanted : Object.keys(suites);
 for (const n of names) {
   if (!suites[n]) {
@@ -17,6 +22,15 @@ for (const n of names) {
   }
 }
 for (const n of names) {
-  const mod = await suites[n]();
-  await mod.run(process.argv.slice(2));
+  let mod;
+  try {
+    mod = await suites[n]();
+  } catch (e) {
+    if (e?.code !== 'ERR_MODULE_NOT_FOUND') throw e;
+    // the peers and the chart are devDependencies: an installed seqfuse does not bring them
+    console.error(`bench suite '${n}' cannot start: ${e.message.split('\n')[0]}
+install the bench's devDependencies (onnxruntime-node, vega, vega-lite; in a checkout: npm ci), and build dist/ (npm run build:ts)`);
+    process.exit(1);
+  }
+  await mod.run(args);
 }

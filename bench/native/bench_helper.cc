@@ -8,6 +8,10 @@
 //   fmaPeak(threads, iters): `threads` threads each run 12 independent chains of vector FMAs on
 //     registers (AVX-512 where the CPU has it, else AVX2+FMA): the f32 peak of this machine, in
 //     flop per call time (each call is 2 * lanes * 12 * kFmaSteps * threads flop).
+//   int8Peak(threads, iters): the same for int8 dot products (u8 x s8 -> s32: VNNI vpdpbusd where
+//     the CPU has it, else AVX2 vpmaddubsw + vpmaddwd + vpaddd), 2 ops per multiply-add.
+//   bf16Peak(threads, iters): the same for bf16 dot products (vdpbf16ps), or null without avx512_bf16.
+// The peaks return { ns, opsPerCall, isa }.
 // All restore the OpenMP thread count they found: it is shared with seqfuse in one process.
 #include <napi.h>
 #include <omp.h>
@@ -119,49 +123,110 @@ Napi::Value copy(const Napi::CallbackInfo& info) {
 
 constexpr int64_t kFmaSteps = 1 << 20;
 
-// 12 accumulators cover an FMA latency of 4-6 cycles on 2 ports; the multiplier (just below 1)
-// and the added constant keep the values finite and away from denormals. Compilers do not fold
-// float FMA chains, so the loop runs as written.
-#define SF_FMA_CHAINS(NAME, TARGET, VEC, SET1, FMA, STORE, LANES)        \
-  __attribute__((target(TARGET))) float NAME(int64_t steps) {            \
-    VEC acc[12];                                                           \
-    for (int i = 0; i < 12; ++i) acc[i] = SET1(float(i + 1));             \
-    const VEC m = SET1(0.9999999f), a = SET1(1e-7f);                       \
-    for (int64_t s = 0; s < steps; ++s)                                    \
-      _Pragma("GCC unroll 12") for (int i = 0; i < 12; ++i) acc[i] = FMA(acc[i], m, a); \
-    alignas(64) float t[LANES];                                            \
-    float r = 0;                                                           \
-    for (int i = 0; i < 12; ++i) {                                         \
-      STORE(t, acc[i]);                                                    \
-      r += t[0];                                                           \
-    }                                                                      \
-    return r;                                                              \
+// 12 chains of a multiply-add on registers, acc[i] = STEP(acc[i], a, b), each from INIT (an
+// expression of i); returns a sum of lanes so the work is not dead. Compilers do not fold these
+// chains, so the loop runs as written.
+#define SF_CHAINS(NAME, TARGET, VEC, OPND, INIT, SETA, SETB, STEP, STORE, LANE_T, LANES)     \
+  __attribute__((target(TARGET))) double NAME(int64_t steps) {                          \
+    VEC acc[12];                                                                          \
+    for (int i = 0; i < 12; ++i) acc[i] = INIT;                                           \
+    const OPND a = SETA, b = SETB;                                                        \
+    for (int64_t s = 0; s < steps; ++s)                                                   \
+      _Pragma("GCC unroll 12") for (int i = 0; i < 12; ++i) acc[i] = STEP(acc[i], a, b);  \
+    alignas(64) LANE_T t[LANES];                                                          \
+    double r = 0;                                                                         \
+    for (int i = 0; i < 12; ++i) {                                                        \
+      STORE(t, acc[i]);                                                                   \
+      r += double(t[0]);                                                                  \
+    }                                                                                     \
+    return r;                                                                             \
   }
-SF_FMA_CHAINS(fma_chains_avx2, "avx2,fma", __m256, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_store_ps, 8)
-SF_FMA_CHAINS(fma_chains_avx512, "avx512f", __m512, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_store_ps, 16)
-#undef SF_FMA_CHAINS
 
-Napi::Value fma_peak(const Napi::CallbackInfo& info) {
+// f32 FMA: 12 accumulators cover an FMA latency of 4-6 cycles on 2 ports; acc * m + c with the
+// multiplier m just below 1 and a small c keeps the values finite and away from denormals.
+SF_CHAINS(fma_chains_avx2, "avx2,fma", __m256, __m256, _mm256_set1_ps(float(i + 1)), _mm256_set1_ps(0.9999999f), _mm256_set1_ps(1e-7f),
+          _mm256_fmadd_ps, _mm256_store_ps, float, 8)
+SF_CHAINS(fma_chains_avx512, "avx512f", __m512, __m512, _mm512_set1_ps(float(i + 1)), _mm512_set1_ps(0.9999999f), _mm512_set1_ps(1e-7f),
+          _mm512_fmadd_ps, _mm512_store_ps, float, 16)
+
+// int8 dot products (u8 x s8 -> s32, the unit int8 GEMMs use), 2 ops per multiply-add:
+//   AVX-512 VNNI: vpdpbusd zmm, 64 multiply-adds per instruction; AVX-VNNI: vpdpbusd ymm, 32;
+//   AVX2 (int8_chains_avx2 below): vpmaddubsw (32 products, adjacent pairs summed to i16) + vpmaddwd
+//   by ones (pairs to i32) + vpaddd, 32 multiply-adds per three instructions, 6 chains of distinct
+//   operands (the register file holds 16). The accumulate has latency 1 there, so the chains only
+//   need to keep the multiply pipes busy; the empty asm makes `a` opaque each step, so the products
+//   are not hoisted out of the loop. Saturation of the i16 pair sums does not matter: only the time is used.
+#define SF_STORE512I(p, v) _mm512_store_si512(reinterpret_cast<void*>(p), v)
+#define SF_STORE256I(p, v) _mm256_store_si256(reinterpret_cast<__m256i*>(p), v)
+SF_CHAINS(int8_chains_vnni512, "avx512f,avx512vnni", __m512i, __m512i, _mm512_setzero_si512(), _mm512_set1_epi8(3), _mm512_set1_epi8(-2),
+          _mm512_dpbusd_epi32, SF_STORE512I, int32_t, 16)
+SF_CHAINS(int8_chains_avxvnni, "avx2,avxvnni", __m256i, __m256i, _mm256_setzero_si256(), _mm256_set1_epi8(3), _mm256_set1_epi8(-2),
+          _mm256_dpbusd_avx_epi32, SF_STORE256I, int32_t, 8)
+// bf16 pairs (vdpbf16ps): 32 multiply-adds into 16 f32 lanes per instruction; 1.0 x 2^-10 keeps the sums small
+#define SF_BF16(v) (__m512bh) _mm512_set1_epi16(short(v))
+SF_CHAINS(bf16_chains_avx512, "avx512f,avx512bf16", __m512, __m512bh, _mm512_setzero_ps(), SF_BF16(0x3f80), SF_BF16(0x3a80),
+          _mm512_dpbf16_ps, _mm512_store_ps, float, 16)
+#undef SF_BF16
+#undef SF_STORE512I
+#undef SF_STORE256I
+#undef SF_CHAINS
+
+__attribute__((target("avx2"))) double int8_chains_avx2(int64_t steps) {
+  __m256i acc[6], b[6];
+  for (int i = 0; i < 6; ++i) {
+    acc[i] = _mm256_setzero_si256();
+    b[i] = _mm256_set1_epi8(char(i + 1));
+  }
+  __m256i a = _mm256_set1_epi8(3);
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int64_t s = 0; s < steps; ++s) {
+    asm volatile("" : "+x"(a));
+    _Pragma("GCC unroll 6") for (int i = 0; i < 6; ++i)
+        acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(_mm256_maddubs_epi16(a, b[i]), ones));
+  }
+  double r = 0;
+  for (int i = 0; i < 6; ++i) r += _mm256_extract_epi32(acc[i], 0);
+  return r;
+}
+
+// One unit's peak: `threads` threads each run kernel(kFmaSteps); ops per call = opsPerStep * kFmaSteps * threads.
+Napi::Value unit_peak(const Napi::CallbackInfo& info, double (*kernel)(int64_t), double opsPerStep, const char* isa) {
   const int nt = int(int_arg(info, 0, "threads", 1, 1024));
   ThreadScope threads(nt);
   const int64_t iters = int_arg(info, 1, "iters", 1, 1 << 24);
-  const bool wide = __builtin_cpu_supports("avx512f");
-  if (!wide && !(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")))
-    throw Napi::Error::New(info.Env(), "fmaPeak: this CPU has neither AVX-512 nor AVX2+FMA");
-  volatile float sink = 0;
+  volatile double sink = 0;
   Napi::Value times = time_calls(info.Env(), iters, 1, [&] {
 #pragma omp parallel num_threads(nt)
     {
-      float r = wide ? fma_chains_avx512(kFmaSteps) : fma_chains_avx2(kFmaSteps);
+      double r = kernel(kFmaSteps);
 #pragma omp atomic
       sink = sink + r;
     }
   });
   Napi::Object out = Napi::Object::New(info.Env());
   out.Set("ns", times);
-  out.Set("flopPerCall", double(2 * (wide ? 16 : 8) * 12 * kFmaSteps * nt));
-  out.Set("isa", wide ? "avx512f" : "avx2+fma");
+  out.Set("opsPerCall", opsPerStep * double(kFmaSteps) * nt);
+  out.Set("isa", isa);
   return out;
+}
+
+Napi::Value fma_peak(const Napi::CallbackInfo& info) {
+  if (__builtin_cpu_supports("avx512f")) return unit_peak(info, fma_chains_avx512, 2 * 16 * 12, "avx512f");
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return unit_peak(info, fma_chains_avx2, 2 * 8 * 12, "avx2+fma");
+  throw Napi::Error::New(info.Env(), "fmaPeak: this CPU has neither AVX-512 nor AVX2+FMA");
+}
+
+Napi::Value int8_peak(const Napi::CallbackInfo& info) {
+  if (__builtin_cpu_supports("avx512vnni")) return unit_peak(info, int8_chains_vnni512, 2 * 64 * 12, "avx512vnni vpdpbusd zmm");
+  if (__builtin_cpu_supports("avxvnni")) return unit_peak(info, int8_chains_avxvnni, 2 * 32 * 12, "avxvnni vpdpbusd ymm");
+  if (__builtin_cpu_supports("avx2")) return unit_peak(info, int8_chains_avx2, 2 * 32 * 6, "avx2 vpmaddubsw+vpmaddwd+vpaddd");
+  throw Napi::Error::New(info.Env(), "int8Peak: this CPU has none of AVX-512 VNNI, AVX-VNNI, AVX2");
+}
+
+// null where the CPU has no avx512_bf16 (bf16 products then run in f32: the f32 peak is theirs)
+Napi::Value bf16_peak(const Napi::CallbackInfo& info) {
+  if (!__builtin_cpu_supports("avx512bf16")) return info.Env().Null();
+  return unit_peak(info, bf16_chains_avx512, 2 * 32 * 12, "avx512bf16 vdpbf16ps zmm");
 }
 
 }  // namespace
@@ -170,6 +235,8 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("onednnLinear", Napi::Function::New(env, onednn_linear, "onednnLinear"));
   exports.Set("copy", Napi::Function::New(env, copy, "copy"));
   exports.Set("fmaPeak", Napi::Function::New(env, fma_peak, "fmaPeak"));
+  exports.Set("int8Peak", Napi::Function::New(env, int8_peak, "int8Peak"));
+  exports.Set("bf16Peak", Napi::Function::New(env, bf16_peak, "bf16Peak"));
   return exports;
 }
 NODE_API_MODULE(bench_helper, Init)
