@@ -1,5 +1,6 @@
 'use strict';
-// Loads the bench's native baselines (bench_helper.cc), building them with node-gyp when missing.
+// Loads the bench's native baselines (bench_helper.cc), building them with node-gyp when missing
+// or older than their source.
 // Only the bench harness requires this; the library never does.
 const fs = require('fs');
 const path = require('path');
@@ -15,7 +16,8 @@ function nodeGyp() {
   }
 }
 
-if (!fs.existsSync(addon)) {
+const stale = () => fs.statSync(path.join(__dirname, 'bench_helper.cc')).mtimeMs > fs.statSync(addon).mtimeMs;
+if (!fs.existsSync(addon) || stale()) {
   const args = [nodeGyp(), 'rebuild', '-j', '1'];
   const nodedir = path.resolve(path.dirname(process.execPath), '..');
   if (fs.existsSync(path.join(nodedir, 'include', 'node', 'node_api.h'))) args.push(`--nodedir=${nodedir}`);
