@@ -19,7 +19,7 @@ export { AdamW, type AdamWOptions, type AdamWState, type AdamWStepOptions, type 
 export { DynamicLossScaler, type DynamicLossScalerOptions, type DynamicLossScalerState } from './train/loss-scaler.js';
 export { inverseSqrt, type InverseSqrtOptions, type Schedule, warmupCosine, type WarmupCosineOptions } from './train/schedules.js';
 export { Embedding, type EmbeddingConfig, Norm } from './layers/embedding.js';
-export { type GenerateOptions, type LossOptions, type LossResult } from './models/base.js';
+export { type CalibrateOptions, type GenerateOptions, type LossOptions, type LossResult } from './models/base.js';
 export { type LMForwardOptions, TransformerLM, type TransformerLMConfig } from './models/lm.js';
 export { exportInt8 } from './models/export.js';
 export { type Seq2SeqConfig, type Seq2SeqForwardOptions, Seq2SeqTransformer } from './models/seq2seq.js';

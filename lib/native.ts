@@ -56,7 +56,7 @@ export interface NativeBinding {
   layer_state_new(): unknown;
   layer_state_release(state: unknown): void;
   layer_fwd(state: unknown, config: Float64Array, params: OptT[], caches: unknown[], x: T, y: T, lengths: OptT, enc: OptT,
-    encLengths: OptT, train: boolean, seed: number | bigint, async: boolean, className: string, clips: OptT[], calibrate: boolean, qweights: OptT[], wclips: OptT[]): Ret;
+    encLengths: OptT, train: boolean, seed: number | bigint, async: boolean, className: string, clips: OptT[], calibrate: number, qweights: OptT[], wclips: OptT[], hist: Float64Array | null): Ret;
   layer_bwd(state: unknown, config: Float64Array, params: OptT[], grads: OptT[], dy: T, dx: T, dEnc: OptT, async: boolean,
     className: string, clips: OptT[], clipGrads: OptT[]): Ret;
   crossent_fwd(logits: T, targets: T, lse: T, losses: OptT, weights: OptT, stats: Float64Array, ignoreIndex: number,

@@ -60,7 +60,10 @@ function checkCase(logits: Tensor, xv: ArrayLike<number>, targets: Int32Array, V
   const out = poisoned(logits.shape as number[], dtype);
   const g = crossEntropyBackward(logits, targets, res, { dLoss, out });
   expect(g).toBe(out);
-  expectClose(g, ref.dlogits, dtype, `${what}: dlogits`);
+  // dlogits = dLoss · (softmax − onehot): where the model is nearly sure, p_y − 1 cancels, so the
+  // f32 rounding of p_y (≈ ulp(1)) is measured against the size of the probabilities, |dLoss| per row
+  const rowScale = Math.abs(dLoss) * (o.reduction === 'none' || o.reduction === 'sum' ? 1 : 1 / Math.max(ref.count, 1));
+  expectClose(g, ref.dlogits, dtype, `${what}: dlogits`, 1, rowScale * Math.sqrt(ref.count));
   return res;
 }
 

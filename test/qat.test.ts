@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { AdamW, Tensor, TransformerDecoderLayer, TransformerEncoderLayer, TransformerLM, type QuantConfig } from '../lib/index.js';
-import { expectCode, freshSeed, rng } from './helpers.js';
+import { expectCode, expectRejection, freshSeed, rng } from './helpers.js';
 import { layerNormRef } from './reference/norm.js';
 import { layerGradFD, type LayerRefConfig, layerRef, type RefQuant } from './reference/transformer.js';
 import { relL2 } from './tolerance.js';
@@ -158,6 +158,40 @@ describe(`quantization-aware training (seed ${freshSeed()})`, () => {
     layer.disableQuant();
     expect([...layer.parameters().keys()].some((n) => n.endsWith('_clip'))).toBe(false);
     layer.dispose();
+  });
+
+  it('percentile calibration: each clip is its site\'s percentile of |x| to a bin; 100 gives the max', async () => {
+    const lm = new TransformerLM({ vocabSize: 17, numLayers: 2, hiddenSize: 16, numHeads: 2, ffnSize: 32, maxSeqLen: 12, seed: 6 });
+    lm.enableQuant();
+    const ids = Tensor.from(Int32Array.from({ length: 36 }, (_, i) => (i * 7 + 3) % 17), [3, 12], { dtype: 'i32' });
+    const run = async () => (await lm.forward(ids)).dispose();
+    const clipsOf = () => new Map([...lm.parameters()].filter(([n]) => n.endsWith('_clip')).map(([n, t]) => [n, t.toArray()[0]!]));
+    await lm.calibrate(run);
+    const max = clipsOf();
+    await lm.calibrate(run, { method: 'percentile', percentile: 100, bins: 512 });
+    for (const [n, v] of clipsOf()) expect(v, n).toBe(max.get(n));
+    const bins = 256, pct = 90;
+    await lm.calibrate(run, { method: 'percentile', percentile: pct, bins });
+    const got = clipsOf();
+    for (const [n, v] of got) {
+      expect(v, n).toBeLessThan(max.get(n)!);
+      expect(v, n).toBeGreaterThan(0);
+    }
+    // layer 0's first site by hand: |LayerNorm(embedding(ids))|, its 90th percentile
+    const e = await lm.embed.forward(ids, { train: false, seed: 1n });
+    const p = lm.parameters();
+    const h = layerNormRef(Float64Array.from(e.toArray()), Float64Array.from(p.get('layers.0.attn.norm.weight')!.toArray()),
+      Float64Array.from(p.get('layers.0.attn.norm.bias')!.toArray()), 36, 16, 1e-5, false);
+    const sorted = Array.from(h, Math.abs).sort((a, b) => a - b);
+    const want = sorted[Math.ceil((pct / 100) * sorted.length) - 1]!;
+    const width = max.get('layers.0.attn.qkv.input_clip')! / bins;
+    const clip = got.get('layers.0.attn.qkv.input_clip')!;
+    expect(clip).toBeGreaterThanOrEqual(want - 1e-6);
+    expect(clip).toBeLessThanOrEqual(want + width + 1e-6);
+    await expectRejection(lm.calibrate(run, { method: 'mean' as never }), 'ERR_ARG', /method/);
+    await expectRejection(lm.calibrate(run, { percentile: 0 }), 'ERR_ARG', /percentile/);
+    e.dispose();
+    lm.dispose();
   });
 
   it('a TransformerLM with QAT trains its clips with AdamW and round-trips them through save / fromFile', async () => {

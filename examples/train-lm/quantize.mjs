@@ -68,14 +68,28 @@ const ptq8 = sf.exportInt8(ptq);
 const ptqLoss = await validate(ptq8);
 console.log(`post-training int8 (max calibration, ${weightBits}-bit weights): ${ptqLoss.toFixed(4)} (${((ptqLoss / f32Loss - 1) * 100).toFixed(2)}% vs f32)`);
 
-// QAT: start from the calibrated clips, fine-tune with fake-quant. The control: the float model
+// the same with percentile calibration (99.99th percentile of |x| per clip)
+{
+  const pct = await load();
+  pct.enableQuant({ weightBits });
+  await pct.calibrate(async () => {
+    for (const b of calibBatches) await pct.loss(b.ids, b.targets, { backward: false });
+  }, { method: 'percentile', percentile: 99.99 });
+  const pct8 = sf.exportInt8(pct);
+  const l = await validate(pct8);
+  console.log(`post-training int8 (99.99th percentile calibration): ${l.toFixed(4)} (${((l / f32Loss - 1) * 100).toFixed(2)}% vs f32)`);
+  pct.dispose();
+  pct8.dispose();
+}
+
+// QAT: start from the (max-)calibrated clips, fine-tune with fake-quant. The control: the float model
 // fine-tuned the same way (same data, steps and schedule), since fine-tuning alone moves the loss.
 async function fineTune(model) {
   const optimizer = new sf.AdamW(model.parameters(), { lr: 2e-4, betas: [0.9, 0.98], weightDecay: 0.1 });
   const data = new sf.TokenBatcher(text.subarray(0, split), { batchSize: 16, seqLen, seed: 12 });
   const trainer = new sf.Trainer({
     model, optimizer, data, maxGradNorm: 1, seed: 5,
-    schedule: sf.warmupCosine({ lr: 2e-4, warmupSteps: 10, totalSteps: steps, minLr: 2e-5 }),
+    schedule: sf.warmupCosine({ lr: 2e-4, warmupSteps: Math.min(10, Math.floor(steps / 2)), totalSteps: steps, minLr: 2e-5 }),
   });
   const t0 = Date.now();
   await trainer.train(steps);

@@ -56,6 +56,12 @@ export interface TransformerLayerConfig {
  * Quantization-aware training (REFERENCES §1, docs/api.md "Quantization-aware training"): fake-quant
  * on the layer's linears, with learned activation clips.
  */
+/** The clip names of a layer, in native order (LayerClip). */
+export const LAYER_CLIP_NAMES: readonly string[] = [
+  'attn.qkv.input_clip', 'attn.qkv.output_clip', 'attn.out.input_clip', 'cross.q.input_clip', 'cross.q.output_clip',
+  'cross.kv.input_clip', 'cross.kv.output_clip', 'cross.out.input_clip', 'ffn.fc1.input_clip', 'ffn.fc2.input_clip',
+];
+
 export interface QuantConfig {
   /** Fake-quantize each linear's input with a learned clip (default true). */
   input?: boolean;
@@ -115,11 +121,7 @@ export function quantConfigArg(config: unknown, op: string): Readonly<Required<Q
   });
 }
 
-/** Clip names in the order of native/layers/transformer_layer.h LayerClip. */
-const CLIP_NAMES = [
-  'attn.qkv.input_clip', 'attn.qkv.output_clip', 'attn.out.input_clip', 'cross.q.input_clip', 'cross.q.output_clip',
-  'cross.kv.input_clip', 'cross.kv.output_clip', 'cross.out.input_clip', 'ffn.fc1.input_clip', 'ffn.fc2.input_clip',
-] as const;
+const CLIP_NAMES = LAYER_CLIP_NAMES;
 const ACT_CODE: Record<LayerActivation, number> = { relu: 1, gelu: 2, gelu_tanh: 3, silu: 4 };
 const WEIGHT_QUANT = { none: 0, tensor: 1, channel: 2 } as const;
 
@@ -157,6 +159,8 @@ abstract class TransformerLayerBase {
   // int8 inference: the weights as i8 and their clips f32 [N], at the weight slots
   private _qweights: (Tensor | null)[] = PARAM_NAMES.map(() => null);
   private _wclips: (Tensor | null)[] = PARAM_NAMES.map(() => null);
+  /** Histogram calibration (set by ModelBase.calibrate): counts of |x| per clip, [CLIP_NAMES.length * bins]. */
+  _calibHist: Float64Array | null = null;
   private _seed: number | bigint;
   private _calls = 0;
   private _tail: Promise<unknown> = Promise.resolve();
@@ -337,7 +341,7 @@ abstract class TransformerLayerBase {
           const weights = this.int8 ? this._qweights : this._params;
           const caches = weights.map((p, i) => (p && PARAM_NAMES[i]!.endsWith('.weight') && p.shape.length === 2 ? weightCache(p) : null));
           await native.layer_fwd(this._state, this._cfg, this._params, caches, x, y, lengths, enc, encLen, train, seed, true, this._name,
-            this._clips, calibrate, this._qweights, this._wclips);
+            this._clips, calibrate ? (this._calibHist ? 2 : 1) : 0, this._qweights, this._wclips, this._calibHist);
           if (calibrate) for (const t of this._clips) if (t) written(t);
           return y;
         } catch (e) {

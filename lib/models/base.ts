@@ -2,11 +2,11 @@
 // loadParameters, dispose), the LM head tied to the token embedding, the loss step and sampling.
 import { describe, fail } from '../errors.js';
 import type { Embedding } from '../layers/embedding.js';
-import { type QuantConfig, quantConfigArg } from '../layers/transformer.js';
+import { LAYER_CLIP_NAMES, type QuantConfig, quantConfigArg } from '../layers/transformer.js';
 import { loadNamed } from '../layers/parameters.js';
 import { crossEntropy, crossEntropyBackward, type MileOptions } from '../ops/crossent.js';
 import { gemm, linear } from '../ops/matmul.js';
-import { boolOpt, intOpt, numberOpt, optionsArg, tensorArg } from '../ops/common.js';
+import { boolOpt, enumOpt, intOpt, numberOpt, optionsArg, tensorArg } from '../ops/common.js';
 import type { Tensor } from '../tensor.js';
 import { loadSafetensors, saveSafetensors } from '../io/safetensors.js';
 
@@ -58,6 +58,16 @@ interface Quantizable extends Module {
   readonly quantConfig: Readonly<Required<QuantConfig>> | null;
   readonly int8: boolean;
   _toInt8(): void;
+  _calibHist: Float64Array | null;
+}
+
+export interface CalibrateOptions {
+  /** 'max' (default): the largest |value|; 'percentile': the `percentile`-th percentile of |value|. */
+  method?: 'max' | 'percentile';
+  /** For 'percentile', in (0, 100] (default 99.99). */
+  percentile?: number;
+  /** For 'percentile': histogram bins over [0, max] of each clip's values (default 2048). */
+  bins?: number;
 }
 
 function isQuantizable(m: Module): m is Quantizable {
@@ -66,6 +76,19 @@ function isQuantizable(m: Module): m is Quantizable {
 
 /** The smallest normal f32: where calibration starts every clip. */
 const CLIP_FLOOR = 1.1754943508222875e-38;
+
+/** The upper edge of the bin of `hist` (over [0, range)) where the running count reaches pct% of the total. */
+function percentileEdge(hist: Float64Array, pct: number, range: number): number {
+  let total = 0;
+  for (const c of hist) total += c;
+  const want = (pct / 100) * total;
+  let run = 0;
+  for (let b = 0; b < hist.length; b++) {
+    run += hist[b]!;
+    if (run >= want) return Math.max(Math.fround(((b + 1) / hist.length) * range), CLIP_FLOOR);
+  }
+  return range;
+}
 
 /** A fused layer as the model stacks see it. */
 export interface StackLayer<O extends object = object, B extends object = object> {
@@ -153,27 +176,47 @@ export abstract class ModelBase {
   }
 
   /**
-   * Max calibration for post-training quantization: every activation clip is set to the largest
-   * |value| it sees during `run`, which should run forwards over a few representative batches
-   * (forward(), or loss() with backward: false; a backward inside fails). The forwards run in float
-   * (no fake-quant) and eval mode. Needs enableQuant first.
+   * Calibration for post-training quantization: sets every activation clip from the values it
+   * sees during `run`, which should run forwards over a few representative batches (forward(), or
+   * loss() with backward: false; a backward inside fails). The forwards run in float (no
+   * fake-quant) and eval mode. 'max': the largest |value|. 'percentile': `run` is called twice,
+   * first for the max, then to count |values| into `bins` bins over [0, max]; the clip is the upper
+   * edge of the bin where the count reaches `percentile`% (so outliers beyond it saturate).
+   * Needs enableQuant first.
    */
-  async calibrate(run: () => unknown): Promise<void> {
+  async calibrate(run: () => unknown, opts?: CalibrateOptions): Promise<void> {
     const op = `${this._name}.calibrate`;
     this._check(op);
     if (!this.quantConfig) fail('ERR_ARG', `${op}: quantization is off; call enableQuant first`);
     if (typeof run !== 'function') fail('ERR_ARG', `${op}: expected a function that runs forwards but received ${describe(run)}`);
+    const o = optionsArg<CalibrateOptions>(opts, op);
+    const method = enumOpt(o.method, op, 'method', 'max', ['max', 'percentile']);
+    const pct = numberOpt(o.percentile, op, 'percentile', 99.99, Number.MIN_VALUE, 100);
+    const bins = intOpt(o.bins, op, 'bins', 2048, 1, 1 << 20);
     if (this._calibrating) fail('ERR_ARG', `${op}: a calibration is already running`);
-    const clips = [...this.parameters()].filter(([n]) => n.endsWith('_clip')).map(([, t]) => t);
-    for (const t of clips) t.data.fill(CLIP_FLOOR);
+    const clips = [...this.parameters()].filter(([n]) => n.endsWith('_clip'));
+    for (const [, t] of clips) t.data.fill(CLIP_FLOOR);
+    const layers = this._modules().map(([, m]) => m).filter(isQuantizable);
     this._calibrating = true;
     try {
       await run();
+      const unseen = clips.filter(([, t]) => t.data[0] === CLIP_FLOOR).map(([n]) => n);
+      if (unseen.length) fail('ERR_ARG', `${op}: the forwards run by the callback never reached ${unseen.join(', ')}`);
+      if (method === 'percentile') {
+        for (const l of layers) l._calibHist = new Float64Array(LAYER_CLIP_NAMES.length * bins);
+        await run();
+        for (const l of layers) {
+          const named = l.parameters();
+          LAYER_CLIP_NAMES.forEach((name, c) => {
+            const clip = named.get(name);
+            if (clip) clip.data[0] = percentileEdge(l._calibHist!.subarray(c * bins, (c + 1) * bins), pct, clip.data[0]!);
+          });
+        }
+      }
     } finally {
       this._calibrating = false;
+      for (const l of layers) l._calibHist = null;
     }
-    const unseen = [...this.parameters()].filter(([n, t]) => n.endsWith('_clip') && t.data[0] === CLIP_FLOOR).map(([n]) => n);
-    if (unseen.length) fail('ERR_ARG', `${op}: the forwards run by the callback never reached ${unseen.join(', ')}`);
   }
 
   /**

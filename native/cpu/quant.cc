@@ -97,6 +97,24 @@ static void absmax_units(const QuantArgs& a, int64_t u0, int64_t u1, float* part
   }
 }
 
+// counts[b] += elements of unit u with |x| in bin b (scalar: a histogram scatters)
+template <class T>
+static void histogram_units(const QuantArgs& a, int64_t u0, int64_t u1, int64_t* counts) {
+  const int64_t blocks = quant_blocks(a);
+  const T* x = static_cast<const T*>(a.x);
+  const float scale = float(a.bins) / a.clip_value;
+  const int64_t last = a.bins - 1;
+  for (int64_t u = u0; u < u1; ++u)
+    quant_walk(a, blocks, u, [&](int64_t off, int64_t len, int64_t) {
+      for (int64_t j = 0; j < len; ++j) {
+        const float v = std::fabs(to_f32(x[off + j])) * scale;
+        if (!(v == v)) continue;
+        const int64_t b = v < float(last) ? int64_t(v) : last;
+        ++counts[b];
+      }
+    });
+}
+
 template <class T>
 static void fwd_units(const QuantArgs& a, int64_t u0, int64_t u1) {
   switch (a.mode) {
@@ -111,31 +129,31 @@ static void fwd_units(const QuantArgs& a, int64_t u0, int64_t u1) {
   }
 }
 
-void quant_fwd_units(const QuantArgs& a, int64_t u0, int64_t u1) {
-  switch (a.dtype) {
-    case DType::F32: return fwd_units<float>(a, u0, u1);
-    case DType::BF16: return fwd_units<bf16_t>(a, u0, u1);
-    case DType::F16: return fwd_units<f16_t>(a, u0, u1);
+// f(T()) with T the storage type of the float dtype t (other dtypes: nothing).
+template <class F>
+SF_INLINE void with_float(DType t, F f) {
+  switch (t) {
+    case DType::F32: return f(float());
+    case DType::BF16: return f(bf16_t());
+    case DType::F16: return f(f16_t());
     default: return;
   }
+}
+
+void quant_fwd_units(const QuantArgs& a, int64_t u0, int64_t u1) {
+  with_float(a.dtype, [&](auto t) { fwd_units<decltype(t)>(a, u0, u1); });
 }
 
 void quant_absmax_units(const QuantArgs& a, int64_t u0, int64_t u1, float* part) {
-  switch (a.dtype) {
-    case DType::F32: return absmax_units<float>(a, u0, u1, part);
-    case DType::BF16: return absmax_units<bf16_t>(a, u0, u1, part);
-    case DType::F16: return absmax_units<f16_t>(a, u0, u1, part);
-    default: return;
-  }
+  with_float(a.dtype, [&](auto t) { absmax_units<decltype(t)>(a, u0, u1, part); });
+}
+
+void quant_histogram_units(const QuantArgs& a, int64_t u0, int64_t u1, int64_t* counts) {
+  with_float(a.dtype, [&](auto t) { histogram_units<decltype(t)>(a, u0, u1, counts); });
 }
 
 void quant_bwd_units(const QuantArgs& a, int64_t u0, int64_t u1, double* part) {
-  switch (a.dtype) {
-    case DType::F32: return fake_quant_bwd_units<float>(a, u0, u1, part);
-    case DType::BF16: return fake_quant_bwd_units<bf16_t>(a, u0, u1, part);
-    case DType::F16: return fake_quant_bwd_units<f16_t>(a, u0, u1, part);
-    default: return;
-  }
+  with_float(a.dtype, [&](auto t) { fake_quant_bwd_units<decltype(t)>(a, u0, u1, part); });
 }
 
 }  // namespace seqfuse::cpu::SF_ISA_NS
@@ -150,6 +168,22 @@ namespace cpu {
 SF_ISA_DECLARE(void quant_fwd_units(const QuantArgs&, int64_t, int64_t))
 SF_ISA_DECLARE(void quant_bwd_units(const QuantArgs&, int64_t, int64_t, double*))
 SF_ISA_DECLARE(void quant_absmax_units(const QuantArgs&, int64_t, int64_t, float*))
+SF_ISA_DECLARE(void quant_histogram_units(const QuantArgs&, int64_t, int64_t, int64_t*))
+
+// hist[b] += the count of bin b, from one count array per thread (integers: any order is exact).
+static void quant_histogram(const QuantArgs& a) {
+  if (!(a.clip_value > 0.0f && a.clip_value <= 3.4028234663852886e38f))
+    fail(ErrorCode::Arg, "calibrate: expected a histogram range finite and > 0 but received ", a.clip_value);
+  auto fn = SF_PICK(quant_histogram_units);
+  const int64_t blocks = quant_blocks(a);
+  const int threads = get_num_threads();
+  std::vector<int64_t> counts(size_t(threads * a.bins), 0);
+  parallel_for(blocks, kQuantBlock, [&](int64_t u0, int64_t u1) {
+    fn(a, u0, u1, counts.data() + size_t(omp_get_thread_num()) * size_t(a.bins));
+  });
+  for (int t = 0; t < threads; ++t)
+    for (int64_t b = 0; b < a.bins; ++b) a.hist[b] += double(counts[size_t(t * a.bins + b)]);
+}
 
 // y[c] = max(max |x| of channel c, FLT_MIN) * clip_scale, from per-unit partial maxima.
 static void quant_max_clip(const QuantArgs& a) {
@@ -180,6 +214,7 @@ static void quant_check_clip(const QuantArgs& a, const char* op) {
 
 void quant_fwd_cpu(const QuantArgs& a) {
   if (a.mode == QuantMode::MaxClip) return cpu::quant_max_clip(a);
+  if (a.mode == QuantMode::Histogram) return cpu::quant_histogram(a);
   static const char* const names[] = {"quantize", "dequantize", "fakeQuant"};
   cpu::quant_check_clip(a, names[int(a.mode)]);
   auto fn = SF_PICK(quant_fwd_units);

@@ -183,11 +183,17 @@ const void* quant_weight(Ctx& k, LayerParam wp) {
   return k.at(kQw);
 }
 
-// Calibration: clip c (when present) = max(clip, max |x[n]|).
+// Calibration: clip c (when present) = max(clip, max |x[n]|), or |x| counted into its histogram.
 void observe(const Ctx& k, LayerClip c, const void* x, int64_t n) {
   if (c == kLayerClips || !k.w.clip[c]) return;
-  QuantArgs q = quant_args(k, QuantMode::MaxClip, 1, n);
-  q.x = x; q.y = k.w.clip[c]; q.accumulate = true;
+  const bool hist = k.st.call.calibrate == 2;
+  QuantArgs q = quant_args(k, hist ? QuantMode::Histogram : QuantMode::MaxClip, 1, n);
+  q.x = x;
+  if (hist) {
+    q.hist = k.w.hist[c]; q.bins = k.w.hist_bins; q.clip_value = k.w.clip_value[c];
+  } else {
+    q.y = k.w.clip[c]; q.accumulate = true;
+  }
   quant_fwd(q);
 }
 

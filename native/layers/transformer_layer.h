@@ -94,6 +94,9 @@ struct TransformerLayerParams {
   const int8_t* qw[kLayerParams] = {};
   const float* wclip[kLayerParams] = {};
   float clip_value[kLayerClips] = {};
+  // histogram calibration: [hist_bins] counts per clip (nullable), added into
+  double* hist[kLayerClips] = {};
+  int64_t hist_bins = 0;
 };
 
 struct TransformerLayerCall {
@@ -105,9 +108,10 @@ struct TransformerLayerCall {
   const int32_t* enc_lengths = nullptr;  // [B], nullable
   bool train = false;
   uint64_t seed = 0;
-  // Max calibration: no fake-quant (a float forward); each present clip becomes the larger of
-  // itself and max |x| of what it quantizes.
-  bool calibrate = false;
+  // Calibration: no fake-quant (a float forward). 1 (max): each present clip becomes the larger of
+  // itself and max |x| of what it quantizes; 2 (histogram): |x| is counted into that clip's
+  // histogram (TransformerLayerParams::hist) over [0, clip_value) (the last bin takes the rest).
+  int calibrate = 0;
 };
 
 class LayerState;

@@ -3,7 +3,7 @@
 //   layer_state_new() -> an External owning a LayerState (its bytes reported to V8 after calls)
 //   layer_state_release(state) frees its buffers now (dispose)
 //   layer_fwd(state, config, params, caches, x, y, lengths?, enc?, encLengths?, train, seed, async, className, clips, calibrate,
-//             qweights, wclips)
+//             qweights, wclips, hist?)   calibrate: 0 off, 1 max, 2 histogram (hist: Float64Array kLayerClips * bins)
 //   layer_bwd(state, config, params, grads, dy, dx, denc?, async, className, clips, clipGrads)
 // config: Float64Array [hidden, heads, kvHeads, ffn, activation, preLn, rms, causal, cross, eps,
 //   attnDropout, actDropout, hiddenDropout, rotaryDim, rotaryBase, quantWeights (0 none, 1 per tensor,
@@ -316,7 +316,7 @@ Napi::Value layer_fwd_js(const Napi::CallbackInfo& info) {
   std::vector<TensorArg> clips = clip_list(info, 13, op, "clips", cfg, x, nullptr);
   std::vector<TensorArg> qweights, wclips;
   if (cfg.int8) int8_weights(info, 15, op, cfg, x, clips, &qweights, &wclips);
-  const std::vector<napi_value> pins = holders({&x, &y, &enc}, {&params, &clips, &qweights, &wclips});
+  std::vector<napi_value> pins = holders({&x, &y, &enc}, {&params, &clips, &qweights, &wclips});
 
   TransformerLayerParams w;
   for (int p = 0; p < kLayerParams; ++p) {
@@ -324,9 +324,25 @@ Napi::Value layer_fwd_js(const Napi::CallbackInfo& info) {
     w.cache[p] = caches[size_t(p)].get();
   }
   for (int k = 0; k < kLayerClips; ++k) w.clip[k] = static_cast<float*>(clips[size_t(k)].data);
-  const bool calibrate = bool_arg(info, 14, op, "calibrate");
+  const double calib = number_arg(info, 14, op, "calibrate", 0, 2);
+  if (calib != double(int(calib))) fail(ErrorCode::Arg, op, ": expected calibrate to be 0, 1 or 2 but received ", calib);
+  const int calibrate = int(calib);
   if (calibrate && train) fail(ErrorCode::Arg, op, ": calibration runs the float forward in eval mode; train must be false");
   if (cfg.int8 && (train || calibrate)) fail(ErrorCode::Unsupported, op, ": an int8 layer runs inference only (train and calibrate must be false)");
+  if (calibrate == 2) {  // histograms: a Float64Array of kLayerClips * bins, over [0, clip)
+    Napi::Value hv = info[17];
+    if (!hv.IsTypedArray() || hv.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
+        hv.As<Napi::TypedArray>().ElementLength() == 0 || hv.As<Napi::TypedArray>().ElementLength() % kLayerClips)
+      fail(ErrorCode::Arg, op, ": histogram calibration needs a Float64Array of ", int(kLayerClips), " * bins counts");
+    Napi::Float64Array ha = hv.As<Napi::Float64Array>();
+    w.hist_bins = int64_t(ha.ElementLength()) / kLayerClips;
+    pins.push_back(ha);
+    for (int k = 0; k < kLayerClips; ++k) {
+      if (!clips[size_t(k)].present) continue;
+      w.hist[k] = ha.Data() + k * w.hist_bins;
+      w.clip_value[k] = *static_cast<const float*>(clips[size_t(k)].data);
+    }
+  }
   if (cfg.int8) {
     for (int p = 0; p < kLayerParams; ++p) {
       if (!qweights[size_t(p)].present) continue;

@@ -10,6 +10,8 @@
 //               smallest clipMax that saturates nothing (max calibration), widened by clip_scale =
 //               f32(127 / levels) for codes within +-levels (7-bit weights: levels 63); with
 //               `accumulate`, y[c] keeps the larger of itself and that (a running max)
+//   histogram:  per tensor, hist[b] += count of |x| in [b, b + 1) * clip_value / bins (the last bin
+//               also takes everything above; NaN ignored): percentile calibration
 //   backward:   |x| < clipMax: dx = dy; x >= clipMax: dx = 0, dclip += dy; x <= -clipMax: dx = 0,
 //               dclip -= dy (NaN x: dx = 0, no dclip). dclip f32 [C], written, or added into
 //               with `accumulate`.
@@ -21,7 +23,7 @@
 
 namespace seqfuse {
 
-enum class QuantMode : int32_t { Quantize = 0, Dequantize = 1, FakeQuant = 2, MaxClip = 3 };
+enum class QuantMode : int32_t { Quantize = 0, Dequantize = 1, FakeQuant = 2, MaxClip = 3, Histogram = 4 };
 
 struct QuantArgs {
   Device device = Device::CPU;
@@ -38,6 +40,8 @@ struct QuantArgs {
   void* dx = nullptr;
   float* dclip = nullptr;            // f32 [channels]
   bool accumulate = false;           // dclip += instead of =; max clip: running max
+  double* hist = nullptr;            // histogram: [bins] counts, added into
+  int64_t bins = 0;
 };
 
 void quant_fwd_cpu(const QuantArgs& a);
