@@ -209,7 +209,7 @@ const void* quant_input(Ctx& k, const QLin& L, int64_t elems, const void* x) {
 // int8 when `x_is_int8`); y f32 (fake-quantized with the output clip when the linear has one), or
 // int8 requantized with `requant` (> 0).
 void linear_int8(Ctx& k, int64_t M, const QLin& L, const void* x, bool x_is_int8, void* y, const void* bias = nullptr,
-                 Activation act = Activation::None, float requant = 0.0f) {
+                 Activation act = Activation::None, float requant = 0.0f, const void* residual = nullptr) {
   LinearI8Args a;
   a.device = k.c.device;
   layer_param_shape(k.c, L.w, &a.n, &a.k);
@@ -228,6 +228,7 @@ void linear_int8(Ctx& k, int64_t M, const QLin& L, const void* x, bool x_is_int8
   a.w_clip = k.w.wclip[L.w];
   a.bias = static_cast<const float*>(bias ? bias : L.b == kLayerParams ? nullptr : k.w.p[L.b]);
   a.act = act;
+  a.residual = static_cast<const float*>(residual);
   a.out = requant > 0.0f ? DType::I8 : DType::F32;
   a.out_clip = requant > 0.0f ? requant : L.out == kLayerClips || !k.w.clip[L.out] ? 0.0f : k.w.clip_value[L.out];
   a.y = y;
@@ -374,7 +375,9 @@ constexpr BlockParams kBlocks[3] = {{kNorm1W, kNorm1B, kOutB, kSiteHidden0},
                                     {kNorm2W, kNorm2B, kFc2B, kSiteHidden2}};
 
 // The sub-layer of block `blk` on h [T, Hd], writing its output before bias into `z` [T, Hd].
-void attention_sub_fwd(Ctx& k, int blk, const void* h, void* z) {
+// int8 inference (`res` given): z = h's sub-layer output + bias + res, the block's residual sum, all
+// in the last product's epilogue.
+void attention_sub_fwd(Ctx& k, int blk, const void* h, void* z, const void* bias = nullptr, const void* res = nullptr) {
   const TransformerLayerConfig& c = k.c;
   const int64_t T = k.T(), Hd = c.hidden, D = c.head_dim(), nh = c.heads, nkv = c.kv_heads;
   const int64_t Sk = blk == 0 ? k.st.call.S : k.st.call.Senc, Tk = k.st.call.B * Sk;
@@ -403,16 +406,18 @@ void attention_sub_fwd(Ctx& k, int blk, const void* h, void* z) {
   attention_fwd(attention_args(k, blk));
   void* ctx = k.buf(kWork0, T * Hd);
   heads(k, k.st.call.S, nh, Hd, 0, false, k.at(kO0 + blk), ctx);
-  linear(k, T, blk == 0 ? kLinOut : kLinCrossOut, ctx, z);
+  const QLin& outl = blk == 0 ? kLinOut : kLinCrossOut;
+  if (res) linear_int8(k, T, outl, ctx, false, z, bias, Activation::None, 0.0f, res);
+  else linear(k, T, outl, ctx, z);
 }
 
-void ffn_sub_fwd(Ctx& k, const void* h, void* z) {
+void ffn_sub_fwd(Ctx& k, const void* h, void* z, const void* bias = nullptr, const void* res = nullptr) {
   const TransformerLayerConfig& c = k.c;
   const int64_t T = k.T();
   if (c.int8) {  // FFN1's epilogue: bias, activation and FFN2's input quantization
     void* f1 = k.buf(kF1, T * c.ffn, 1);
     linear_int8(k, T, kLinFc1, h, false, f1, k.w.p[kFc1B], c.act, k.w.clip_value[kClipFc2In]);
-    linear_int8(k, T, kLinFc2, f1, true, z);
+    linear_int8(k, T, kLinFc2, f1, true, z, bias, Activation::None, 0.0f, res);
     return;
   }
   void* pre = k.buf(kF1Pre, T * c.ffn);
@@ -437,6 +442,13 @@ void block_fwd(Ctx& k, int blk, const void* x, void* out) {
   void* normed = k.buf(kNormed0 + blk, T * c.hidden);
   if (c.pre_ln) norm(k, blk, bp.norm_w, bp.norm_b, x, normed);
   const void* h = c.pre_ln ? normed : x;
+  if (c.int8) {  // inference: no dropout; bias and residual go into the last product's epilogue
+    void* sum = c.pre_ln ? out : normed;  // post-LN: normed holds s, the norm's input
+    if (blk == 2) ffn_sub_fwd(k, h, sum, k.w.p[bp.out_b], x);
+    else attention_sub_fwd(k, blk, h, sum, k.w.p[bp.out_b], x);
+    if (!c.pre_ln) norm(k, blk, bp.norm_w, bp.norm_b, normed, out);
+    return;
+  }
   if (blk == 2) ffn_sub_fwd(k, h, z);
   else attention_sub_fwd(k, blk, h, z);
   if (c.pre_ln) {

@@ -30,8 +30,9 @@
 // products that feed the residual stream (attention out, FFN2) keep a float output, as LightSeq.
 // int8 inference (`int8`, exported from a QAT or calibrated layer): each product runs on the int8
 // kernel (ops/matmul.h linear_i8) with its input quantized by its input clip (required), bias and
-// activation in the product's epilogue, the q/k/v outputs fake-quantized there too, and FFN1's
-// output requantized straight to int8 with FFN2's input clip. Norms, attention, softmax and the
+// activation in the product's epilogue, the q/k/v outputs fake-quantized there too, FFN1's
+// output requantized straight to int8 with FFN2's input clip, and the out-projection's and FFN2's
+// bias and residual sum in their epilogues. Norms, attention, softmax and the
 // residual stream stay f32, as the QAT forward they reproduce.
 // Memory: LayerState keeps what backward needs from the last forward (block inputs, normalized
 // inputs and statistics, q/k/v/attention output/lse, FFN pre-activation and activation) plus work
