@@ -410,7 +410,14 @@ namespace cpu {
 // linear_i8.cc: y row `row` from its int32 accumulators acc [N] and col_scale [N] = f32(sx sw[n]).
 using LinearI8RowFn = void (*)(const LinearI8Args& a, const float* col_scale, const int32_t* acc, int64_t row);
 LinearI8RowFn linear_i8_row_fn();
+// linear_i8.cc: acc[m, n] for columns [n0, n1) of a product of few rows, from x16 (x as int16 [M, K]).
+using LinearI8SmallFn = void (*)(const LinearI8Args& a, const int16_t* x16, int64_t n0, int64_t n1, int32_t* acc);
+LinearI8SmallFn linear_i8_small_fn();
 }  // namespace cpu
+
+// Up to this many rows the int8 product runs on our own kernel (linear_i8.cc, exact with any int8
+// weight, no packing); above it on oneDNN.
+constexpr int64_t kLinearI8SmallM = 16;
 
 namespace {
 
@@ -475,6 +482,29 @@ WeightCache::Int8 linear_i8_weights(const LinearI8Args& a, PrimPtr& prim) {
 
 }  // namespace
 
+namespace {
+
+// Few rows: the exact product on our kernel straight from w (b: a with K >= 1), then the epilogue.
+void linear_i8_small(const LinearI8Args& a, const LinearI8Args& b, const float* col_scale, cpu::LinearI8RowFn row_fn) {
+  thread_local std::vector<int16_t> x16_buf;
+  thread_local std::vector<int32_t> acc_buf;
+  const int64_t mk = b.m * b.k, mn = b.m * b.n;
+  if (x16_buf.size() < size_t(mk)) x16_buf.resize(size_t(mk));
+  if (acc_buf.size() < size_t(mn)) acc_buf.resize(size_t(mn));
+  int16_t* __restrict x16 = x16_buf.data();
+  const int8_t* __restrict x = b.x;
+  for (int64_t i = 0; i < mk; ++i) x16[i] = x[i];
+  int32_t* acc = a.out == DType::I32 ? static_cast<int32_t*>(a.y) : acc_buf.data();
+  const cpu::LinearI8SmallFn fn = cpu::linear_i8_small_fn();
+  parallel_for(b.n, b.m * b.k, [&](int64_t n0, int64_t n1) { fn(b, x16, n0, n1, acc); });
+  if (a.out == DType::I32) return;
+  parallel_for(b.m, 4 * b.n, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) row_fn(a, col_scale, acc + r * b.n, r);
+  });
+}
+
+}  // namespace
+
 void linear_i8_cpu(const LinearI8Args& a) {
   if (a.m == 0 || a.n == 0) return;
   const char* op = "linearInt8";
@@ -506,6 +536,8 @@ void linear_i8_cpu(const LinearI8Args& a) {
       b.w = zeros.data() + a.m;
       b.weight_cache = nullptr;
     }
+    const cpu::LinearI8RowFn row_fn = cpu::linear_i8_row_fn();
+    if (b.m <= kLinearI8SmallM) return linear_i8_small(a, b, col_scale.data(), row_fn);
     PrimPtr prim;
     WeightCache::Int8 w = linear_i8_weights(b, prim);
     // the calling thread's scratch, kept between calls: a fresh 10 MB buffer per call costs its
@@ -532,7 +564,6 @@ void linear_i8_cpu(const LinearI8Args& a) {
     execute(prim->matmul, args);
     const int32_t* comp = w.comp->data();
     const bool split = w.n2 != b.n;
-    const cpu::LinearI8RowFn row_fn = cpu::linear_i8_row_fn();
     parallel_for(b.m, 4 * b.n, [&](int64_t r0, int64_t r1) {
       std::unique_ptr<int32_t[]> acc(new int32_t[size_t(b.n)]);
       const int64_t n = b.n;
