@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import {
   exportInt8, loadSafetensors, type QuantConfig, Tensor, TransformerDecoderLayer, TransformerEncoderLayer, TransformerLM,
 } from '../lib/index.js';
-import { expectCode, freshSeed, rng } from './helpers.js';
+import { expectCode, expectSameBits, freshSeed, rng } from './helpers.js';
 import { relL2 } from './tolerance.js';
 
 type Layer = TransformerEncoderLayer | TransformerDecoderLayer;
@@ -48,6 +48,7 @@ describe(`int8 export (seed ${freshSeed()})`, () => {
       const q = exportInt8(layer);
       expect(q.int8).toBe(true);
       const y8 = await fwd(q, x, enc);
+      expectSameBits(await fwd(q, x, enc), y8, `${kind} ${JSON.stringify(qc)}: int8 forward twice`);
       // with 'none' QAT never quantized the weights, so the int8 model adds that rounding
       const bound = qc.weight === 'none' ? 3e-2 : 1e-5;
       expect(relL2(y8.toArray(), yq.toArray()), `seed ${seed} ${kind} ${JSON.stringify(qc)}`).toBeLessThan(bound);
