@@ -126,6 +126,9 @@ static void fwd_units(const QuantArgs& a, int64_t u0, int64_t u1) {
       return map_units<T, T>(a, u0, u1, [](R v, R inv, R s) SF_INLINE_LAMBDA {
         return V::select(V::ge(v, v), V::mul(quant_grid(v, inv), s), v);
       });
+    case QuantMode::MaxClip:  // reductions: their own units (quant_absmax_units, quant_histogram_units)
+    case QuantMode::Histogram:
+      return;
   }
 }
 
