@@ -177,12 +177,10 @@ class Executor {
     switch_to_scheduler(f);
   }
 
-  // Called on a fiber: record a misuse and leave the fiber parked forever.
+  // Called on a fiber: a misuse. Unwinds the fiber's stack (so nothing it holds leaks) to
+  // entry(), which reports it to the scheduler.
   [[noreturn]] void fail(Fiber& f, const std::string& msg) {
-    error_ = msg + " (thread " + fmt3(f.tid) + " of block " + fmt3(blockIdx) + ")";
-    f.wait = Wait::done;
-    switch_to_scheduler(f);
-    std::abort();  // unreachable: a failed fiber is never resumed
+    throw Fault{msg + " (thread " + fmt3(f.tid) + " of block " + fmt3(blockIdx) + ")"};
   }
 
   void entry() {
@@ -190,12 +188,20 @@ class Executor {
 #ifdef SF_EMU_ASAN
     __sanitizer_finish_switch_fiber(f.fake_stack, &sched_bottom_, &sched_size_);
 #endif
-    body_(body_ctx_);
+    try {
+      body_(body_ctx_);
+    } catch (const Fault& e) {
+      error_ = e.msg;
+    }
     f.wait = Wait::done;
     switch_to_scheduler(f);
   }
 
  private:
+  struct Fault {
+    std::string msg;
+  };
+
   struct SharedBuffer {  // dynamic shared memory of one block, exact size so ASan sees overruns
     Executor* ex;
     SharedBuffer(Executor* e, size_t bytes) : ex(e) {
@@ -418,7 +424,7 @@ inline Executor& executor() {
   return ex;
 }
 
-__attribute__((no_sanitize_address)) inline void fiber_entry() {
+inline void fiber_entry() {
   executor().entry();
 }
 

@@ -82,5 +82,6 @@ inline int finish(const char* name) {
     return 1;
   }
   std::printf("%s: ok\n", name);
+  std::fflush(stdout);
   return 0;
 }
