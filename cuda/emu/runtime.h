@@ -1,5 +1,6 @@
 // cuda/emu/runtime.h — the few CUDA runtime calls host code around a launch needs, on host memory:
-// device memory is malloc'd (exact size, so AddressSanitizer sees overruns), copies are memcpy,
+// device memory is allocated on the heap, 256-byte aligned like cudaMalloc's, of the exact size
+// (so AddressSanitizer sees overruns); copies are memcpy;
 // launches are synchronous (a launch's errors are thrown as sfemu::Error, so
 // cudaGetLastError has nothing to report).
 #pragma once
@@ -7,8 +8,8 @@
 #include "core.h"
 
 inline cudaError_t cudaMalloc(void** p, size_t bytes) {
-  *p = std::malloc(bytes ? bytes : 1);
-  return *p ? cudaSuccess : cudaErrorMemoryAllocation;
+  *p = nullptr;
+  return posix_memalign(p, 256, bytes ? bytes : 1) == 0 ? cudaSuccess : cudaErrorMemoryAllocation;
 }
 inline cudaError_t cudaMallocManaged(void** p, size_t bytes, unsigned int) {
   return cudaMalloc(p, bytes);

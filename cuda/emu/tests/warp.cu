@@ -4,13 +4,12 @@
 #include "check.h"
 
 constexpr int kThreads = 64;  // two warps
-constexpr int kWidths[] = {1, 2, 4, 8, 16, 32};
 
 // out [4 ops][6 widths][64 threads]; value of lane l in warp w is 100*w + l.
 __global__ void shuffles(int* out) {
   const int t = threadIdx.x, v = 100 * (t / 32) + t % 32;
   for (int wi = 0; wi < 6; ++wi) {
-    const int w = kWidths[wi];
+    const int w = 1 << wi;  // widths 1..32
     out[(0 * 6 + wi) * kThreads + t] = __shfl_sync(0xffffffffu, v, (t * 7 + 3) % 32, w);
     out[(1 * 6 + wi) * kThreads + t] = __shfl_up_sync(0xffffffffu, v, 3, w);
     out[(2 * 6 + wi) * kThreads + t] = __shfl_down_sync(0xffffffffu, v, 5, w);
@@ -66,8 +65,8 @@ int main() {
   for (int op = 0; op < 4; ++op)
     for (int wi = 0; wi < 6; ++wi)
       for (int t = 0; t < kThreads; ++t) {
-        const int got = out[(op * 6 + wi) * kThreads + t], want = expect_shuffle(op, kWidths[wi], t);
-        CHECK(got == want, "op %d width %d thread %d: %d, want %d", op, kWidths[wi], t, got, want);
+        const int got = out[(op * 6 + wi) * kThreads + t], want = expect_shuffle(op, 1 << wi, t);
+        CHECK(got == want, "op %d width %d thread %d: %d, want %d", op, 1 << wi, t, got, want);
       }
 
   double* d = managed<double>(32);
