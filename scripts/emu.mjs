@@ -4,8 +4,8 @@
 //       builds file.cu with g++ against the emulator (AddressSanitizer, -g) and runs it;
 //       exits with the program's status.
 //   node scripts/emu.mjs --test
-//       builds and runs every self-test in cuda/emu/tests/, checks that each also compiles with
-//       nvcc for sm_80 when nvcc is on PATH, prints one summary line; exit 1 on any failure.
+//       builds and runs every self-test in cuda/emu/tests/ twice (ASan -O1 -g, and -O2 without
+//       ASan), checks that each also compiles with nvcc for sm_80 when nvcc is on PATH, prints one summary line; exit 1 on any failure.
 //       Without the CUDA toolkit's headers it prints a notice and exits 0.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
@@ -40,14 +40,17 @@ function newestInput(source) {
   return Math.max(...[source, ...headers, ...sourceHeaders].filter((f) => statSync(f).isFile()).map((f) => statSync(f).mtimeMs));
 }
 
-// Builds source into build/emu/<name> (skipped when the binary is newer than its inputs).
-// Returns { ok, exe, log }.
-function build(source, include, extra = []) {
+// Builds source into build/emu/<name>[-suffix] (skipped when the binary is newer than its
+// inputs): with AddressSanitizer at -O1 -g, or (optimized) at -O2 without it, as a library build
+// would compile the emulator. Returns { ok, exe, log }.
+function build(source, include, { extra = [], optimized = false } = {}) {
   mkdirSync(outDir, { recursive: true });
-  const exe = path.join(outDir, path.basename(source).replace(/\.[^.]+$/, '') + (extra.length ? '-' + extra.join('').replace(/[^\w]/g, '_') : ''));
+  const suffix = (optimized ? '-O2' : '') + (extra.length ? '-' + extra.join('').replace(/[^\w]/g, '_') : '');
+  const exe = path.join(outDir, path.basename(source).replace(/\.[^.]+$/, '') + suffix);
   if (existsSync(exe) && statSync(exe).mtimeMs > newestInput(source)) return { ok: true, exe, log: '' };
-  const args = ['-std=c++17', '-g', '-O1', '-fsanitize=address', '-fno-omit-frame-pointer', '-fopenmp', '-Wall', '-Wextra',
-    `-I${cudaDir}`, `-I${include}`, ...extra, '-x', 'c++', source, '-x', 'none', '-ldl', '-o', exe];
+  const mode = optimized ? ['-O2'] : ['-g', '-O1', '-fsanitize=address', '-fno-omit-frame-pointer'];
+  const args = ['-std=c++17', ...mode, '-fopenmp', '-Wall', '-Wextra', `-I${cudaDir}`, `-I${include}`, ...extra,
+    '-x', 'c++', source, '-x', 'none', '-ldl', '-o', exe];
   const r = spawnSync('g++', args, { encoding: 'utf8' });
   return { ok: r.status === 0, exe, log: (r.stdout || '') + (r.stderr || '') };
 }
@@ -65,7 +68,7 @@ function runOne(argv) {
     console.error(`emu: expected a .cu file to build and run, got ${file === undefined ? 'nothing' : `"${file}"`}`);
     return 1;
   }
-  const b = build(path.resolve(file), include, flags);
+  const b = build(path.resolve(file), include, { extra: flags });
   if (!b.ok) {
     process.stderr.write(b.log);
     return 1;
@@ -88,16 +91,19 @@ function runTests() {
   let nvccOk = 0;
   for (const t of tests) {
     const source = path.join(testsDir, t);
-    const b = build(source, include);
-    if (!b.ok) {
-      failed.push(`${t} (g++ build)`);
-      process.stderr.write(`--- ${t}: build failed\n${b.log}`);
-      continue;
-    }
-    const r = spawnSync(b.exe, [], { encoding: 'utf8' });
-    if (r.status !== 0) {
-      failed.push(t);
-      process.stderr.write(`--- ${t}: exit ${r.status ?? r.signal}\n${r.stdout}${r.stderr}`);
+    for (const optimized of [false, true]) {
+      const label = optimized ? `${t} (-O2, no ASan)` : t;
+      const b = build(source, include, { optimized });
+      if (!b.ok) {
+        failed.push(`${label} (g++ build)`);
+        process.stderr.write(`--- ${label}: build failed\n${b.log}`);
+        continue;
+      }
+      const r = spawnSync(b.exe, [], { encoding: 'utf8' });
+      if (r.status !== 0) {
+        failed.push(label);
+        process.stderr.write(`--- ${label}: exit ${r.status ?? r.signal}\n${r.stdout}${r.stderr}`);
+      }
     }
     if (nvcc) {
       const obj = path.join(outDir, t.replace(/\.cu$/, '.sm80.o'));

@@ -20,6 +20,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <tuple>
@@ -471,6 +472,9 @@ inline void run_grid(dim3 grid, dim3 block, size_t smem, void (*body)(void*), vo
   }
   if (failed) throw Error(first_error);
 #else
+  // Static __shared__ arrays are plain statics in this mode: one launch at a time per process.
+  static std::mutex one_launch;
+  std::lock_guard<std::mutex> lock(one_launch);
   for (int64_t b = 0; b < nblocks; ++b) executor().run_block(block_index(b), grid, block, smem, body, ctx);
 #endif
 }

@@ -172,26 +172,17 @@ inline unsigned __activemask() {
     if (base[l].wait != Wait::done) live |= 1u << l;
   return live;
 }
-template <class T>
-T __shfl_sync(unsigned mask, T var, int srcLane, int width = warpSize) {
-  using namespace sfemu::detail;
-  return from_bits<T>(warp_collective("__shfl_sync", shuffle_combine<src_idx>, mask, to_bits(var), srcLane, width));
-}
-template <class T>
-T __shfl_up_sync(unsigned mask, T var, unsigned delta, int width = warpSize) {
-  using namespace sfemu::detail;
-  return from_bits<T>(warp_collective("__shfl_up_sync", shuffle_combine<src_up>, mask, to_bits(var), delta, width));
-}
-template <class T>
-T __shfl_down_sync(unsigned mask, T var, unsigned delta, int width = warpSize) {
-  using namespace sfemu::detail;
-  return from_bits<T>(warp_collective("__shfl_down_sync", shuffle_combine<src_down>, mask, to_bits(var), delta, width));
-}
-template <class T>
-T __shfl_xor_sync(unsigned mask, T var, int laneMask, int width = warpSize) {
-  using namespace sfemu::detail;
-  return from_bits<T>(warp_collective("__shfl_xor_sync", shuffle_combine<src_xor>, mask, to_bits(var), laneMask, width));
-}
+#define SF_EMU_SHUFFLE(name, Arg, src)                                                                       \
+  template <class T>                                                                                        \
+  T name(unsigned mask, T var, Arg arg, int width = warpSize) {                                             \
+    using namespace sfemu::detail;                                                                          \
+    return from_bits<T>(warp_collective(#name, shuffle_combine<src>, mask, to_bits(var), int64_t(arg), width)); \
+  }
+SF_EMU_SHUFFLE(__shfl_sync, int, src_idx)
+SF_EMU_SHUFFLE(__shfl_up_sync, unsigned, src_up)
+SF_EMU_SHUFFLE(__shfl_down_sync, unsigned, src_down)
+SF_EMU_SHUFFLE(__shfl_xor_sync, int, src_xor)
+#undef SF_EMU_SHUFFLE
 inline unsigned __ballot_sync(unsigned mask, int pred) {
   using namespace sfemu::detail;
   return unsigned(warp_collective("__ballot_sync", vote_combine<Vote::ballot>, mask, pred != 0));
