@@ -35,7 +35,7 @@ function cudaInclude() {
 }
 
 function newestInput(source) {
-  const headers = [path.join(cudaDir, 'launch.h'), ...readdirSync(path.join(cudaDir, 'emu')).map((f) => path.join(cudaDir, 'emu', f))];
+  const headers = [path.join(cudaDir, 'launch.h'), ...readdirSync(path.join(cudaDir, 'emu')).filter((f) => f.endsWith('.h')).map((f) => path.join(cudaDir, 'emu', f))];
   const sourceHeaders = readdirSync(path.dirname(source)).filter((f) => f.endsWith('.h')).map((f) => path.join(path.dirname(source), f));
   return Math.max(...[source, ...headers, ...sourceHeaders].filter((f) => statSync(f).isFile()).map((f) => statSync(f).mtimeMs));
 }
