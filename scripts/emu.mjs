@@ -1,0 +1,126 @@
+#!/usr/bin/env node
+// CUDA kernel sources on the CPU through cuda/emu (see cuda/emu/README.md).
+//   node scripts/emu.mjs [-DNAME[=V] | -IDIR ...] file.cu [program args...]
+//       builds file.cu with g++ against the emulator (AddressSanitizer, -g) and runs it;
+//       exits with the program's status.
+//   node scripts/emu.mjs --test
+//       builds and runs every self-test in cuda/emu/tests/ twice (ASan -O1 -g, and -O2 without
+//       ASan), checks that each also compiles with nvcc for sm_80 when nvcc is on PATH, prints one summary line; exit 1 on any failure.
+//       Without the CUDA toolkit's headers it prints a notice and exits 0.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
+const cudaDir = path.join(root, 'cuda');
+const testsDir = path.join(cudaDir, 'emu', 'tests');
+const outDir = path.join(root, 'build', 'emu');
+
+function onPath(cmd) {
+  const r = spawnSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' });
+  return r.status === 0 ? r.stdout.trim() : null;
+}
+
+// The toolkit's include folder (cuda_fp16.h, cuda_runtime.h): $CUDA_HOME, $CUDA_PATH, nvcc's
+// own toolkit, /usr/local/cuda.
+function cudaInclude() {
+  const nvcc = onPath('nvcc');
+  const roots = [process.env.CUDA_HOME, process.env.CUDA_PATH, nvcc && path.join(path.dirname(nvcc), '..'), '/usr/local/cuda'];
+  for (const r of roots.filter(Boolean)) {
+    const inc = path.join(r, 'include');
+    if (existsSync(path.join(inc, 'cuda_fp16.h'))) return inc;
+  }
+  return null;
+}
+
+function newestInput(source) {
+  const headers = [path.join(cudaDir, 'launch.h'), ...readdirSync(path.join(cudaDir, 'emu')).filter((f) => f.endsWith('.h')).map((f) => path.join(cudaDir, 'emu', f))];
+  const sourceHeaders = readdirSync(path.dirname(source)).filter((f) => f.endsWith('.h')).map((f) => path.join(path.dirname(source), f));
+  return Math.max(...[source, ...headers, ...sourceHeaders].filter((f) => statSync(f).isFile()).map((f) => statSync(f).mtimeMs));
+}
+
+// Builds source into build/emu/<name>[-suffix] (skipped when the binary is newer than its
+// inputs): with AddressSanitizer at -O1 -g, or (optimized) at -O2 without it, as a library build
+// would compile the emulator. Returns { ok, exe, log }.
+function build(source, include, { extra = [], optimized = false } = {}) {
+  mkdirSync(outDir, { recursive: true });
+  const suffix = (optimized ? '-O2' : '') + (extra.length ? '-' + extra.join('').replace(/[^\w]/g, '_') : '');
+  const exe = path.join(outDir, path.basename(source).replace(/\.[^.]+$/, '') + suffix);
+  if (existsSync(exe) && statSync(exe).mtimeMs > newestInput(source)) return { ok: true, exe, log: '' };
+  const mode = optimized ? ['-O2'] : ['-g', '-O1', '-fsanitize=address', '-fno-omit-frame-pointer'];
+  const args = ['-std=c++17', ...mode, '-fopenmp', '-Wall', '-Wextra', `-I${cudaDir}`, `-I${include}`, ...extra,
+    '-x', 'c++', source, '-x', 'none', '-ldl', '-o', exe];
+  const r = spawnSync('g++', args, { encoding: 'utf8' });
+  return { ok: r.status === 0, exe, log: (r.stdout || '') + (r.stderr || '') };
+}
+
+function runOne(argv) {
+  const include = cudaInclude();
+  if (!include) {
+    console.error('emu: the CUDA toolkit headers (cuda_fp16.h) were not found; set CUDA_HOME');
+    return 1;
+  }
+  const flags = [];
+  while (argv.length && /^-[DI]/.test(argv[0])) flags.push(argv.shift());
+  const [file, ...programArgs] = argv;
+  if (!file || !existsSync(file)) {
+    console.error(`emu: expected a .cu file to build and run, got ${file === undefined ? 'nothing' : `"${file}"`}`);
+    return 1;
+  }
+  const b = build(path.resolve(file), include, { extra: flags });
+  if (!b.ok) {
+    process.stderr.write(b.log);
+    return 1;
+  }
+  process.stderr.write(b.log);
+  const r = spawnSync(b.exe, programArgs, { stdio: 'inherit' });
+  return r.status ?? 1;
+}
+
+function runTests() {
+  const include = cudaInclude();
+  if (!include) {
+    console.log('test:emu: skipped, the CUDA toolkit headers (cuda_fp16.h) were not found (set CUDA_HOME)');
+    return 0;
+  }
+  const nvcc = onPath('nvcc');
+  if (!nvcc) console.log('test:emu: nvcc is not on PATH, the sources are not compiled for sm_80');
+  const tests = readdirSync(testsDir).filter((f) => f.endsWith('.cu')).sort();
+  const failed = [];
+  let nvccOk = 0;
+  for (const t of tests) {
+    const source = path.join(testsDir, t);
+    for (const optimized of [false, true]) {
+      const label = optimized ? `${t} (-O2, no ASan)` : t;
+      const b = build(source, include, { optimized });
+      if (!b.ok) {
+        failed.push(`${label} (g++ build)`);
+        process.stderr.write(`--- ${label}: build failed\n${b.log}`);
+        continue;
+      }
+      const r = spawnSync(b.exe, [], { encoding: 'utf8' });
+      if (r.status !== 0) {
+        failed.push(label);
+        process.stderr.write(`--- ${label}: exit ${r.status ?? r.signal}\n${r.stdout}${r.stderr}`);
+      }
+    }
+    if (nvcc) {
+      const obj = path.join(outDir, t.replace(/\.cu$/, '.sm80.o'));
+      const c = spawnSync(nvcc, ['-c', '-arch=sm_80', '-std=c++17', '-Werror', 'all-warnings', `-I${cudaDir}`, source, '-o', obj], { encoding: 'utf8' });
+      if (c.status === 0) nvccOk++;
+      else {
+        failed.push(`${t} (nvcc)`);
+        process.stderr.write(`--- ${t}: nvcc -arch=sm_80 failed\n${c.stdout}${c.stderr}`);
+      }
+    }
+  }
+  const passed = tests.length - new Set(failed.map((f) => f.split(' ')[0])).size;
+  console.log(`test:emu: ${passed} of ${tests.length} self-tests passed` +
+    (nvcc ? `, ${nvccOk} of ${tests.length} compile with nvcc -arch=sm_80` : ', nvcc check skipped') +
+    (failed.length ? `; FAILED: ${failed.join(', ')}` : ''));
+  return failed.length ? 1 : 0;
+}
+
+const argv = process.argv.slice(2);
+process.exit(argv[0] === '--test' ? runTests() : runOne(argv));
