@@ -49,8 +49,11 @@ describe(`int8 export (seed ${freshSeed()})`, () => {
       expect(q.int8).toBe(true);
       const y8 = await fwd(q, x, enc);
       expectSameBits(await fwd(q, x, enc), y8, `${kind} ${JSON.stringify(qc)}: int8 forward twice`);
-      // with 'none' QAT never quantized the weights, so the int8 model adds that rounding
-      const bound = qc.weight === 'none' ? 3e-2 : 1e-5;
+      // Same math up to f32 rounding (the float path sums the fake-quantized product in f32, the
+      // int8 one exactly in int32), typically 2e-7; a value within that rounding of a quantization
+      // boundary lands one grid step away (seen once in ~100 cases: 1.5e-3). The float layer is
+      // 0.3 away at these clips. With 'none' QAT never quantized the weights: the int8 model adds that.
+      const bound = qc.weight === 'none' ? 3e-2 : 5e-3;
       expect(relL2(y8.toArray(), yq.toArray()), `seed ${seed} ${kind} ${JSON.stringify(qc)}`).toBeLessThan(bound);
       for (const [name, t] of q.parameters()) {
         if (name.endsWith('.weight') && !name.includes('norm')) {
