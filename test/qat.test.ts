@@ -80,11 +80,13 @@ describe(`quantization-aware training (seed ${freshSeed()})`, () => {
       const y = await run(layer, x.t, enc?.t ?? null);
       expectSameBits(await run(layer, x.t, enc?.t ?? null), y, `${JSON.stringify(q)} forward twice`);
       const want = layerRef(ref, p, { B: 2, S: 5, x: x.v, Senc: 3, enc: enc?.v }, refQuant(layer));
-      // a value within f32 rounding of a rounding boundary can land one grid step away; rare at this size
-      expect(relL2(y.toArray(), want), `seed ${seed} ${JSON.stringify(q)}`).toBeLessThan(2e-4);
-      // and the fake-quant matters: the float layer differs by far more
+      // typically ~1e-7; a value within f32 rounding of a quantization boundary lands one grid step
+      // away from the float64 reference's (rare: ~1e-3 when it happens), hence the bound
+      const err = relL2(y.toArray(), want);
+      expect(err, `seed ${seed} ${JSON.stringify(q)}`).toBeLessThan(5e-3);
+      // and the fake-quant matters: the float layer is far further away
       const float = layerRef(ref, new Map([...p].filter(([n]) => !n.endsWith('_clip'))), { B: 2, S: 5, x: x.v, Senc: 3, enc: enc?.v });
-      expect(relL2(y.toArray(), float)).toBeGreaterThan(3e-3);
+      expect(relL2(y.toArray(), float), `seed ${seed} ${JSON.stringify(q)}`).toBeGreaterThan(5e-2);
       layer.dispose();
     }
   });
@@ -114,7 +116,9 @@ describe(`quantization-aware training (seed ${freshSeed()})`, () => {
       for (const [name, want] of fd) {
         if (name.endsWith('_clip') && want[0] !== 0) clipGrads++;
         const scale = Math.max(norm(want), 0.05 * typical);
-        expect(relL2(got.get(name)!, want, scale), `seed ${seed} ${JSON.stringify(q)} ${name}: ${Array.from(got.get(name)!).slice(0, 4)} vs ${Array.from(want).slice(0, 4)}`).toBeLessThan(2e-4);
+        // typically ~1e-6; 2e-3 leaves room for a rare one-step rounding flip of a quantized value
+        // (see the forward test), while a missed mask or clip gradient is off by O(1)
+        expect(relL2(got.get(name)!, want, scale), `seed ${seed} ${JSON.stringify(q)} ${name}: ${Array.from(got.get(name)!).slice(0, 4)} vs ${Array.from(want).slice(0, 4)}`).toBeLessThan(2e-3);
       }
       if (q.quant.input !== false) expect(clipGrads, 'clips with a gradient (some input saturates)').toBeGreaterThan(0);
       layer.dispose();
