@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
-  exportInt8, loadSafetensors, type QuantConfig, Tensor, TransformerDecoderLayer, TransformerEncoderLayer, TransformerLM,
+  exportInt8, loadSafetensors, type QuantConfig, Seq2SeqTransformer, Tensor, TransformerDecoderLayer, TransformerEncoder, TransformerEncoderLayer, TransformerLM,
 } from '../lib/index.js';
 import { expectCode, expectSameBits, freshSeed, rng } from './helpers.js';
 import { relL2 } from './tolerance.js';
@@ -103,6 +103,19 @@ describe(`int8 export (seed ${freshSeed()})`, () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it('a TransformerEncoder and a Seq2SeqTransformer export too, and their int8 forwards track the QAT ones', async () => {
+    const r = rng(freshSeed());
+    const enc = new TransformerEncoder({ vocabSize: 11, numLayers: 2, hiddenSize: 16, numHeads: 2, ffnSize: 32, maxSeqLen: 8, seed: 2 });
+    const s2s = new Seq2SeqTransformer({ vocabSize: 11, numEncoderLayers: 1, numDecoderLayers: 1, hiddenSize: 16, numHeads: 2, ffnSize: 32, maxSeqLen: 8, seed: 3 });
+    const ids = Tensor.from(Int32Array.from({ length: 16 }, () => Math.floor(r() * 11)), [2, 8], { dtype: 'i32' });
+    for (const m of [enc, s2s]) m.enableQuant({ initClip: 3 });
+    const qe = exportInt8(enc), qs = exportInt8(s2s);
+    expect(qe.int8 && qs.int8).toBe(true);
+    expect(relL2((await qe.forward(ids)).toArray(), (await enc.forward(ids)).toArray())).toBeLessThan(5e-3);
+    expect(relL2((await qs.forward(ids, ids)).toArray(), (await s2s.forward(ids, ids)).toArray())).toBeLessThan(5e-3);
+    for (const m of [enc, s2s, qe, qs]) m.dispose();
   });
 
   it('rejects what cannot be exported', () => {
