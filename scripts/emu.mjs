@@ -4,17 +4,23 @@
 //       builds file.cu with g++ against the emulator (AddressSanitizer, -g) and runs it;
 //       exits with the program's status.
 //   node scripts/emu.mjs --test
-//       builds and runs every self-test in cuda/emu/tests/ twice (ASan -O1 -g, and -O2 without
-//       ASan), checks that each also compiles with nvcc for sm_80 when nvcc is on PATH, prints one summary line; exit 1 on any failure.
+//       builds and runs every emulator self-test (cuda/emu/tests/) and kernel test (cuda/tests/: a
+//       family's kernels against the CPU backend, whose sources the test's `// emu-link:` line names)
+//       twice (ASan -O1 -g, and -O2 without ASan), checks that each also compiles with nvcc for
+//       sm_80 when nvcc is on PATH, prints one summary line; exit 1 on any failure.
 //       Without the CUDA toolkit's headers it prints a notice and exits 0.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 const cudaDir = path.join(root, 'cuda');
 const testsDir = path.join(cudaDir, 'emu', 'tests');
+// kernel tests: a family's kernels against the CPU backend, with the CPU sources named by the
+// test's `// emu-link: path ...` line (from the repository root) built into the same program
+const kernelTestsDir = path.join(cudaDir, 'tests');
+const nativeDir = path.join(root, 'native');
 const outDir = path.join(root, 'build', 'emu');
 
 function onPath(cmd) {
@@ -34,10 +40,22 @@ function cudaInclude() {
   return null;
 }
 
+/** Every file under dir (recursively) whose name passes keep. */
+function filesUnder(dir, keep) {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((d) =>
+    d.isDirectory() ? filesUnder(path.join(dir, d.name), keep) : keep(d.name) ? [path.join(dir, d.name)] : []);
+}
+
+/** The CPU sources a kernel test names on its `// emu-link:` line, as absolute paths. */
+function linkedSources(source) {
+  const m = readFileSync(source, 'utf8').match(/^\/\/ emu-link:(.*)$/m);
+  return m ? m[1].trim().split(/\s+/).map((f) => path.join(root, f)) : [];
+}
+
 function newestInput(source) {
-  const headers = [path.join(cudaDir, 'launch.h'), ...readdirSync(path.join(cudaDir, 'emu')).filter((f) => f.endsWith('.h')).map((f) => path.join(cudaDir, 'emu', f))];
-  const sourceHeaders = readdirSync(path.dirname(source)).filter((f) => f.endsWith('.h')).map((f) => path.join(path.dirname(source), f));
-  return Math.max(...[source, ...headers, ...sourceHeaders].filter((f) => statSync(f).isFile()).map((f) => statSync(f).mtimeMs));
+  const inputs = [source, ...linkedSources(source), ...filesUnder(cudaDir, (f) => /\.(h|cuh|cu)$/.test(f)),
+    ...filesUnder(nativeDir, (f) => f.endsWith('.h'))];
+  return Math.max(...inputs.filter((f) => statSync(f).isFile()).map((f) => statSync(f).mtimeMs));
 }
 
 // Builds source into build/emu/<name>[-suffix] (skipped when the binary is newer than its
@@ -46,11 +64,12 @@ function newestInput(source) {
 function build(source, include, { extra = [], optimized = false } = {}) {
   mkdirSync(outDir, { recursive: true });
   const suffix = (optimized ? '-O2' : '') + (extra.length ? '-' + extra.join('').replace(/[^\w]/g, '_') : '');
-  const exe = path.join(outDir, path.basename(source).replace(/\.[^.]+$/, '') + suffix);
+  const name = path.relative(root, source).replace(/\.[^.]+$/, '').replace(/[\\/]/g, '_');
+  const exe = path.join(outDir, name + suffix);
   if (existsSync(exe) && statSync(exe).mtimeMs > newestInput(source)) return { ok: true, exe, log: '' };
   const mode = optimized ? ['-O2'] : ['-g', '-O1', '-fsanitize=address', '-fno-omit-frame-pointer'];
-  const args = ['-std=c++17', ...mode, '-fopenmp', '-Wall', '-Wextra', `-I${cudaDir}`, `-I${include}`, ...extra,
-    '-x', 'c++', source, '-x', 'none', '-ldl', '-o', exe];
+  const args = ['-std=c++17', ...mode, '-fopenmp', '-Wall', '-Wextra', `-I${cudaDir}`, `-I${nativeDir}`, `-I${include}`, ...extra,
+    '-x', 'c++', source, '-x', 'none', ...linkedSources(source), '-ldl', '-o', exe];
   const r = spawnSync('g++', args, { encoding: 'utf8' });
   return { ok: r.status === 0, exe, log: (r.stdout || '') + (r.stderr || '') };
 }
@@ -86,11 +105,12 @@ function runTests() {
   }
   const nvcc = onPath('nvcc');
   if (!nvcc) console.log('test:emu: nvcc is not on PATH, the sources are not compiled for sm_80');
-  const tests = readdirSync(testsDir).filter((f) => f.endsWith('.cu')).sort();
+  const list = (dir) => (existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.cu')).sort().map((f) => path.join(dir, f)) : []);
+  const tests = [...list(testsDir), ...list(kernelTestsDir)];
   const failed = [];
   let nvccOk = 0;
-  for (const t of tests) {
-    const source = path.join(testsDir, t);
+  for (const source of tests) {
+    const t = path.relative(cudaDir, source);
     for (const optimized of [false, true]) {
       const label = optimized ? `${t} (-O2, no ASan)` : t;
       const b = build(source, include, { optimized });
@@ -106,8 +126,9 @@ function runTests() {
       }
     }
     if (nvcc) {
-      const obj = path.join(outDir, t.replace(/\.cu$/, '.sm80.o'));
-      const c = spawnSync(nvcc, ['-c', '-arch=sm_80', '-std=c++17', '-Werror', 'all-warnings', `-I${cudaDir}`, source, '-o', obj], { encoding: 'utf8' });
+      const obj = path.join(outDir, t.replace(/[\\/]/g, '_').replace(/\.cu$/, '.sm80.o'));
+      const c = spawnSync(nvcc, ['-c', '-arch=sm_80', '-std=c++17', '-Werror', 'all-warnings', `-I${cudaDir}`, `-I${nativeDir}`, source, '-o', obj],
+        { encoding: 'utf8' });
       if (c.status === 0) nvccOk++;
       else {
         failed.push(`${t} (nvcc)`);
@@ -116,7 +137,7 @@ function runTests() {
     }
   }
   const passed = tests.length - new Set(failed.map((f) => f.split(' ')[0])).size;
-  console.log(`test:emu: ${passed} of ${tests.length} self-tests passed` +
+  console.log(`test:emu: ${passed} of ${tests.length} tests passed (emulator self-tests, kernels against the CPU backend)` +
     (nvcc ? `, ${nvccOk} of ${tests.length} compile with nvcc -arch=sm_80` : ', nvcc check skipped') +
     (failed.length ? `; FAILED: ${failed.join(', ')}` : ''));
   return failed.length ? 1 : 0;

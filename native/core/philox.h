@@ -16,13 +16,20 @@
 #include <cmath>
 #include <cstdint>
 
+// The generator also runs in CUDA kernels (cuda/dropout.cu): host and device under nvcc.
+#if defined(__CUDACC__)
+#define SF_HOST_DEVICE __host__ __device__
+#else
+#define SF_HOST_DEVICE
+#endif
+
 namespace seqfuse {
 
 struct Philox4 { uint32_t v[4]; };
 
 // The general generator: a 128-bit counter (c0 least significant) and a 64-bit key (k0, k1),
 // ten rounds of Random123's philox4x32round with the key bumped between rounds.
-static inline Philox4 philox4x32_10(Philox4 ctr, uint32_t k0, uint32_t k1) {
+SF_HOST_DEVICE static inline Philox4 philox4x32_10(Philox4 ctr, uint32_t k0, uint32_t k1) {
   uint32_t c0 = ctr.v[0], c1 = ctr.v[1], c2 = ctr.v[2], c3 = ctr.v[3];
   for (int r = 0; r < 10; ++r) {
     uint64_t p0 = uint64_t(0xD2511F53u) * c0, p1 = uint64_t(0xCD9E8D57u) * c2;
@@ -34,7 +41,7 @@ static inline Philox4 philox4x32_10(Philox4 ctr, uint32_t k0, uint32_t k1) {
 }
 
 // seqfuse's stream: counter (ctr mod 2^32, ctr div 2^32, 0, 0), key (seed mod 2^32, seed div 2^32).
-static inline Philox4 philox4x32_10(uint64_t ctr, uint64_t seed) {
+SF_HOST_DEVICE static inline Philox4 philox4x32_10(uint64_t ctr, uint64_t seed) {
   return philox4x32_10(Philox4{{uint32_t(ctr), uint32_t(ctr >> 32), 0u, 0u}}, uint32_t(seed), uint32_t(seed >> 32));
 }
 
