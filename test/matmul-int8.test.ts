@@ -50,7 +50,7 @@ describe(`int8 products (seed ${seed})`, () => {
       for (const t of [1, 2]) forEachIsa((isa) => {
         setNumThreads(t);
         // M <= 4 runs on our kernel (each ISA pass), larger M on oneDNN
-        for (const [m, n, k] of [[1, 1, 1], [3, 5, 7], [2, 9, 47], [4, 33, 100], [17, 33, 130], [1, 768, 769], [5, 9, 1031], [130, 17, 64], [4, 3, 0], [0, 3, 5]] as const) {
+        for (const [m, n, k] of [[1, 1, 1], [3, 5, 7], [2, 9, 47], [4, 33, 100], [17, 33, 130], [1, 768, 769], [5, 9, 1031], [130, 17, 64], [4, 3, 0], [20, 5, 0], [0, 3, 5]] as const) {
           for (const [lo, hi] of [[-128, 127], [-63, 63]] as const) {
             const a = randomI8([m, k], r);
             const b = randomI8([n, k], r, lo, hi);

@@ -480,26 +480,22 @@ WeightCache::Int8 linear_i8_weights(const LinearI8Args& a, PrimPtr& prim) {
   return e;
 }
 
-}  // namespace
-
-namespace {
-
-// Few rows: the exact product on our kernel straight from w (b: a with K >= 1), then the epilogue.
-void linear_i8_small(const LinearI8Args& a, const LinearI8Args& b, const float* col_scale, cpu::LinearI8RowFn row_fn) {
+// Few rows (or K = 0): the exact product on our kernel straight from w, then the epilogue.
+void linear_i8_small(const LinearI8Args& a, const float* col_scale, cpu::LinearI8RowFn row_fn) {
   thread_local std::vector<int16_t> x16_buf;
   thread_local std::vector<int32_t> acc_buf;
-  const int64_t mk = b.m * b.k, mn = b.m * b.n;
+  const int64_t mk = a.m * a.k, mn = a.m * a.n;
   if (x16_buf.size() < size_t(mk)) x16_buf.resize(size_t(mk));
   if (acc_buf.size() < size_t(mn)) acc_buf.resize(size_t(mn));
   int16_t* __restrict x16 = x16_buf.data();
-  const int8_t* __restrict x = b.x;
+  const int8_t* __restrict x = a.x;
   for (int64_t i = 0; i < mk; ++i) x16[i] = x[i];
   int32_t* acc = a.out == DType::I32 ? static_cast<int32_t*>(a.y) : acc_buf.data();
   const cpu::LinearI8SmallFn fn = cpu::linear_i8_small_fn();
-  parallel_for(b.n, b.m * b.k, [&](int64_t n0, int64_t n1) { fn(b, x16, n0, n1, acc); });
+  parallel_for(a.n, a.m * a.k, [&](int64_t n0, int64_t n1) { fn(a, x16, n0, n1, acc); });
   if (a.out == DType::I32) return;
-  parallel_for(b.m, 4 * b.n, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) row_fn(a, col_scale, acc + r * b.n, r);
+  parallel_for(a.m, 4 * a.n, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) row_fn(a, col_scale, acc + r * a.n, r);
   });
 }
 
@@ -525,32 +521,23 @@ void linear_i8_cpu(const LinearI8Args& a) {
       col_scale[size_t(j)] = sx * (wc / 127.0f);
     }
   }
+  const cpu::LinearI8RowFn row_fn = cpu::linear_i8_row_fn();
+  // K = 0 too: our kernel sums nothing (oneDNN 2.6 mishandles K = 0)
+  if (a.m <= kLinearI8SmallM || a.k == 0) return linear_i8_small(a, col_scale.data(), row_fn);
   onednn_call(op, [&] {
-    const int64_t k = a.k > 0 ? a.k : 1;  // K = 0: one zero column (oneDNN 2.6 mishandles K = 0)
-    std::vector<int8_t> zeros;
-    LinearI8Args b = a;
-    b.k = k;
-    if (a.k == 0) {
-      zeros.assign(size_t((a.m + a.n)), 0);
-      b.x = zeros.data();
-      b.w = zeros.data() + a.m;
-      b.weight_cache = nullptr;
-    }
-    const cpu::LinearI8RowFn row_fn = cpu::linear_i8_row_fn();
-    if (b.m <= kLinearI8SmallM) return linear_i8_small(a, b, col_scale.data(), row_fn);
     PrimPtr prim;
-    WeightCache::Int8 w = linear_i8_weights(b, prim);
+    WeightCache::Int8 w = linear_i8_weights(a, prim);
     // the calling thread's scratch, kept between calls: a fresh 10 MB buffer per call costs its
     // page faults (~2 ms) again every time
     thread_local std::vector<uint8_t> xu_buf;
     thread_local std::vector<int32_t> p_buf;
-    const int64_t mk = b.m * k;
+    const int64_t mk = a.m * a.k;
     if (xu_buf.size() < size_t(mk)) xu_buf.resize(size_t(mk));
-    if (p_buf.size() < size_t(b.m * w.n2)) p_buf.resize(size_t(b.m * w.n2));
+    if (p_buf.size() < size_t(a.m * w.n2)) p_buf.resize(size_t(a.m * w.n2));
     uint8_t* xu = xu_buf.data();
     // restrict locals: a uint8_t store may alias anything, so without them the compiler reloads
-    // b.x every element and does not vectorize (this loop was 5% of an int8 layer's time)
-    parallel_for(mk, 1, [xs = b.x, xu](int64_t i0, int64_t i1) {
+    // a.x every element and does not vectorize (this loop was 5% of an int8 layer's time)
+    parallel_for(mk, 1, [xs = a.x, xu](int64_t i0, int64_t i1) {
       const int8_t* __restrict src = xs;
       uint8_t* __restrict dst = xu;
       for (int64_t i = i0; i < i1; ++i) dst[i] = uint8_t(src[i] ^ int8_t(-128));  // x + 128, as u8
@@ -563,10 +550,10 @@ void linear_i8_cpu(const LinearI8Args& a) {
     args.add(DNNL_ARG_DST, point(wr.dst, prim->dst, p));
     execute(prim->matmul, args);
     const int32_t* comp = w.comp->data();
-    const bool split = w.n2 != b.n;
-    parallel_for(b.m, 4 * b.n, [&](int64_t r0, int64_t r1) {
-      std::unique_ptr<int32_t[]> acc(new int32_t[size_t(b.n)]);
-      const int64_t n = b.n;
+    const bool split = w.n2 != a.n;
+    parallel_for(a.m, 4 * a.n, [&](int64_t r0, int64_t r1) {
+      std::unique_ptr<int32_t[]> acc(new int32_t[size_t(a.n)]);
+      const int64_t n = a.n;
       for (int64_t r = r0; r < r1; ++r) {
         const int32_t* __restrict pr = p + r * w.n2;
         const int32_t* __restrict cp = comp;
