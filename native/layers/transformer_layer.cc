@@ -236,7 +236,7 @@ void linear_int8(Ctx& k, int64_t M, const QLin& L, const void* x, bool x_is_int8
   linear_i8(a);
 }
 
-// y[M, N] = x[M, K] W^T (+ bias), then the output's fake-quant (its input saved in pre_slot).
+// y[M, N] = x[M, K] W^T (+ bias), then the output's fake-quant (its input kept in pre_slot).
 void linear(Ctx& k, int64_t M, const QLin& L, const void* x, void* y) {
   if (k.c.int8) return linear_int8(k, M, L, x, false, y);
   LinearArgs l;
@@ -253,15 +253,12 @@ void linear(Ctx& k, int64_t M, const QLin& L, const void* x, void* y) {
     l.weight_cache = nullptr;  // kQw is rewritten by every product
   }
   l.bias = L.b == kLayerParams ? nullptr : k.w.p[L.b];
-  l.y = y;
+  // with an output clip the product goes to pre_slot (kept for PACT), its fake-quant to y
+  const float* out_clip = calib ? nullptr : clip_of(k, L.out);
+  l.y = out_clip ? k.buf(L.pre_slot, M * l.n) : y;
   linear_fwd(l);
-  if (calib) {
-    observe(k, L.out, y, M * l.n);
-  } else if (const float* clip = clip_of(k, L.out)) {
-    void* pre = k.buf(L.pre_slot, M * l.n);
-    copy(k, y, pre, M * l.n);
-    fake_quant(k, clip, pre, y, M * l.n);
-  }
+  if (calib) observe(k, L.out, y, M * l.n);
+  if (out_clip) fake_quant(k, out_clip, l.y, y, M * l.n);
 }
 
 // dW[N, K] += dy[M, N]^T xq[M, K] (the product's input, fake-quantized as in the forward; the
