@@ -87,6 +87,9 @@ describe(`int8 export (seed ${freshSeed()})`, () => {
       const i8 = await q.loss(ids, tg, { backward: false });
       expect(Math.abs(i8.loss - qat.loss)).toBeLessThan(1e-5 * qat.loss);
       await expect(q.loss(ids, tg, { train: true })).rejects.toThrow(/inference only/);
+      const clipBefore = q.parameters().get('layers.0.ffn.fc1.weight_clip')!.toArray();
+      await expect(q.calibrate(() => q.forward(ids))).rejects.toThrow(/int8 inference model/);
+      expect(q.parameters().get('layers.0.ffn.fc1.weight_clip')!.toArray()).toEqual(clipBefore);  // untouched
       const path = join(dir, 'lm-int8.safetensors');
       await q.save(path);
       const { tensors, metadata } = await loadSafetensors(path);

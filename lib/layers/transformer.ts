@@ -401,9 +401,13 @@ abstract class TransformerLayerBase {
     this._params = this._params.map((w, i) => {
       if (!w || w.ndim !== 2) return w;
       const n = w.shape[0]!;
-      const clip = q.weight === 'tensor'
-        ? (() => { const c = maxClip(w, { bits }); const v = c.data[0]!; c.dispose(); return Tensor.from(new Float32Array(n).fill(v), [n]); })()
-        : maxClip(w, { axis: 0, bits });
+      // per tensor: the one clip repeated per row, the int8 layer's layout
+      let clip = maxClip(w, q.weight === 'tensor' ? { bits } : { axis: 0, bits });
+      if (clip.numel !== n) {
+        const one = clip;
+        clip = Tensor.from(new Float32Array(n).fill(one.data[0]!), [n]);
+        one.dispose();
+      }
       this._qweights[i] = quantize(w, clip, { axis: 0 });
       this._wclips[i] = clip;
       w.dispose();

@@ -188,13 +188,14 @@ export abstract class ModelBase {
     const op = `${this._name}.calibrate`;
     this._check(op);
     if (!this.quantConfig) fail('ERR_ARG', `${op}: quantization is off; call enableQuant first`);
+    if (this.int8) fail('ERR_UNSUPPORTED', `${op}: this is an int8 inference model; calibrate the float model before exportInt8`);
     if (typeof run !== 'function') fail('ERR_ARG', `${op}: expected a function that runs forwards but received ${describe(run)}`);
     const o = optionsArg<CalibrateOptions>(opts, op);
     const method = enumOpt(o.method, op, 'method', 'max', ['max', 'percentile']);
     const pct = numberOpt(o.percentile, op, 'percentile', 99.99, Number.MIN_VALUE, 100);
     const bins = intOpt(o.bins, op, 'bins', 2048, 1, 1 << 20);
     if (this._calibrating) fail('ERR_ARG', `${op}: a calibration is already running`);
-    const clips = [...this.parameters()].filter(([n]) => n.endsWith('_clip'));
+    const clips = [...this.parameters()].filter(([n]) => /\.(input|output)_clip$/.test(n));  // activation clips
     for (const [, t] of clips) t.data.fill(CLIP_FLOOR);
     const layers = this._modules().map(([, m]) => m).filter(isQuantizable);
     this._calibrating = true;
