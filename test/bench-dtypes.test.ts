@@ -30,7 +30,7 @@ describe('bench dtypes: onnxruntime graphs of the encoder layer', () => {
     expect([...half.q]).toEqual([64, -127]);  // 63.5 -> 64 (even)
   });
 
-  it('every variant loads in onnxruntime-node and matches our f32 layer (f32 to 1e-4, int8 to 5e-2 but not exactly)', async () => {
+  it('every variant loads in onnxruntime-node and matches our f32 layer (f32 to 1e-4, int8 to 0.25 but not exactly)', async () => {
     const { VARIANTS, encoderLayerModel } = (await bench('encoder-onnx')) as EncoderOnnx;
     const seed = freshSeed();
     const cfg = { B: 2, S: 5, H: 16, heads: 2, F: 40, eps: 1e-5 };
@@ -56,7 +56,8 @@ describe('bench dtypes: onnxruntime graphs of the encoder layer', () => {
     layer.dispose();
     for (const [variant, e] of Object.entries(errs)) {
       if (VARIANTS[variant]!.int8) {
-        expect(e, `${variant} (seed ${seed})`).toBeLessThan(5e-2);
+        // per-tensor int8 on a 16-wide random layer: 1e-2 to 0.12 over seeds (a wrong graph is ~1)
+        expect(e, `${variant} (seed ${seed})`).toBeLessThan(0.25);
         expect(e, `${variant} is quantized (seed ${seed})`).toBeGreaterThan(1e-4);
       } else {
         expect(e, `${variant} (seed ${seed})`).toBeLessThan(1e-4);
