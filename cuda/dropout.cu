@@ -12,21 +12,16 @@
 // drawn again per element); a warp reads 32 consecutive columns of dy per row. Launch ceil(cols / 256) x 256. Simple
 // rather than fast when cols is small (few threads, long loops): a split-rows two-pass reduction
 // is the known improvement.
-#include "launch.h"
+#include "common.cuh"
 #include "core/philox.h"
 #include "ops/dropout.h"
 
 namespace seqfuse {
 namespace {
 
-__device__ __forceinline__ float to_f32(float v) { return v; }
-__device__ __forceinline__ float to_f32(__half v) { return __half2float(v); }
-__device__ __forceinline__ float to_f32(__nv_bfloat16 v) { return __bfloat162float(v); }
-
-template <class T> __device__ __forceinline__ T from_f32(float v);
-template <> __device__ __forceinline__ float from_f32<float>(float v) { return v; }
-template <> __device__ __forceinline__ __half from_f32<__half>(float v) { return __float2half_rn(v); }
-template <> __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+using gpu::from_f32;
+using gpu::to_f32;
+using gpu::check_launch;
 
 constexpr int kThreads = 256;
 constexpr int64_t kMaxBlocks = 4096;
@@ -102,11 +97,6 @@ __global__ void column_sum_kernel(const T* dy, T* dbias, int64_t rows, int64_t c
     s = __fadd_rn(s, g);
   }
   dbias[j] = from_f32<T>(accumulate ? __fadd_rn(to_f32(dbias[j]), s) : s);
-}
-
-void check_launch(const char* op) {
-  const cudaError_t e = cudaGetLastError();
-  if (e != cudaSuccess) fail(ErrorCode::Backend, op, ": CUDA launch failed: ", cudaGetErrorString(e));
 }
 
 unsigned blocks_for(int64_t n, uint64_t offset) {

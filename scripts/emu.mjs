@@ -9,6 +9,10 @@
 //       twice (ASan -O1 -g, and -O2 without ASan), checks that each also compiles with nvcc for
 //       sm_80 when nvcc is on PATH, prints one summary line; exit 1 on any failure.
 //       Without the CUDA toolkit's headers it prints a notice and exits 0.
+//   node scripts/emu.mjs --gpu            (npm run test:gpu; needs an NVIDIA GPU)
+//       builds the same tests with nvcc for this machine's GPU (-arch=native, or the archs of
+//       $SEQFUSE_CUDA_ARCHS, e.g. "90") and runs them on it: the kernels against the CPU backend on
+//       real hardware; exit 1 on any failure.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
@@ -105,8 +109,7 @@ function runTests() {
   }
   const nvcc = onPath('nvcc');
   if (!nvcc) console.log('test:emu: nvcc is not on PATH, the sources are not compiled for sm_80');
-  const list = (dir) => (existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.cu')).sort().map((f) => path.join(dir, f)) : []);
-  const tests = [...list(testsDir), ...list(kernelTestsDir)];
+  const tests = testSources();
   const failed = [];
   let nvccOk = 0;
   for (const source of tests) {
@@ -143,5 +146,45 @@ function runTests() {
   return failed.length ? 1 : 0;
 }
 
+// The test sources: emulator self-tests, then kernel tests.
+function testSources() {
+  const list = (dir) => (existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.cu')).sort().map((f) => path.join(dir, f)) : []);
+  return [...list(testsDir), ...list(kernelTestsDir)];
+}
+
+function runGpuTests() {
+  const nvcc = onPath('nvcc');
+  if (!nvcc) {
+    console.error('test:gpu: nvcc is not on PATH (install the CUDA toolkit or set PATH)');
+    return 1;
+  }
+  const archs = (process.env.SEQFUSE_CUDA_ARCHS || '').split(/[\s,;]+/).filter(Boolean);
+  const archFlags = archs.length ? archs.map((a) => `-gencode=arch=compute_${a},code=sm_${a}`) : ['-arch=native'];
+  const dir = path.join(root, 'build', 'gpu');
+  mkdirSync(dir, { recursive: true });
+  const failed = [];
+  const tests = testSources();
+  for (const source of tests) {
+    const t = path.relative(cudaDir, source);
+    const exe = path.join(dir, t.replace(/[\\/]/g, '_').replace(/\.cu$/, ''));
+    const c = spawnSync(nvcc, ['-std=c++17', '-O2', ...archFlags, `-I${cudaDir}`, `-I${nativeDir}`, '-Xcompiler', '-fopenmp', source,
+      ...linkedSources(source), '-lgomp', '-o', exe], { encoding: 'utf8' });
+    if (c.status !== 0) {
+      failed.push(`${t} (nvcc)`);
+      process.stderr.write(`--- ${t}: nvcc failed\n${c.stdout}${c.stderr}`);
+      continue;
+    }
+    const r = spawnSync(exe, [], { encoding: 'utf8' });
+    process.stdout.write(r.stdout);
+    if (r.status !== 0) {
+      failed.push(t);
+      process.stderr.write(`--- ${t}: exit ${r.status ?? r.signal}\n${r.stderr}`);
+    }
+  }
+  console.log(`test:gpu: ${tests.length - failed.length} of ${tests.length} tests passed on the GPU` +
+    (failed.length ? `; FAILED: ${failed.join(', ')}` : ''));
+  return failed.length ? 1 : 0;
+}
+
 const argv = process.argv.slice(2);
-process.exit(argv[0] === '--test' ? runTests() : runOne(argv));
+process.exit(argv[0] === '--test' ? runTests() : argv[0] === '--gpu' ? runGpuTests() : runOne(argv));

@@ -66,6 +66,7 @@ int main() {
             a.device = seqfuse::Device::CUDA;
             a.y = y_gpu;
             seqfuse::dropout_fwd_cuda(a, seqfuse::Stream{});
+            device_sync("dropout forward");
             CHECK(same_bits(y_cpu, y_gpu, n, t), "forward: dtype %d [%ld, %ld] p %g offset %llu form %d", int(t), long(rows),
                   long(cols), double(p), (unsigned long long)off, form);
             // backward: dx = drop(dy), dbias = column sums (overwritten, then accumulated)
@@ -84,6 +85,7 @@ int main() {
             a.device = seqfuse::Device::CUDA;
             a.dx = dx_gpu; a.dbias = db_gpu;
             seqfuse::dropout_bwd_cuda(a, seqfuse::Stream{});
+            device_sync("dropout backward");
             CHECK(same_bits(dx_cpu, dx_gpu, n, t), "backward dx: dtype %d [%ld, %ld] p %g offset %llu", int(t), long(rows),
                   long(cols), double(p), (unsigned long long)off);
             CHECK(same_bits(db_cpu, db_gpu, cols, t), "backward dbias: dtype %d [%ld, %ld] p %g accumulate %d", int(t),
@@ -93,6 +95,7 @@ int main() {
             std::memcpy(db_gpu, db_orig.data(), db_orig.size());
             a.dy = dx_gpu; a.dx = dx_gpu;
             seqfuse::dropout_bwd_cuda(a, seqfuse::Stream{});
+            device_sync("dropout backward in place");
             CHECK(same_bits(dx_cpu, dx_gpu, n, t), "backward in place dx: dtype %d [%ld, %ld] p %g", int(t), long(rows), long(cols), double(p));
             CHECK(same_bits(db_cpu, db_gpu, cols, t), "backward in place dbias: dtype %d [%ld, %ld] p %g", int(t), long(rows), long(cols), double(p));
             a.dy = nullptr;
@@ -108,12 +111,17 @@ int main() {
     const int64_t n = 4096;
     DropoutArgs a;
     a.rows = 1; a.cols = n; a.p = 0.5f; a.seed = 7; a.device = seqfuse::Device::CUDA;
-    std::vector<float> x(n, 1.0f), y(n, -1.0f);
-    a.x = x.data(); a.y = y.data();
+    float* x = managed<float>(n);
+    float* y = managed<float>(n);
+    for (int64_t i = 0; i < n; ++i) x[i] = 1.0f, y[i] = -1.0f;
+    a.x = x; a.y = y;
     seqfuse::dropout_fwd_cuda(a, seqfuse::Stream{});
+    device_sync("dropout p 0.5");
     int zeros = 0, twos = 0;
-    for (float v : y) zeros += v == 0.0f, twos += v == 2.0f;
+    for (int64_t i = 0; i < n; ++i) zeros += y[i] == 0.0f, twos += y[i] == 2.0f;
     CHECK(zeros + twos == n && zeros > 1800 && zeros < 2300, "p 0.5: %d zeros, %d kept of %ld", zeros, twos, long(n));
+    cudaFree(x);
+    cudaFree(y);
   }
   std::printf("dropout: %d cases against the CPU backend\n", cases);
   return finish("dropout");

@@ -55,6 +55,16 @@ void expect_emu_error(const char* what, F fn, const char* phrase) {
 #endif
 }
 
+// Waits for the device after a launch (a real GPU runs launches asynchronously; the emulator has
+// finished already) and ends the test on a CUDA error, naming `what`.
+inline void device_sync(const char* what) {
+  const cudaError_t e = cudaDeviceSynchronize();
+  if (e != cudaSuccess) {
+    std::fprintf(stderr, "FAIL %s: CUDA error: %s\n", what, cudaGetErrorString(e));
+    std::exit(3);
+  }
+}
+
 // Runs `self mode` as a child process; it must exit non-zero and print `phrase`.
 inline void expect_child_failure(const char* self, const char* mode, const char* phrase) {
   const std::string cmd = std::string("'") + self + "' " + mode + " 2>&1";
