@@ -171,7 +171,7 @@ void adamw_cpu(const AdamWArgs& a) {
   });
 }
 
-void norm_sumsq_cpu(const NormArgs& a) {
+void norm_sumsq_cpu(const SumSqArgs& a) {
   auto fn = SF_PICK(norm_sumsq_chunk);
   struct Chunk { const void* x; DType dt; int64_t n; };
   std::vector<Chunk> chunks;

@@ -168,7 +168,7 @@ static Napi::Value grad_norm_js(const Napi::CallbackInfo& info) {
     ts[i] = {t.data, t.numel, t.dtype};
     pins.push_back(t.holder);
   }
-  NormArgs a;
+  SumSqArgs a;
   a.device = ts.empty() ? Device::CPU : list.ts[0].device;
   a.count = int64_t(ts.size());
   a.sumsq = o.As<Napi::Float64Array>().Data();

@@ -53,7 +53,7 @@ struct NormTensor {
   DType dtype = DType::F32;
 };
 
-struct NormArgs {
+struct SumSqArgs {
   Device device = Device::CPU;
   const NormTensor* tensors = nullptr;
   int64_t count = 0;
@@ -61,11 +61,11 @@ struct NormArgs {
 };
 
 void adamw_cpu(const AdamWArgs& a);
-void norm_sumsq_cpu(const NormArgs& a);
+void norm_sumsq_cpu(const SumSqArgs& a);
 void adamw_cuda(const AdamWArgs& a, Stream s);
-void norm_sumsq_cuda(const NormArgs& a, Stream s);
+void norm_sumsq_cuda(const SumSqArgs& a, Stream s);
 
 inline void adamw(const AdamWArgs& a) { SF_DISPATCH(adamw, a); }
-inline void norm_sumsq(const NormArgs& a) { SF_DISPATCH(norm_sumsq, a); }
+inline void norm_sumsq(const SumSqArgs& a) { SF_DISPATCH(norm_sumsq, a); }
 
 }  // namespace seqfuse
