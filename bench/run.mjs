@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// npm run bench -- <suite...> [--quick]   (default: every suite). Suites: ops, attention, layers
-// (`layers --check`: its correctness checks only, no timing), dtypes (`--threads N[,N...]`, default 2).
+// npm run bench -- <suite...> [--quick]   (default: every CPU suite). Suites: ops, attention, layers
+// (`layers --check`: its correctness checks only, no timing), dtypes (`--threads N[,N...]`, default 2),
+// gpu (the CUDA kernels against PyTorch on an NVIDIA GPU; needs nvcc; also npm run bench:gpu).
 // Also `npx seqfuse bench <suite...>` (bin/seqfuse.mjs).
 // Each suite prints a table and writes JSON under bench/results/.
 const suites = {
@@ -8,13 +9,14 @@ const suites = {
   attention: () => import('./attention.mjs'),
   layers: () => import('./layers.mjs'),
   dtypes: () => import('./dtypes.mjs'),
+  gpu: () => import('./gpu.mjs'),
 };
 
 // options that take the next argument as their value (else it would read as a suite name)
 const VALUED = new Set(['--threads']);
 const args = process.argv.slice(2);
 const wanted = args.filter((a, i) => !a.startsWith('-') && !VALUED.has(args[i - 1]));
-const names = wanted.length ? wanted : Object.keys(suites);
+const names = wanted.length ? wanted : Object.keys(suites).filter((n) => n !== 'gpu');
 for (const n of names) {
   if (!suites[n]) {
     console.error(`unknown bench suite '${n}'; available: ${Object.keys(suites).join(', ')}`);
