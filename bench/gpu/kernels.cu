@@ -51,17 +51,7 @@ __global__ void fill_kernel(T* p, int64_t n, uint32_t seed, float lo, float hi) 
   }
 }
 
-size_t esize(DType t) { return t == DType::F32 || t == DType::I32 ? 4 : t == DType::I8 || t == DType::U8 ? 1 : 2; }
-const char* dname(DType t) {
-  switch (t) {
-    case DType::F32: return "f32";
-    case DType::F16: return "f16";
-    case DType::BF16: return "bf16";
-    case DType::I8: return "i8";
-    case DType::I32: return "i32";
-    default: return "u8";
-  }
-}
+size_t esize(DType t) { return size_t(dtype_size(t)); }
 
 std::vector<void*> g_buffers;
 uint32_t g_seed = 1;
@@ -126,7 +116,7 @@ void report(const char* op, DType t, const std::string& shape, const std::string
             const std::function<void()>& fn) {
   const auto [ms, min_ms] = time_ms(fn);
   std::printf("{\"op\":\"%s\",\"dtype\":\"%s\",\"shape\":[%s],\"params\":{%s},\"ms\":%.6f,\"min_ms\":%.6f,\"flop\":%.6g,\"bytes\":%.6g}\n", op,
-              dname(t), shape.c_str(), params.c_str(), ms, min_ms, flop, bytes);
+              dtype_name(t), shape.c_str(), params.c_str(), ms, min_ms, flop, bytes);
   std::fflush(stdout);
   free_all();
 }
