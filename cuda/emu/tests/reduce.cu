@@ -62,6 +62,20 @@ int main() {
     for (int i = 0; i < 128; ++i) want += x[b * 128 + i];
     CHECK(sums[b] == want, "block %d: sum %g, want %g", b, sums[b], want);
   }
+  {  // a stream-ordered workspace (cudaMallocAsync / cudaFreeAsync) holds a kernel's output
+    float* ws = nullptr;
+    for (int b = 0; b < blocks; ++b) sums[b] = -1.0f;
+    CHECK(cudaMallocAsync(reinterpret_cast<void**>(&ws), blocks * sizeof(float), 0) == cudaSuccess && ws, "cudaMallocAsync");
+    SF_LAUNCH(block_sum, blocks, 128, 0, 0)(x, ws);
+    cudaMemcpyAsync(sums, ws, blocks * sizeof(float), cudaMemcpyDeviceToDevice, 0);
+    CHECK(cudaFreeAsync(ws, 0) == cudaSuccess, "cudaFreeAsync");
+    cudaDeviceSynchronize();
+    for (int b = 0; b < blocks; ++b) {
+      float want = 0;
+      for (int i = 0; i < 128; ++i) want += x[b * 128 + i];
+      CHECK(sums[b] == want, "workspace block %d: sum %g, want %g", b, sums[b], want);
+    }
+  }
 
   SF_LAUNCH(block_sum_racy, blocks, 128, 0, 0)(x, sums);
   cudaDeviceSynchronize();
