@@ -1,0 +1,770 @@
+// cuda/attention.cu — fused scaled-dot-product attention on CUDA, forward and backward
+// (ops/attention.h): GQA/MQA, bottom-right causal, kv_lengths, additive f32 bias with broadcast
+// strides, dropout on the CPU's 16-bit Philox stream (core/philox.h) at element index
+// e = ((b H + h) Sq + i) Sk + j, so masks are the CPU's bit for bit. f32/f16/bf16 storage, f32 math.
+//
+// Design (FlashAttention / FlashAttention-2). A block works on a tile of "group rows": the G = H /
+// Hkv query heads of one kv head (b, hk) read the same K and V, and their rows are consecutive in
+// q/out/lse ([G Sq, D] from row (b H + hk G) Sq), so a tile of BR of them shares every K/V tile
+// it loads (a decode step, Sq = 1, puts the whole group's heads in one tile). Row r of the group is
+// head hk G + r / Sq, query r % Sq. Products are 16 x 16 output tiles spread over the warps:
+//   f16/bf16: nvcuda::wmma m16n16k16 (16-bit operands from shared memory, f32 accumulate);
+//   f32:      SIMT, each lane 8 outputs of the tile (exact f32 products, f32 accumulate).
+// Operands sit in shared memory with D zero-padded to Dp = D rounded up to 16 (any D in [1, 256]).
+//   forward:  per K/V tile of BC keys: S = Q K^T; online softmax per row in log2 units (running
+//             max and sum in f32, 128 / BR threads per row); P (dropout applied, unscaled) stored
+//             as T; O = alpha O + P V with O f32 in shared memory; out = O scale_p / l, lse.
+//   backward: dK/dV kernel per (b, kv head, tile of BC keys): over the group's row tiles that see
+//             the keys, S and dP = dO V^T, then P = exp(S - lse), dS = P (keep scale_p dP -
+//             delta), dV += (keep scale_p P)^T dO, dK += dS^T Q with the accumulators in registers
+//             (wmma fragments / f32 arrays): the group's heads are summed in a fixed order, no
+//             atomics. dQ kernel per (b, kv head, row tile): over its key tiles the same S, dP,
+//             dS, and dQ += dS K in registers. P and dP are computed twice (once per kernel) in
+//             exchange for no float atomics, no dQ workspace, deterministic bits.
+//             delta_i = <dout_i, out_i> is computed in each kernel from its row tile (a warp per
+//             row): no workspace at all, at the price of reading `out` once per tile.
+// Known limits: no split over keys for decode with few (b, kv head) groups (B Hkv blocks, each
+// walking all of Sk); D is padded to a multiple of 16 (D = 8 runs 16-wide products); the f32
+// path is SIMT on 16 x 16 tiles out of shared memory (exactness first, not tuned); f16 P is
+// rounded to T before P V (as FlashAttention); no cp.async pipelining (not emulated).
+#include <cfloat>
+#include <cstdint>
+#include <type_traits>
+#include "common.cuh"
+#include "core/philox.h"
+#include "ops/attention.h"
+
+// #pragma unroll under nvcc only (g++ -Wall warns on an unknown pragma)
+#if defined(__CUDACC__)
+#define SF_UNROLL _Pragma("unroll")
+#define SF_UNROLL_4 _Pragma("unroll 4")
+#else
+#define SF_UNROLL
+#define SF_UNROLL_4
+#endif
+
+namespace seqfuse {
+namespace {
+
+using gpu::check_launch;
+using gpu::from_f32;
+using gpu::to_f32;
+
+constexpr float kLog2e = 1.44269504088896341f, kLn2 = 0.693147180559945309f;
+constexpr int kMaxDp = 256;       // D up to 256 (the API's limit), padded to 16
+constexpr int kMaxSmem = 227 * 1024;
+constexpr int kMaxAcc = 8;        // accumulator tiles per warp kept in registers (backward)
+
+// The call, as the kernels see it.
+struct Params {
+  int64_t B, H, Hkv, G, Sq, Sk, D;
+  int Dp;
+  float scale;
+  bool causal;
+  const int32_t* kvlen;
+  const float* bias;
+  int64_t bs0, bs1, bs2, bs3;
+  uint32_t t;        // dropout threshold (0: off)
+  float keep_scale;  // scale_p
+  uint64_t seed;
+  bool vec;          // rows may be loaded 16 bytes at a time (D a multiple of 16 bytes, aligned)
+};
+
+__device__ __forceinline__ int64_t kv_len(const Params& p, int64_t b) { return p.kvlen ? int64_t(p.kvlen[b]) : p.Sk; }
+
+// Query row i of batch row b sees keys [0, key_end): j < L_b and, if causal, j <= i + Sk - Sq.
+__device__ __forceinline__ int64_t key_end(const Params& p, int64_t b, int64_t i) {
+  int64_t e = kv_len(p, b);
+  if (p.causal && i + p.Sk - p.Sq + 1 < e) e = i + p.Sk - p.Sq + 1;
+  return e < 0 ? 0 : e;
+}
+
+// The largest query index among group rows [r0, r0 + rows): Sq - 1 when they span two heads.
+__device__ __forceinline__ int64_t tile_last_query(const Params& p, int64_t r0, int64_t rows) {
+  const int64_t r1 = r0 + rows - 1;
+  return r0 / p.Sq == r1 / p.Sq ? r1 % p.Sq : p.Sq - 1;
+}
+
+// Dropout's 16-bit values along a run of consecutive elements: one Philox call per 8 elements.
+struct DropStream {
+  uint64_t cur = ~uint64_t(0);
+  Philox4 r;
+  __device__ __forceinline__ bool keep(uint64_t e, const Params& p) {
+    if ((e >> 3) != cur) {
+      cur = e >> 3;
+      r = philox4x32_10(cur, p.seed);
+    }
+    const uint32_t w = (e & 4) ? ((e & 2) ? r.v[3] : r.v[2]) : ((e & 2) ? r.v[1] : r.v[0]);  // no local-memory indexing
+    return ((w >> (16 * (e & 1))) & 0xFFFFu) >= p.t;
+  }
+};
+
+// --- warp tiles ------------------------------------------------------------------------------
+// Frag<T>: one 16 x 16 f32 accumulator tile spread over a warp: a wmma fragment (16-bit inputs),
+// or for f32 eight values per lane, lane l holding rows (l >> 4) + 2u (u < 8) of column l & 15.
+struct SimtFrag {
+  float x[8];
+};
+template <class T>
+using Frag = std::conditional_t<std::is_same<T, float>::value, SimtFrag,
+                                nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 16, float>>;
+
+template <class T>
+__device__ __forceinline__ void frag_zero(Frag<T>& c) {
+  if constexpr (std::is_same<T, float>::value) {
+SF_UNROLL
+    for (int u = 0; u < 8; ++u) c.x[u] = 0.0f;
+  } else {
+    nvcuda::wmma::fill_fragment(c, 0.0f);
+  }
+}
+
+// c from / to f32 rows at m (row stride ld, a multiple of 4), the whole warp together.
+template <class T>
+__device__ __forceinline__ void frag_load(Frag<T>& c, const float* m, int ld) {
+  if constexpr (std::is_same<T, float>::value) {
+    const int lane = threadIdx.x & 31;
+SF_UNROLL
+    for (int u = 0; u < 8; ++u) c.x[u] = m[((lane >> 4) + 2 * u) * ld + (lane & 15)];
+  } else {
+    nvcuda::wmma::load_matrix_sync(c, m, unsigned(ld), nvcuda::wmma::mem_row_major);
+  }
+}
+template <class T>
+__device__ __forceinline__ void frag_store(const Frag<T>& c, float* m, int ld) {
+  if constexpr (std::is_same<T, float>::value) {
+    const int lane = threadIdx.x & 31;
+SF_UNROLL
+    for (int u = 0; u < 8; ++u) m[((lane >> 4) + 2 * u) * ld + (lane & 15)] = c.x[u];
+  } else {
+    nvcuda::wmma::store_matrix_sync(m, c, unsigned(ld), nvcuda::wmma::mem_row_major);
+  }
+}
+
+// c += A B over k in [0, K) (K a multiple of 16), A 16 x K, B K x 16, both in shared memory:
+// A[m][k] at a[m * lda + k], or with AT at a[k * lda + m]; B[k][n] at b[k * ldb + n], or with BT
+// at b[n * ldb + k]. The whole warp together.
+template <bool AT, bool BT, class T>
+__device__ __forceinline__ void frag_mma(Frag<T>& c, const T* a, int lda, const T* b, int ldb, int K) {
+  if constexpr (std::is_same<T, float>::value) {
+    const int lane = threadIdx.x & 31, n = lane & 15, m0 = lane >> 4;
+SF_UNROLL_4
+    for (int k = 0; k < K; ++k) {
+      const float bv = BT ? b[n * ldb + k] : b[k * ldb + n];
+SF_UNROLL
+      for (int u = 0; u < 8; ++u) {
+        const int m = m0 + 2 * u;
+        c.x[u] = fmaf(AT ? a[k * lda + m] : a[m * lda + k], bv, c.x[u]);
+      }
+    }
+  } else {
+    using namespace nvcuda;
+    using LA = std::conditional_t<AT, wmma::col_major, wmma::row_major>;
+    using LB = std::conditional_t<BT, wmma::col_major, wmma::row_major>;
+    for (int k = 0; k < K; k += 16) {
+      wmma::fragment<wmma::matrix_a, 16, 16, 16, T, LA> fa;
+      wmma::fragment<wmma::matrix_b, 16, 16, 16, T, LB> fb;
+      wmma::load_matrix_sync(fa, AT ? a + k * lda : a + k, unsigned(lda));
+      wmma::load_matrix_sync(fb, BT ? b + k : b + k * ldb, unsigned(ldb));
+      wmma::mma_sync(c, fa, fb, c);
+    }
+  }
+}
+
+// --- shared memory ----------------------------------------------------------------------------
+
+// Row strides (elements): T rows of Dp (+16 bytes against bank conflicts), f32 rows of n + 4.
+template <class T>
+__host__ __device__ constexpr int ld_t(int n) { return n + 16 / int(sizeof(T)); }
+__host__ __device__ constexpr int ld_f(int n) { return n + 4; }
+__host__ __device__ constexpr int64_t round128(int64_t bytes) { return (bytes + 127) / 128 * 128; }
+
+// Carves consecutive 128-byte aligned regions out of the dynamic shared memory (and, on the host,
+// counts the bytes).
+struct Carver {
+  unsigned char* base;
+  int64_t off = 0;
+  template <class U>
+  __host__ __device__ U* take(int64_t n) {
+    U* r = reinterpret_cast<U*>(reinterpret_cast<uintptr_t>(base) + uintptr_t(off));
+    off += round128(n * int64_t(sizeof(U)));
+    return r;
+  }
+};
+
+// Per row of a tile of group rows: global row index (q/out/lse), bias offset, key end, and two
+// floats (forward: the output factor; backward: lse and delta).
+struct RowInfo {
+  int64_t* grow;
+  int64_t* boff;
+  int* kend;
+  float* f0;
+  float* f1;
+  template <int BR>
+  __host__ __device__ void carve(Carver& c) {
+    grow = c.take<int64_t>(BR);
+    boff = c.take<int64_t>(BR);
+    kend = c.take<int>(BR);
+    f0 = c.take<float>(BR);
+    f1 = c.take<float>(BR);
+  }
+};
+
+// Fills the row info of group rows [r0, r0 + rows) of group (b, hk) for tile rows [0, BR) (threads
+// < BR; rows past `rows` see nothing).
+template <int BR>
+__device__ __forceinline__ void fill_rows(const Params& p, const RowInfo& ri, int64_t b, int64_t hk, int64_t r0, int rows) {
+  for (int r = threadIdx.x; r < BR; r += blockDim.x) {
+    if (r < rows) {
+      const int64_t gr = r0 + r, h = hk * p.G + gr / p.Sq, i = gr % p.Sq;
+      ri.grow[r] = (b * p.H + hk * p.G) * p.Sq + gr;
+      ri.boff[r] = b * p.bs0 + h * p.bs1 + i * p.bs2;
+      ri.kend[r] = int(key_end(p, b, i));
+    } else {
+      ri.grow[r] = 0;
+      ri.boff[r] = 0;
+      ri.kend[r] = 0;
+    }
+  }
+}
+
+// dst[r][c] = src[r * D + c] for r < rows, c < D, and 0 elsewhere in [0, nrows) x [0, Dp): a tile
+// of rows into shared memory (row stride ld), 16 bytes per thread when p.vec. The whole block.
+template <class T>
+__device__ __forceinline__ void load_rows(const Params& p, T* dst, int ld, const T* src, int64_t rows, int nrows) {
+  const int D = int(p.D), Dp = p.Dp;
+  if (p.vec) {
+    constexpr int kv = 16 / int(sizeof(T));
+    const int cv = Dp / kv;  // Dp is a multiple of 16 elements, so of kv
+    for (int idx = threadIdx.x; idx < nrows * cv; idx += blockDim.x) {
+      const int r = idx / cv, c = idx % cv * kv;
+      uint4 x = make_uint4(0u, 0u, 0u, 0u);
+      if (r < rows && c < D) x = *reinterpret_cast<const uint4*>(src + int64_t(r) * D + c);
+      *reinterpret_cast<uint4*>(dst + r * ld + c) = x;
+    }
+  } else {
+    for (int idx = threadIdx.x; idx < nrows * Dp; idx += blockDim.x) {
+      const int r = idx / Dp, c = idx % Dp;
+      dst[r * ld + c] = r < rows && c < D ? src[int64_t(r) * D + c] : from_f32<T>(0.0f);
+    }
+  }
+}
+
+// Writes a warp's 16 x 16 f32 tile stage[16][16] times mul to dst rows [0, rows) x cols [0, cols)
+// (row stride D), as T.
+template <class T>
+__device__ __forceinline__ void store_tile(const float* stage, T* dst, int64_t D, int rows, int cols, float mul) {
+  const int lane = threadIdx.x & 31;
+  for (int e = lane; e < 256; e += 32) {
+    const int r = e >> 4, c = e & 15;
+    if (r < rows && c < cols) dst[int64_t(r) * D + c] = from_f32<T>(stage[e] * mul);
+  }
+}
+
+// --- forward ----------------------------------------------------------------------------------
+
+template <class T, int BR, int BC>
+struct FwdSmem {
+  T *q, *k, *v, *p;
+  float *s, *o;
+  RowInfo ri;
+  __host__ __device__ int64_t carve(unsigned char* base, int Dp) {
+    Carver c{base};
+    q = c.take<T>(BR * ld_t<T>(Dp));
+    k = c.take<T>(BC * ld_t<T>(Dp));
+    v = c.take<T>(BC * ld_t<T>(Dp));
+    s = c.take<float>(BR * ld_f(BC));
+    p = c.take<T>(BR * ld_t<T>(BC));
+    o = c.take<float>(BR * ld_f(Dp));
+    ri.template carve<BR>(c);
+    return c.off;
+  }
+};
+
+// Forward. q, out [B, H, Sq, D]; k, v [B, Hkv, Sk, D]; lse [B, H, Sq] (nullable).
+// Grid: B Hkv ceil(G Sq / BR) blocks, block x = (row tile t, group g) with g fastest and the row
+// tiles last first (the largest causal tiles start first). Block: NT threads (4 warps); the warps
+// share the 16 x 16 tiles of S (BR x BC) and of O (BR x Dp); the softmax gives each row NT / BR
+// threads, each BC / (NT / BR) consecutive keys (dropout draws one Philox call per 8 of them).
+// Dynamic shared memory (FwdSmem): Q [BR][Dp], K, V [BC][Dp], P [BR][BC] of T; S [BR][BC] and
+// O [BR][Dp] f32; row info.
+template <class T, int BR, int BC, int NT>
+__global__ void __launch_bounds__(NT, 1) attention_fwd_kernel(const T* __restrict__ q, const T* __restrict__ k,
+                                                           const T* __restrict__ v, T* __restrict__ out, float* __restrict__ lse,
+                                                           Params p) {
+  constexpr int NW = NT / 32, TPR = NT / BR, CPT = BC / TPR;
+  static_assert(NT % BR == 0 && BC % TPR == 0 && TPR <= 32, "softmax threads per row");
+  SF_DYNAMIC_SHARED(float4, smem4);
+  FwdSmem<T, BR, BC> sm;
+  sm.carve(reinterpret_cast<unsigned char*>(smem4), p.Dp);
+  const int Dp = p.Dp, ldt = ld_t<T>(Dp), ldo = ld_f(Dp);
+  constexpr int lds = ld_f(BC), ldp = ld_t<T>(BC);
+  const int warp = threadIdx.x >> 5;
+
+  const int64_t groups = p.B * p.Hkv, gr_rows = p.G * p.Sq, ntiles = (gr_rows + BR - 1) / BR;
+  const int64_t g = blockIdx.x % groups, tile = ntiles - 1 - blockIdx.x / groups;
+  const int64_t b = g / p.Hkv, hk = g % p.Hkv, r0 = tile * BR;
+  const int rows = int(gr_rows - r0 < BR ? gr_rows - r0 : BR);
+  const int64_t row0 = (b * p.H + hk * p.G) * p.Sq + r0;
+  const T* kh = k + g * p.Sk * p.D;
+  const T* vh = v + g * p.Sk * p.D;
+  const int64_t kend = key_end(p, b, tile_last_query(p, r0, rows));
+
+  fill_rows<BR>(p, sm.ri, b, hk, r0, rows);
+  load_rows(p, sm.q, ldt, q + row0 * p.D, rows, BR);
+  for (int idx = threadIdx.x; idx < BR * ldo; idx += NT) sm.o[idx] = 0.0f;
+  __syncthreads();
+
+  // this thread's softmax row and keys
+  const int r = threadIdx.x / TPR, c0 = threadIdx.x % TPR * CPT;
+  const int64_t rend = sm.ri.kend[r], grow = sm.ri.grow[r], boff = sm.ri.boff[r];
+  const float sl2 = p.scale * kLog2e;
+  float m = -INFINITY, l = 0.0f;
+  bool nan = false;
+  for (int64_t j0 = 0; j0 < kend; j0 += BC) {
+    const int64_t nk = kend - j0 < BC ? kend - j0 : BC;
+    load_rows(p, sm.k, ldt, kh + j0 * p.D, nk, BC);
+    load_rows(p, sm.v, ldt, vh + j0 * p.D, nk, BC);
+    __syncthreads();
+    // S = Q K^T
+    for (int t = warp; t < (BR / 16) * (BC / 16); t += NW) {
+      const int tm = t / (BC / 16), tn = t % (BC / 16);
+      Frag<T> acc;
+      frag_zero<T>(acc);
+      frag_mma<false, true, T>(acc, sm.q + tm * 16 * ldt, ldt, sm.k + tn * 16 * ldt, ldt, Dp);
+      frag_store<T>(acc, sm.s + tm * 16 * lds + tn * 16, lds);
+    }
+    __syncthreads();
+    // online softmax (log2 units) of row r over keys [c0, c0 + CPT) of the tile
+    {
+      const int nvis = int(rend - j0 < 0 ? 0 : rend - j0 < BC ? rend - j0 : BC);
+      float* sr = sm.s + r * lds;
+      float mx = -INFINITY;
+SF_UNROLL_4
+      for (int c = c0; c < c0 + CPT; ++c) {
+        if (c < nvis) {
+          float s = sr[c] * sl2;
+          if (p.bias) s = fmaf(p.bias[boff + (j0 + c) * p.bs3], kLog2e, s);
+          sr[c] = s;
+          mx = fmaxf(mx, s);  // NaN ignored
+          nan = nan || s != s || s == INFINITY;  // s - max is NaN
+        }
+      }
+SF_UNROLL
+      for (int o = TPR / 2; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+      const float mn = fmaxf(m, mx), shift = mn == -INFINITY ? 0.0f : mn;
+      const float alpha = exp2f(m - shift);
+      m = mn;
+      float sum = 0.0f;
+      DropStream ds;
+      T* pr = sm.p + r * ldp;
+SF_UNROLL_4
+      for (int c = c0; c < c0 + CPT; ++c) {
+        float e = 0.0f;
+        if (c < nvis) {
+          e = exp2f(sr[c] - shift);
+          sum += e;
+          if (p.t && !ds.keep(uint64_t(grow) * uint64_t(p.Sk) + uint64_t(j0 + c), p)) e = 0.0f;
+        }
+        pr[c] = from_f32<T>(e);
+      }
+SF_UNROLL
+      for (int o = TPR / 2; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+      l = l * alpha + sum;
+      if (alpha != 1.0f) {
+        float* orow = sm.o + r * ldo;
+        for (int c = threadIdx.x % TPR; c < Dp; c += TPR) orow[c] *= alpha;
+      }
+    }
+    __syncthreads();
+    // O += P V
+    for (int t = warp; t < (BR / 16) * (Dp / 16); t += NW) {
+      const int tm = t / (Dp / 16), tn = t % (Dp / 16);
+      Frag<T> acc;
+      float* ot = sm.o + tm * 16 * ldo + tn * 16;
+      frag_load<T>(acc, ot, ldo);
+      frag_mma<false, false, T>(acc, sm.p + tm * 16 * ldp, ldp, sm.v + tn * 16, ldt, BC);
+      frag_store<T>(acc, ot, ldo);
+    }
+    __syncthreads();
+  }
+  // the row's NaN flag over all its threads
+SF_UNROLL
+  for (int o = TPR / 2; o > 0; o >>= 1) nan = __shfl_xor_sync(0xffffffffu, int(nan), o) != 0 || nan;
+  if (threadIdx.x % TPR == 0) {
+    const bool empty = l == 0.0f;
+    sm.ri.f0[r] = nan ? NAN : empty ? 0.0f : p.keep_scale / l;
+    if (lse && r < rows) lse[row0 + r] = nan ? NAN : empty ? -INFINITY : m * kLn2 + logf(l);
+  }
+  __syncthreads();
+  T* orow = out + row0 * p.D;
+  for (int64_t idx = threadIdx.x; idx < int64_t(rows) * p.D; idx += NT) {
+    const int rr = int(idx / p.D), c = int(idx % p.D);
+    orow[idx] = from_f32<T>(sm.o[rr * ldo + c] * sm.ri.f0[rr]);
+  }
+}
+
+// --- backward ---------------------------------------------------------------------------------
+
+// lse and delta = <dout, out> of the tile's rows into ri.f0 / ri.f1 (a warp per row); rows that
+// see no key (lse -inf, or past the tile) get kend 0. The whole block; ri filled before.
+template <class T, int BR>
+__device__ __forceinline__ void bwd_row_stats(const Params& p, const RowInfo& ri, const T* out, const T* dout,
+                                              const float* lse, int rows) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  for (int r = warp; r < BR; r += nw) {
+    float d = 0.0f, l = -INFINITY;
+    if (r < rows) {
+      const int64_t gr = ri.grow[r];
+      for (int64_t c = lane; c < p.D; c += 32) d = fmaf(to_f32(out[gr * p.D + c]), to_f32(dout[gr * p.D + c]), d);
+      l = lse[gr];
+    }
+    d = gpu::warp_sum(d);
+    if (lane == 0) {
+      ri.f0[r] = l;
+      ri.f1[r] = d;
+      if (l == -INFINITY) ri.kend[r] = 0;
+    }
+  }
+}
+
+// The gradient step on a BR x BC tile of keys j0 + [0, BC): from S = Q K^T (unscaled) and dP = dO
+// V^T in f32, ds = P (keep scale_p dP - delta) with P = exp(scale S + bias - lse) on visible keys
+// (NaN where lse is NaN: the forward's NaN rows) and 0 elsewhere, and when pd is given
+// pd = keep scale_p P. The thread's row r = tid / (NT / BR), keys [c0, c0 + BC / (NT / BR)).
+template <class T, int BR, int BC, int NT>
+__device__ __forceinline__ void bwd_grad(const Params& p, const RowInfo& ri, int64_t j0, const float* s, const float* dp,
+                                         T* ds, T* pd) {
+  constexpr int TPR = NT / BR, CPT = BC / TPR, lds = ld_f(BC), ldp = ld_t<T>(BC);
+  static_assert(NT % BR == 0 && BC % TPR == 0, "threads per row");
+  const int r = threadIdx.x / TPR, c0 = threadIdx.x % TPR * CPT;
+  const int64_t rend = ri.kend[r];
+  const int nvis = int(rend - j0 < 0 ? 0 : rend - j0 < BC ? rend - j0 : BC);
+  const float lse = ri.f0[r], delta = ri.f1[r];
+  const int64_t boff = ri.boff[r];
+  const uint64_t e0 = uint64_t(ri.grow[r]) * uint64_t(p.Sk) + uint64_t(j0);
+  DropStream dr;
+SF_UNROLL_4
+  for (int c = c0; c < c0 + CPT; ++c) {
+    float g = 0.0f, w = 0.0f;
+    if (c < nvis) {
+      float sv = s[r * lds + c] * p.scale;
+      if (p.bias) sv += p.bias[boff + (j0 + c) * p.bs3];
+      const float pv = lse == lse ? expf(sv - lse) : NAN;
+      float dpv = dp[r * lds + c];
+      w = pv;
+      if (p.t) {
+        const bool kp = dr.keep(e0 + uint64_t(c), p);
+        dpv = kp ? dpv * p.keep_scale : 0.0f;
+        w = kp ? pv * p.keep_scale : 0.0f;
+      }
+      g = pv * (dpv - delta);
+    }
+    ds[r * ldp + c] = from_f32<T>(g);
+    if (pd) pd[r * ldp + c] = from_f32<T>(w);
+  }
+}
+
+// S = Q K^T and dP = dO V^T of a BR x BC tile, spread over the warps (2 (BR/16) (BC/16) tiles).
+template <class T, int BR, int BC, int NW>
+__device__ __forceinline__ void bwd_scores(const T* q, const T* dout, int ldq, const T* k, const T* v, int ldk, int Dp, float* s,
+                                           float* dp) {
+  constexpr int nt = (BR / 16) * (BC / 16), lds = ld_f(BC);
+  const int warp = threadIdx.x >> 5;
+  for (int t = warp; t < 2 * nt; t += NW) {
+    const int which = t / nt, tm = t % nt / (BC / 16), tn = t % (BC / 16);
+    Frag<T> acc;
+    frag_zero<T>(acc);
+    frag_mma<false, true, T>(acc, (which ? dout : q) + tm * 16 * ldq, ldq, (which ? v : k) + tn * 16 * ldk, ldk, Dp);
+    frag_store<T>(acc, (which ? dp : s) + tm * 16 * lds + tn * 16, lds);
+  }
+}
+
+template <class T, int BR, int BC, int NW>
+struct BwdSmem {
+  T *q, *dout, *k, *v, *ds, *pd;
+  float *s, *dp, *stage;
+  RowInfo ri;
+  __host__ __device__ int64_t carve(unsigned char* base, int Dp, bool with_pd) {
+    Carver c{base};
+    q = c.take<T>(BR * ld_t<T>(Dp));
+    dout = c.take<T>(BR * ld_t<T>(Dp));
+    k = c.take<T>(BC * ld_t<T>(Dp));
+    v = c.take<T>(BC * ld_t<T>(Dp));
+    s = c.take<float>(BR * ld_f(BC));
+    dp = c.take<float>(BR * ld_f(BC));
+    ds = c.take<T>(BR * ld_t<T>(BC));
+    pd = with_pd ? c.take<T>(BR * ld_t<T>(BC)) : nullptr;
+    stage = c.take<float>(NW * 256);
+    ri.template carve<BR>(c);
+    return c.off;
+  }
+};
+
+// dK, dV. q, out, dout [B, H, Sq, D]; k, v, dk, dv [B, Hkv, Sk, D]; lse [B, H, Sq].
+// Grid: B Hkv ceil(Sk / BC) blocks, block x = (key tile kt, group g), g fastest, the first key
+// tiles (which causal rows see most) first. Block: NT threads. It walks the group's row tiles of
+// BR rows (heads hk G .. hk G + G - 1 in order) that see one of its keys: loads Q, dO, lse and
+// delta, S and dP (2 (BR/16)(BC/16) warp tiles), the gradient step (NT / BR threads per row),
+// then dV += Pd^T dO and dK += dS^T Q: 2 (BC/16)(Dp/16) accumulator tiles, warp w owning tiles
+// w + NW u (u < kMaxAcc) in registers for the whole walk. At the end each warp stages its tiles
+// through 16 x 16 f32 of shared memory to dk (times scale) and dv.
+// Dynamic shared memory (BwdSmem): Q, dO [BR][Dp], K, V [BC][Dp], dS, Pd [BR][BC] of T; S, dP
+// [BR][BC] f32; stage [NW][256] f32; row info.
+template <class T, int BR, int BC, int NT>
+__global__ void __launch_bounds__(NT, 1) attention_bwd_kv_kernel(const T* __restrict__ q, const T* __restrict__ k,
+                                                              const T* __restrict__ v, const T* __restrict__ out,
+                                                              const T* __restrict__ dout, const float* __restrict__ lse,
+                                                              T* __restrict__ dk, T* __restrict__ dv, Params p) {
+  constexpr int NW = NT / 32, ldp = ld_t<T>(BC);
+  SF_DYNAMIC_SHARED(float4, smem4);
+  BwdSmem<T, BR, BC, NW> sm;
+  sm.carve(reinterpret_cast<unsigned char*>(smem4), p.Dp, true);
+  const int Dp = p.Dp, ldt = ld_t<T>(Dp), warp = threadIdx.x >> 5;
+  const int64_t groups = p.B * p.Hkv, g = blockIdx.x % groups, kt = blockIdx.x / groups;
+  const int64_t b = g / p.Hkv, hk = g % p.Hkv, j0 = kt * BC;
+  const int64_t L = kv_len(p, b), nk = p.Sk - j0 < BC ? p.Sk - j0 : BC;
+  const int64_t nload = L - j0 < 0 ? 0 : L - j0 < nk ? L - j0 : nk;  // keys past L are never seen
+  load_rows(p, sm.k, ldt, k + (g * p.Sk + j0) * p.D, nload, BC);
+  load_rows(p, sm.v, ldt, v + (g * p.Sk + j0) * p.D, nload, BC);
+
+  const int ntd = Dp / 16, nacc = (BC / 16) * ntd;  // tiles of dV; dK's follow
+  Frag<T> acc[kMaxAcc];
+SF_UNROLL
+  for (int u = 0; u < kMaxAcc; ++u) frag_zero<T>(acc[u]);
+  const int64_t gr_rows = p.G * p.Sq;
+  for (int64_t r0 = 0; r0 < gr_rows; r0 += BR) {
+    const int rows = int(gr_rows - r0 < BR ? gr_rows - r0 : BR);
+    if (nload == 0 || key_end(p, b, tile_last_query(p, r0, rows)) <= j0) continue;  // no row sees the keys
+    const int64_t row0 = (b * p.H + hk * p.G) * p.Sq + r0;
+    __syncthreads();  // the previous tile's operands are consumed
+    fill_rows<BR>(p, sm.ri, b, hk, r0, rows);
+    load_rows(p, sm.q, ldt, q + row0 * p.D, rows, BR);
+    load_rows(p, sm.dout, ldt, dout + row0 * p.D, rows, BR);
+    __syncthreads();
+    bwd_row_stats<T, BR>(p, sm.ri, out, dout, lse, rows);
+    bwd_scores<T, BR, BC, NW>(sm.q, sm.dout, ldt, sm.k, sm.v, ldt, Dp, sm.s, sm.dp);
+    __syncthreads();
+    bwd_grad<T, BR, BC, NT>(p, sm.ri, j0, sm.s, sm.dp, sm.ds, sm.pd);
+    __syncthreads();
+SF_UNROLL
+    for (int u = 0; u < kMaxAcc; ++u) {
+      const int t = warp + NW * u;
+      if (t < 2 * nacc) {
+        const int which = t / nacc, tm = t % nacc / ntd, tn = t % ntd;  // which 0: dV += Pd^T dO, 1: dK += dS^T Q
+        frag_mma<true, false, T>(acc[u], (which ? sm.ds : sm.pd) + tm * 16, ldp, (which ? sm.q : sm.dout) + tn * 16, ldt, BR);
+      }
+    }
+  }
+  float* stage = sm.stage + warp * 256;
+SF_UNROLL
+  for (int u = 0; u < kMaxAcc; ++u) {
+    const int t = warp + NW * u;
+    if (t < 2 * nacc) {
+      const int which = t / nacc, tm = t % nacc / ntd, tn = t % ntd;
+      frag_store<T>(acc[u], stage, 16);
+      __syncwarp();
+      const int64_t key = j0 + tm * 16;
+      T* dst = (which ? dk : dv) + (g * p.Sk + key) * p.D + tn * 16;
+      const int kr = int(nk - tm * 16 < 16 ? nk - tm * 16 : 16), cc = int(p.D - tn * 16 < 16 ? p.D - tn * 16 : 16);
+      store_tile(stage, dst, p.D, kr, cc, which ? p.scale : 1.0f);
+      __syncwarp();
+    }
+  }
+}
+
+// dQ. Shapes as attention_bwd_kv_kernel. Grid: B Hkv ceil(G Sq / BR) blocks, block x = (row tile,
+// group g), g fastest, the last row tiles first. Block: NT threads. Loads its rows' Q, dO, lse and
+// delta once, then walks the K/V tiles its rows see: S and dP, the gradient step, dQ += dS K with
+// the (BR/16)(Dp/16) accumulator tiles in registers (warp w: tiles w + NW u). Ends as the dK/dV
+// kernel (staged, times scale). Dynamic shared memory (BwdSmem without Pd).
+template <class T, int BR, int BC, int NT>
+__global__ void __launch_bounds__(NT, 1) attention_bwd_q_kernel(const T* __restrict__ q, const T* __restrict__ k,
+                                                             const T* __restrict__ v, const T* __restrict__ out,
+                                                             const T* __restrict__ dout, const float* __restrict__ lse,
+                                                             T* __restrict__ dq, Params p) {
+  constexpr int NW = NT / 32, ldp = ld_t<T>(BC);
+  SF_DYNAMIC_SHARED(float4, smem4);
+  BwdSmem<T, BR, BC, NW> sm;
+  sm.carve(reinterpret_cast<unsigned char*>(smem4), p.Dp, false);
+  const int Dp = p.Dp, ldt = ld_t<T>(Dp), warp = threadIdx.x >> 5;
+  const int64_t groups = p.B * p.Hkv, gr_rows = p.G * p.Sq, ntiles = (gr_rows + BR - 1) / BR;
+  const int64_t g = blockIdx.x % groups, tile = ntiles - 1 - blockIdx.x / groups;
+  const int64_t b = g / p.Hkv, hk = g % p.Hkv, r0 = tile * BR;
+  const int rows = int(gr_rows - r0 < BR ? gr_rows - r0 : BR);
+  const int64_t row0 = (b * p.H + hk * p.G) * p.Sq + r0;
+  const int64_t kend = key_end(p, b, tile_last_query(p, r0, rows));
+  fill_rows<BR>(p, sm.ri, b, hk, r0, rows);
+  load_rows(p, sm.q, ldt, q + row0 * p.D, rows, BR);
+  load_rows(p, sm.dout, ldt, dout + row0 * p.D, rows, BR);
+  __syncthreads();
+  bwd_row_stats<T, BR>(p, sm.ri, out, dout, lse, rows);
+
+  const int ntd = Dp / 16, nacc = (BR / 16) * ntd;
+  Frag<T> acc[kMaxAcc];
+SF_UNROLL
+  for (int u = 0; u < kMaxAcc; ++u) frag_zero<T>(acc[u]);
+  for (int64_t j0 = 0; j0 < kend; j0 += BC) {
+    const int64_t nk = kend - j0 < BC ? kend - j0 : BC;
+    __syncthreads();  // the previous tile's operands are consumed (and the row stats written)
+    load_rows(p, sm.k, ldt, k + (g * p.Sk + j0) * p.D, nk, BC);
+    load_rows(p, sm.v, ldt, v + (g * p.Sk + j0) * p.D, nk, BC);
+    __syncthreads();
+    bwd_scores<T, BR, BC, NW>(sm.q, sm.dout, ldt, sm.k, sm.v, ldt, Dp, sm.s, sm.dp);
+    __syncthreads();
+    bwd_grad<T, BR, BC, NT>(p, sm.ri, j0, sm.s, sm.dp, sm.ds, static_cast<T*>(nullptr));
+    __syncthreads();
+SF_UNROLL
+    for (int u = 0; u < kMaxAcc; ++u) {
+      const int t = warp + NW * u;
+      if (t < nacc) {
+        const int tm = t / ntd, tn = t % ntd;
+        frag_mma<false, false, T>(acc[u], sm.ds + tm * 16 * ldp, ldp, sm.k + tn * 16, ldt, BC);
+      }
+    }
+  }
+  float* stage = sm.stage + warp * 256;
+SF_UNROLL
+  for (int u = 0; u < kMaxAcc; ++u) {
+    const int t = warp + NW * u;
+    if (t < nacc) {
+      const int tm = t / ntd, tn = t % ntd;
+      frag_store<T>(acc[u], stage, 16);
+      __syncwarp();
+      const int rr = rows - tm * 16 < 16 ? rows - tm * 16 : 16, cc = int(p.D - tn * 16 < 16 ? p.D - tn * 16 : 16);
+      if (rr > 0) store_tile(stage, dq + (row0 + tm * 16) * p.D + tn * 16, p.D, rr, cc, p.scale);
+      __syncwarp();
+    }
+  }
+}
+
+// --- host -------------------------------------------------------------------------------------
+
+template <class T>
+bool aligned16(const void* x) {
+  return reinterpret_cast<uintptr_t>(x) % 16 == 0;
+}
+
+template <class T>
+Params make_params(const AttentionArgs& a, std::initializer_list<const void*> rows) {
+  Params p;
+  p.B = a.B; p.H = a.H; p.Hkv = a.Hkv; p.G = a.H / a.Hkv; p.Sq = a.Sq; p.Sk = a.Sk; p.D = a.D;
+  p.Dp = int((a.D + 15) / 16 * 16);
+  p.scale = a.scale;
+  p.causal = a.causal;
+  p.kvlen = a.kv_lengths;
+  p.bias = a.bias;
+  p.bs0 = a.bias_stride[0]; p.bs1 = a.bias_stride[1]; p.bs2 = a.bias_stride[2]; p.bs3 = a.bias_stride[3];
+  p.t = dropout_threshold(a.dropout);
+  p.keep_scale = dropout_scale(p.t);
+  p.seed = a.seed;
+  p.vec = a.D * int64_t(sizeof(T)) % 16 == 0;
+  for (const void* x : rows) p.vec = p.vec && aligned16<T>(x);
+  return p;
+}
+
+// Allows `bytes` of dynamic shared memory for kernel (over 48 KiB needs the opt-in).
+template <class K>
+void allow_smem(K kernel, int64_t bytes, const char* op) {
+  if (bytes > kMaxSmem) fail(ErrorCode::Unsupported, op, ": head dim needs ", bytes, " bytes of shared memory per block (max ", kMaxSmem, ")");
+  if (bytes > 48 * 1024) {
+    const cudaError_t e = cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel), cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes));
+    if (e != cudaSuccess) fail(ErrorCode::Backend, op, ": cudaFuncSetAttribute failed: ", cudaGetErrorString(e));
+  }
+}
+
+// Launches kernel on `blocks` x nt threads with `bytes` of dynamic shared memory, then checks it.
+template <class K, class... Args>
+void launch(K kernel, int64_t blocks, int nt, int64_t bytes, cudaStream_t stream, const char* op, Args... args) {
+  allow_smem(kernel, bytes, op);
+  SF_LAUNCH(kernel, dim3(unsigned(blocks)), dim3(unsigned(nt)), size_t(bytes), stream)(args...);
+  check_launch(op);
+}
+
+// Tile shapes: the forward and the dQ kernel with 4 warps, dK/dV with 8; f32 tiles are narrower
+// (their operands take twice the shared memory). Each fits D = 256 in 227 KiB.
+template <class T> struct Cfg {
+  static constexpr int kFwdBr = 64, kFwdBc = 64, kQBr = 32, kQBc = 64, kKvBr = 32, kKvBc = 64;
+};
+template <> struct Cfg<float> {
+  static constexpr int kFwdBr = 64, kFwdBc = 32, kQBr = 32, kQBc = 32, kKvBr = 32, kKvBc = 32;
+};
+
+void check_shape(const AttentionArgs& a, const char* op) {
+  if (a.D < 1 || a.D > kMaxDp)
+    fail(ErrorCode::Unsupported, op, ": the CUDA kernels take head dim D in [1, ", kMaxDp, "] but received ", a.D);
+  if (a.Hkv <= 0 || a.H % a.Hkv != 0)
+    fail(ErrorCode::Shape, op, ": expected the query heads H = ", a.H, " to be a multiple of the key/value heads Hkv = ", a.Hkv);
+}
+
+template <class T>
+void fwd(const AttentionArgs& a, cudaStream_t stream) {
+  constexpr int BR = Cfg<T>::kFwdBr, BC = Cfg<T>::kFwdBc, NT = 128;
+  const Params p = make_params<T>(a, {a.q, a.k, a.v, a.out});
+  const int64_t blocks = a.B * a.Hkv * ((p.G * a.Sq + BR - 1) / BR);
+  FwdSmem<T, BR, BC> sm;
+  const int64_t bytes = sm.carve(nullptr, p.Dp);
+  launch(attention_fwd_kernel<T, BR, BC, NT>, blocks, NT, bytes, stream, "fusedAttention", static_cast<const T*>(a.q),
+         static_cast<const T*>(a.k), static_cast<const T*>(a.v), static_cast<T*>(a.out), a.lse, p);
+}
+
+// dK/dV tile: BC 64 while its accumulators fit kMaxAcc per warp, else 32 (D > 128).
+template <class T, int BC>
+void bwd_kv(const AttentionArgs& a, const Params& p, cudaStream_t stream) {
+  constexpr int BR = Cfg<T>::kKvBr, NT = 256;
+  const int64_t blocks = a.B * a.Hkv * ((a.Sk + BC - 1) / BC);
+  BwdSmem<T, BR, BC, NT / 32> sm;
+  const int64_t bytes = sm.carve(nullptr, p.Dp, true);
+  launch(attention_bwd_kv_kernel<T, BR, BC, NT>, blocks, NT, bytes, stream, "fusedAttentionBackward", static_cast<const T*>(a.q),
+         static_cast<const T*>(a.k), static_cast<const T*>(a.v), static_cast<const T*>(a.out), static_cast<const T*>(a.dout), a.lse,
+         static_cast<T*>(a.dk), static_cast<T*>(a.dv), p);
+}
+
+template <class T>
+void bwd(const AttentionArgs& a, cudaStream_t stream) {
+  const Params p = make_params<T>(a, {a.q, a.k, a.v, a.out, a.dout, a.dq, a.dk, a.dv});
+  if (a.Sk > 0) {
+    constexpr int BC = Cfg<T>::kKvBc;
+    if (2 * (BC / 16) * (p.Dp / 16) <= 8 * kMaxAcc) bwd_kv<T, BC>(a, p, stream);
+    else bwd_kv<T, 32>(a, p, stream);
+  }
+  if (a.Sq > 0) {
+    constexpr int BR = Cfg<T>::kQBr, BC = Cfg<T>::kQBc, NT = 128;
+    static_assert((BR / 16) * (kMaxDp / 16) <= (NT / 32) * kMaxAcc, "dQ accumulators per warp");
+    const int64_t blocks = a.B * a.Hkv * ((p.G * a.Sq + BR - 1) / BR);
+    BwdSmem<T, BR, BC, NT / 32> sm;
+    const int64_t bytes = sm.carve(nullptr, p.Dp, false);
+    launch(attention_bwd_q_kernel<T, BR, BC, NT>, blocks, NT, bytes, stream, "fusedAttentionBackward", static_cast<const T*>(a.q),
+           static_cast<const T*>(a.k), static_cast<const T*>(a.v), static_cast<const T*>(a.out), static_cast<const T*>(a.dout), a.lse,
+           static_cast<T*>(a.dq), p);
+  }
+}
+
+}  // namespace
+
+void attention_fwd_cuda(const AttentionArgs& a, Stream s) {
+  if (a.B == 0 || a.H == 0 || a.Sq == 0) return;
+  check_shape(a, "fusedAttention");
+  cudaStream_t stream = static_cast<cudaStream_t>(s.handle);
+  switch (a.dtype) {
+    case DType::F32: return fwd<float>(a, stream);
+    case DType::F16: return fwd<__half>(a, stream);
+    case DType::BF16: return fwd<__nv_bfloat16>(a, stream);
+    default: fail(ErrorCode::DType, "fusedAttention: the CUDA kernels take f32, f16 or bf16");
+  }
+}
+
+void attention_bwd_cuda(const AttentionArgs& a, Stream s) {
+  if (a.B == 0 || a.H == 0) return;
+  check_shape(a, "fusedAttentionBackward");
+  if (!a.lse) fail(ErrorCode::Arg, "fusedAttentionBackward: lse is required");
+  cudaStream_t stream = static_cast<cudaStream_t>(s.handle);
+  switch (a.dtype) {
+    case DType::F32: return bwd<float>(a, stream);
+    case DType::F16: return bwd<__half>(a, stream);
+    case DType::BF16: return bwd<__nv_bfloat16>(a, stream);
+    default: fail(ErrorCode::DType, "fusedAttentionBackward: the CUDA kernels take f32, f16 or bf16");
+  }
+}
+
+}  // namespace seqfuse
