@@ -1,7 +1,8 @@
 // Block reduction through static __shared__ memory and __syncthreads: right with every barrier,
 // detectably wrong when the barrier between the shared-memory writes and the first read is
 // missing. Also checks threadIdx/blockIdx/blockDim/gridDim over 3-D grids and blocks, and
-// __syncthreads_count/_and/_or.
+// __syncthreads_count/_and/_or, and that stream-ordered allocation (cudaMallocAsync/cudaFreeAsync)
+// gives usable device memory.
 #include "check.h"
 
 // x [blocks * 128], sums [blocks]; one block of 128 threads per 128 inputs.
@@ -53,23 +54,27 @@ __global__ void barrier_votes(int* counts) {
 int main() {
   const int blocks = 5;
   float* x = managed<float>(blocks * 128);
-  float* sums = managed<float>(blocks);
+  float* sums = nullptr;  // stream-ordered allocation (device memory: read back by a copy)
+  CHECK(cudaMallocAsync(reinterpret_cast<void**>(&sums), blocks * sizeof(float), 0) == cudaSuccess, "cudaMallocAsync");
+  float* sums_host = managed<float>(blocks);
   for (int i = 0; i < blocks * 128; ++i) x[i] = float(i % 7 + 1);  // integers: every order sums exactly
   SF_LAUNCH(block_sum, blocks, 128, 0, 0)(x, sums);
+  cudaMemcpyAsync(sums_host, sums, blocks * sizeof(float), cudaMemcpyDeviceToHost, 0);
   cudaDeviceSynchronize();
   for (int b = 0; b < blocks; ++b) {
     float want = 0;
     for (int i = 0; i < 128; ++i) want += x[b * 128 + i];
-    CHECK(sums[b] == want, "block %d: sum %g, want %g", b, sums[b], want);
+    CHECK(sums_host[b] == want, "block %d: sum %g, want %g", b, sums_host[b], want);
   }
 
   SF_LAUNCH(block_sum_racy, blocks, 128, 0, 0)(x, sums);
+  cudaMemcpyAsync(sums_host, sums, blocks * sizeof(float), cudaMemcpyDeviceToHost, 0);
   cudaDeviceSynchronize();
   int wrong = 0;
   for (int b = 0; b < blocks; ++b) {
     float want = 0;
     for (int i = 0; i < 128; ++i) want += x[b * 128 + i];
-    wrong += sums[b] != want;
+    wrong += sums_host[b] != want;
   }
 #if !defined(__CUDACC__)
   CHECK(wrong == blocks, "the missing barrier must corrupt every block's sum, %d of %d wrong", wrong, blocks);
@@ -93,7 +98,8 @@ int main() {
   CHECK(counts[0] == 48 && counts[1] == 1 && counts[2] == 1, "votes %d %d %d, want 48 1 1", counts[0], counts[1], counts[2]);
 
   cudaFree(x);
-  cudaFree(sums);
+  CHECK(cudaFreeAsync(sums, 0) == cudaSuccess, "cudaFreeAsync");
+  cudaFree(sums_host);
   cudaFree(ids);
   cudaFree(counts);
   return finish("reduce");
