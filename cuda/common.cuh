@@ -1,6 +1,7 @@
 // cuda/common.cuh — what every op family's kernels share: f32 <-> element-type conversions
 // (round to nearest even on store, as the CPU backend), the launch-error check that turns a
-// failed launch into a SeqfuseError (ERR_BACKEND), and warp/block reductions.
+// failed launch into a SeqfuseError (ERR_BACKEND), stream-ordered scratch memory, and warp/block
+// reductions.
 #pragma once
 #include "launch.h"
 #include "core/error.h"
@@ -23,6 +24,28 @@ inline void check_launch(const char* op) {
   const cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess) fail(ErrorCode::Backend, op, ": CUDA launch failed: ", cudaGetErrorString(e));
 }
+
+// Stream-ordered device scratch of `bytes` bytes for one op call (cudaMallocAsync on `stream`),
+// given back on the same stream when it goes out of scope, after the kernels queued before that
+// (so also when the op throws). Failure to allocate is ERR_OOM naming the op.
+class Scratch {
+ public:
+  Scratch(size_t bytes, cudaStream_t stream, const char* op) : stream_(stream) {
+    if (cudaMallocAsync(&p_, bytes ? bytes : 1, stream) != cudaSuccess) {
+      (void)cudaGetLastError();  // not sticky: clear it for the next launch check
+      fail(ErrorCode::OOM, op, ": cannot allocate ", bytes, " bytes of CUDA scratch memory");
+    }
+  }
+  ~Scratch() { cudaFreeAsync(p_, stream_); }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  // The scratch as T*, starting `byte_offset` bytes in.
+  template <class T> T* as(size_t byte_offset = 0) const { return reinterpret_cast<T*>(static_cast<char*>(p_) + byte_offset); }
+
+ private:
+  void* p_ = nullptr;
+  cudaStream_t stream_;
+};
 
 // Sum over the 32 lanes of a full warp; every lane gets the total.
 __device__ __forceinline__ float warp_sum(float v) {
