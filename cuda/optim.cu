@@ -225,11 +225,11 @@ void norm_sumsq_cuda(const SumSqArgs& a, Stream s) {
   cudaStream_t stream = static_cast<cudaStream_t>(s.handle);
   int64_t chunks = 0;
   for (int64_t i = 0; i < a.count; ++i) {
-    float_type(a.tensors[i].dtype, "normSumSq", "tensor");
+    float_type(a.tensors[i].dtype, "gradNorm", "tensor");
     chunks += (a.tensors[i].numel + kChunk - 1) / kChunk;
   }
   // the chunk sums, then the total (written to a.sumsq by a copy: host or device memory)
-  gpu::Scratch scratch(size_t(chunks + 1) * sizeof(double), stream, "normSumSq");
+  gpu::Scratch scratch(size_t(chunks + 1) * sizeof(double), stream, "gradNorm");
   double* sums = scratch.as<double>();
   double* total = sums + chunks;
   SumSqBatch b{};
@@ -237,7 +237,7 @@ void norm_sumsq_cuda(const SumSqArgs& a, Stream s) {
   auto flush = [&]() {
     if (in_batch > 0) {
       SF_LAUNCH(sumsq_chunk_kernel, dim3(unsigned(in_batch)), dim3(kThreads), 0, stream)(b, sums, base);
-      check_launch("normSumSq");
+      check_launch("gradNorm");
     }
     base += in_batch;
     in_batch = 0;
@@ -250,15 +250,15 @@ void norm_sumsq_cuda(const SumSqArgs& a, Stream s) {
     d.data = t.data;
     d.numel = t.numel;
     d.chunk0 = in_batch;
-    d.type = float_type(t.dtype, "normSumSq", "tensor");
+    d.type = float_type(t.dtype, "gradNorm", "tensor");
     in_batch += (t.numel + kChunk - 1) / kChunk;
     if (b.count == kBatch) flush();
   }
   flush();
   SF_LAUNCH(sumsq_total_kernel, dim3(1), dim3(kTotalThreads), 0, stream)(sums, chunks, total);  // 0 chunks: +0.0
-  check_launch("normSumSq");
+  check_launch("gradNorm");
   if (cudaMemcpyAsync(a.sumsq, total, sizeof(double), cudaMemcpyDefault, stream) != cudaSuccess)
-    fail(ErrorCode::Backend, "normSumSq: copying the result failed: ", cudaGetErrorString(cudaGetLastError()));
+    fail(ErrorCode::Backend, "gradNorm: copying the result failed: ", cudaGetErrorString(cudaGetLastError()));
 }
 
 }  // namespace seqfuse

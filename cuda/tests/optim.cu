@@ -10,7 +10,7 @@
 // emu-link: native/cpu/optim.cc native/core/threads.cc
 #define SF_OPTIM_MAX_BLOCKS 3
 #include "../optim.cu"
-#include "../emu/tests/check.h"
+#include "values.h"
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -20,22 +20,9 @@ namespace {
 
 using seqfuse::DType;
 
-size_t esize(DType t) { return t == DType::F32 ? 4 : 2; }
-
 void fill(void* p, DType t, int64_t n, std::mt19937& g, float lo, float hi) {
   std::uniform_real_distribution<float> u(lo, hi);
-  for (int64_t i = 0; i < n; ++i) {
-    const float v = u(g);
-    if (t == DType::F32) static_cast<float*>(p)[i] = v;
-    else if (t == DType::F16) static_cast<__half*>(p)[i] = __float2half_rn(v);
-    else static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(v);
-  }
-}
-
-double get(const void* p, DType t, int64_t i) {
-  if (t == DType::F32) return static_cast<const float*>(p)[i];
-  if (t == DType::F16) return __half2float(static_cast<const __half*>(p)[i]);
-  return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
+  for (int64_t i = 0; i < n; ++i) set_value(p, t, i, u(g));
 }
 
 // One parameter's buffers on both backends (identical before the step).
@@ -92,7 +79,7 @@ int adamw_cases(std::mt19937& g) {
       std::vector<double> want_p;  // float64 AdamW of the f32 param (from the state before the step)
       for (const Param& q : ps)
         for (int64_t j = 0; j < q.n; ++j) {
-          const double gr = get(q.grad, q.gt, j) * double(float(o.gs));
+          const double gr = get_value(q.grad, q.gt, j) * double(float(o.gs));
           const double p = q.p[0][j] * (q.decay ? 1.0 - o.lr * o.wd : 1.0);
           const double m = o.beta1 * q.m[0][j] + (1 - o.beta1) * gr;
           const double v = o.beta2 * q.v[0][j] + (1 - o.beta2) * gr * gr;
@@ -165,11 +152,9 @@ int norm_cases(std::mt19937& g) {
       fill(p, t.dtype, t.numel, g, -4.0f, 4.0f);
       if (list >= 3 && i == 5) {
         const float bad = list == 3 ? NAN : INFINITY;
-        if (t.dtype == DType::F32) static_cast<float*>(p)[7] = bad;
-        else if (t.dtype == DType::F16) static_cast<__half*>(p)[7] = __float2half_rn(bad);
-        else static_cast<__nv_bfloat16*>(p)[7] = __float2bfloat16_rn(bad);
+        set_value(p, t.dtype, 7, bad);
       }
-      for (int64_t j = 0; j < t.numel; ++j) want += (long double)get(p, t.dtype, j) * get(p, t.dtype, j);
+      for (int64_t j = 0; j < t.numel; ++j) want += (long double)get_value(p, t.dtype, j) * get_value(p, t.dtype, j);
       t.data = p;
       ts.push_back(t);
     }
