@@ -6,6 +6,14 @@
 #include "launch.h"
 #include "core/error.h"
 
+// Full unrolling of a loop with a constant trip count (per-thread arrays indexed by the loop
+// variable then stay in registers); g++ (the emulator) does not know the pragma.
+#if defined(__CUDACC__)
+#define SF_UNROLL _Pragma("unroll")
+#else
+#define SF_UNROLL
+#endif
+
 namespace seqfuse {
 namespace gpu {
 
