@@ -3,6 +3,7 @@
 // failed launch into a SeqfuseError (ERR_BACKEND), stream-ordered scratch memory, and warp/block
 // reductions.
 #pragma once
+#include <cstring>
 #include "launch.h"
 #include "core/error.h"
 
@@ -25,6 +26,28 @@ template <class T> __device__ __forceinline__ T from_f32(float v);
 template <> __device__ __forceinline__ float from_f32<float>(float v) { return v; }
 template <> __device__ __forceinline__ __half from_f32<__half>(float v) { return __float2half_rn(v); }
 template <> __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+
+// 16 bytes at p (16-byte aligned) as 16 / sizeof(T) values: one vector access under nvcc; memcpy
+// on the host (the emulator), where reading a float through a uint4 would break g++'s aliasing rules.
+template <class T>
+__device__ __forceinline__ void load16(const T* p, T (&e)[16 / sizeof(T)]) {
+#if defined(__CUDACC__)
+  const uint4 u = *reinterpret_cast<const uint4*>(p);
+  memcpy(e, &u, 16);
+#else
+  memcpy(e, p, 16);
+#endif
+}
+template <class T>
+__device__ __forceinline__ void store16(T* p, const T (&e)[16 / sizeof(T)]) {
+#if defined(__CUDACC__)
+  uint4 u;
+  memcpy(&u, e, 16);
+  *reinterpret_cast<uint4*>(p) = u;
+#else
+  memcpy(p, e, 16);
+#endif
+}
 
 // After a launch: a launch error (bad configuration, no kernel image for this GPU) becomes
 // ERR_BACKEND naming the op. Errors a kernel raises while running surface at the next sync.

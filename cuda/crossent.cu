@@ -53,8 +53,8 @@ __device__ __forceinline__ void for_row(const T* x, int64_t n, F f) {
   if constexpr (Vec) {
     constexpr int N = 16 / int(sizeof(T));
     for (int64_t p = threadIdx.x; p < n / N; p += blockDim.x) {
-      const uint4 u = reinterpret_cast<const uint4*>(x)[p];
-      const T* e = reinterpret_cast<const T*>(&u);
+      T e[N];
+      gpu::load16(x + p * N, e);
       for (int k = 0; k < N; ++k) f(to_f32(e[k]));
     }
   } else {

@@ -45,12 +45,14 @@ constexpr int kScanThreads = 1024;
 template <class T, bool Vec>
 __device__ __forceinline__ void load8(const T* p, int n, float (&v)[8]) {
   if (Vec && n == 8) {
-    uint4 u[sizeof(T) / 2];
+    constexpr int N = 16 / int(sizeof(T));  // values per 16 bytes: 8 (16-bit) or 4 (f32)
     SF_UNROLL
-    for (int i = 0; i < int(sizeof(T) / 2); ++i) u[i] = reinterpret_cast<const uint4*>(p)[i];
-    const T* e = reinterpret_cast<const T*>(u);
-    SF_UNROLL
-    for (int k = 0; k < 8; ++k) v[k] = to_f32(e[k]);
+    for (int i = 0; i < 8; i += N) {
+      T e[N];
+      gpu::load16(p + i, e);
+      SF_UNROLL
+      for (int k = 0; k < N; ++k) v[i + k] = to_f32(e[k]);
+    }
   } else {
     SF_UNROLL
     for (int k = 0; k < 8; ++k) v[k] = k < n ? to_f32(p[k]) : 0.0f;
@@ -60,12 +62,14 @@ __device__ __forceinline__ void load8(const T* p, int n, float (&v)[8]) {
 template <class T, bool Vec>
 __device__ __forceinline__ void store8(T* p, int n, const float (&v)[8]) {
   if (Vec && n == 8) {
-    uint4 u[sizeof(T) / 2];
-    T* e = reinterpret_cast<T*>(u);
+    constexpr int N = 16 / int(sizeof(T));
     SF_UNROLL
-    for (int k = 0; k < 8; ++k) e[k] = from_f32<T>(v[k]);
-    SF_UNROLL
-    for (int i = 0; i < int(sizeof(T) / 2); ++i) reinterpret_cast<uint4*>(p)[i] = u[i];
+    for (int i = 0; i < 8; i += N) {
+      T e[N];
+      SF_UNROLL
+      for (int k = 0; k < N; ++k) e[k] = from_f32<T>(v[i + k]);
+      gpu::store16(p + i, e);
+    }
   } else {
     SF_UNROLL
     for (int k = 0; k < 8; ++k)
