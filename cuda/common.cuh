@@ -1,9 +1,19 @@
 // cuda/common.cuh — what every op family's kernels share: f32 <-> element-type conversions
 // (round to nearest even on store, as the CPU backend), the launch-error check that turns a
-// failed launch into a SeqfuseError (ERR_BACKEND), and warp/block reductions.
+// failed launch into a SeqfuseError (ERR_BACKEND), stream-ordered scratch memory, and warp/block
+// reductions.
 #pragma once
+#include <cstring>
 #include "launch.h"
 #include "core/error.h"
+
+// Full unrolling of a loop with a constant trip count (per-thread arrays indexed by the loop
+// variable then stay in registers); g++ (the emulator) does not know the pragma.
+#if defined(__CUDACC__)
+#define SF_UNROLL _Pragma("unroll")
+#else
+#define SF_UNROLL
+#endif
 
 namespace seqfuse {
 namespace gpu {
@@ -17,12 +27,56 @@ template <> __device__ __forceinline__ float from_f32<float>(float v) { return v
 template <> __device__ __forceinline__ __half from_f32<__half>(float v) { return __float2half_rn(v); }
 template <> __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
 
+// 16 bytes at p (16-byte aligned) as 16 / sizeof(T) values: one vector access under nvcc; memcpy
+// on the host (the emulator), where reading a float through a uint4 would break g++'s aliasing rules.
+template <class T>
+__device__ __forceinline__ void load16(const T* p, T (&e)[16 / sizeof(T)]) {
+#if defined(__CUDACC__)
+  const uint4 u = *reinterpret_cast<const uint4*>(p);
+  memcpy(e, &u, 16);
+#else
+  memcpy(e, p, 16);
+#endif
+}
+template <class T>
+__device__ __forceinline__ void store16(T* p, const T (&e)[16 / sizeof(T)]) {
+#if defined(__CUDACC__)
+  uint4 u;
+  memcpy(&u, e, 16);
+  *reinterpret_cast<uint4*>(p) = u;
+#else
+  memcpy(p, e, 16);
+#endif
+}
+
 // After a launch: a launch error (bad configuration, no kernel image for this GPU) becomes
 // ERR_BACKEND naming the op. Errors a kernel raises while running surface at the next sync.
 inline void check_launch(const char* op) {
   const cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess) fail(ErrorCode::Backend, op, ": CUDA launch failed: ", cudaGetErrorString(e));
 }
+
+// Stream-ordered device scratch of `bytes` bytes for one op call (cudaMallocAsync on `stream`),
+// given back on the same stream when it goes out of scope, after the kernels queued before that
+// (so also when the op throws). Failure to allocate is ERR_OOM naming the op.
+class Scratch {
+ public:
+  Scratch(size_t bytes, cudaStream_t stream, const char* op) : stream_(stream) {
+    if (cudaMallocAsync(&p_, bytes ? bytes : 1, stream) != cudaSuccess) {
+      (void)cudaGetLastError();  // not sticky: clear it for the next launch check
+      fail(ErrorCode::OOM, op, ": cannot allocate ", bytes, " bytes of CUDA scratch memory");
+    }
+  }
+  ~Scratch() { cudaFreeAsync(p_, stream_); }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  // The scratch as T*, starting `byte_offset` bytes in.
+  template <class T> T* as(size_t byte_offset = 0) const { return reinterpret_cast<T*>(static_cast<char*>(p_) + byte_offset); }
+
+ private:
+  void* p_ = nullptr;
+  cudaStream_t stream_;
+};
 
 // Sum over the 32 lanes of a full warp; every lane gets the total.
 __device__ __forceinline__ float warp_sum(float v) {
