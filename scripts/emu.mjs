@@ -13,8 +13,9 @@
 //       builds the same tests with nvcc for this machine's GPU (-arch=native, or the archs of
 //       $SEQFUSE_CUDA_ARCHS, e.g. "90") and runs them on it: the kernels against the CPU backend on
 //       real hardware; exit 1 on any failure.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -62,10 +63,22 @@ function newestInput(source) {
   return Math.max(...inputs.filter((f) => statSync(f).isFile()).map((f) => statSync(f).mtimeMs));
 }
 
+/** Runs cmd args asynchronously: { status, out } (stdout and stderr together). */
+function exec(cmd, args) {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args);
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (out += d));
+    child.on('error', (e) => resolve({ status: null, out: out + e.message }));
+    child.on('close', (status, signal) => resolve({ status: status ?? signal, out }));
+  });
+}
+
 // Builds source into build/emu/<name>[-suffix] (skipped when the binary is newer than its
 // inputs): with AddressSanitizer at -O1 -g, or (optimized) at -O2 without it, as a library build
-// would compile the emulator. Returns { ok, exe, log }.
-function build(source, include, { extra = [], optimized = false } = {}) {
+// would compile the emulator. Resolves to { ok, exe, log }.
+async function build(source, include, { extra = [], optimized = false } = {}) {
   mkdirSync(outDir, { recursive: true });
   const suffix = (optimized ? '-O2' : '') + (extra.length ? '-' + extra.join('').replace(/[^\w]/g, '_') : '');
   const name = path.relative(root, source).replace(/\.[^.]+$/, '').replace(/[\\/]/g, '_');
@@ -74,11 +87,11 @@ function build(source, include, { extra = [], optimized = false } = {}) {
   const mode = optimized ? ['-O2'] : ['-g', '-O1', '-fsanitize=address', '-fno-omit-frame-pointer'];
   const args = ['-std=c++17', ...mode, '-fopenmp', '-Wall', '-Wextra', `-I${cudaDir}`, `-I${nativeDir}`, `-I${include}`, ...extra,
     '-x', 'c++', source, '-x', 'none', ...linkedSources(source), '-ldl', '-o', exe];
-  const r = spawnSync('g++', args, { encoding: 'utf8' });
-  return { ok: r.status === 0, exe, log: (r.stdout || '') + (r.stderr || '') };
+  const r = await exec('g++', args);
+  return { ok: r.status === 0, exe, log: r.out };
 }
 
-function runOne(argv) {
+async function runOne(argv) {
   const include = cudaInclude();
   if (!include) {
     console.error('emu: the CUDA toolkit headers (cuda_fp16.h) were not found; set CUDA_HOME');
@@ -91,7 +104,7 @@ function runOne(argv) {
     console.error(`emu: expected a .cu file to build and run, got ${file === undefined ? 'nothing' : `"${file}"`}`);
     return 1;
   }
-  const b = build(path.resolve(file), include, { extra: flags });
+  const b = await build(path.resolve(file), include, { extra: flags });
   if (!b.ok) {
     process.stderr.write(b.log);
     return 1;
@@ -101,7 +114,9 @@ function runOne(argv) {
   return r.status ?? 1;
 }
 
-function runTests() {
+// Every test's three jobs (ASan build + run, -O2 build + run, nvcc compile) on a pool of as many
+// workers as the machine has cores.
+async function runTests() {
   const include = cudaInclude();
   if (!include) {
     console.log('test:emu: skipped, the CUDA toolkit headers (cuda_fp16.h) were not found (set CUDA_HOME)');
@@ -112,33 +127,40 @@ function runTests() {
   const tests = testSources();
   const failed = [];
   let nvccOk = 0;
+  const jobs = [];
   for (const source of tests) {
     const t = path.relative(cudaDir, source);
-    for (const optimized of [false, true]) {
-      const label = optimized ? `${t} (-O2, no ASan)` : t;
-      const b = build(source, include, { optimized });
-      if (!b.ok) {
-        failed.push(`${label} (g++ build)`);
-        process.stderr.write(`--- ${label}: build failed\n${b.log}`);
-        continue;
-      }
-      const r = spawnSync(b.exe, [], { encoding: 'utf8' });
-      if (r.status !== 0) {
-        failed.push(label);
-        process.stderr.write(`--- ${label}: exit ${r.status ?? r.signal}\n${r.stdout}${r.stderr}`);
-      }
-    }
-    if (nvcc) {
-      const obj = path.join(outDir, t.replace(/[\\/]/g, '_').replace(/\.cu$/, '.sm80.o'));
-      const c = spawnSync(nvcc, ['-c', '-arch=sm_80', '-std=c++17', '-Werror', 'all-warnings', `-I${cudaDir}`, `-I${nativeDir}`, source, '-o', obj],
-        { encoding: 'utf8' });
-      if (c.status === 0) nvccOk++;
-      else {
-        failed.push(`${t} (nvcc)`);
-        process.stderr.write(`--- ${t}: nvcc -arch=sm_80 failed\n${c.stdout}${c.stderr}`);
-      }
-    }
+    for (const optimized of [false, true])
+      jobs.push(async () => {
+        const label = optimized ? `${t} (-O2, no ASan)` : t;
+        const b = await build(source, include, { optimized });
+        if (!b.ok) {
+          failed.push(`${label} (g++ build)`);
+          process.stderr.write(`--- ${label}: build failed\n${b.log}`);
+          return;
+        }
+        const r = await exec(b.exe, []);
+        if (r.status !== 0) {
+          failed.push(label);
+          process.stderr.write(`--- ${label}: exit ${r.status}\n${r.out}`);
+        }
+      });
+    if (nvcc)
+      jobs.push(async () => {
+        const obj = path.join(outDir, t.replace(/[\\/]/g, '_').replace(/\.cu$/, '.sm80.o'));
+        const c = await exec(nvcc, ['-c', '-arch=sm_80', '-std=c++17', '-Werror', 'all-warnings', `-I${cudaDir}`, `-I${nativeDir}`, source, '-o', obj]);
+        if (c.status === 0) nvccOk++;
+        else {
+          failed.push(`${t} (nvcc)`);
+          process.stderr.write(`--- ${t}: nvcc -arch=sm_80 failed\n${c.out}`);
+        }
+      });
   }
+  mkdirSync(outDir, { recursive: true });
+  const workers = Math.max(1, Math.min(os.availableParallelism?.() ?? os.cpus().length, jobs.length));
+  await Promise.all(Array.from({ length: workers }, async () => {
+    while (jobs.length) await jobs.shift()();
+  }));
   const passed = tests.length - new Set(failed.map((f) => f.split(' ')[0])).size;
   console.log(`test:emu: ${passed} of ${tests.length} tests passed (emulator self-tests, kernels against the CPU backend)` +
     (nvcc ? `, ${nvccOk} of ${tests.length} compile with nvcc -arch=sm_80` : ', nvcc check skipped') +
@@ -187,4 +209,4 @@ function runGpuTests() {
 }
 
 const argv = process.argv.slice(2);
-process.exit(argv[0] === '--test' ? runTests() : argv[0] === '--gpu' ? runGpuTests() : runOne(argv));
+process.exit(argv[0] === '--test' ? await runTests() : argv[0] === '--gpu' ? runGpuTests() : await runOne(argv));
