@@ -17,6 +17,35 @@ template <> __device__ __forceinline__ float from_f32<float>(float v) { return v
 template <> __device__ __forceinline__ __half from_f32<__half>(float v) { return __float2half_rn(v); }
 template <> __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
 
+// N consecutive elements at p as f32 / from f32. When N elements are 16 bytes (4 f32, 8 f16/bf16)
+// it is one 16-byte access, and p must be 16-byte aligned; otherwise N scalar accesses.
+template <int N, class T>
+__device__ __forceinline__ void load_f32(const T* p, float* v) {
+  if constexpr (N * sizeof(T) == 16) {
+    const uint4 u = *reinterpret_cast<const uint4*>(p);
+    T e[N];
+    memcpy(static_cast<void*>(e), &u, 16);
+    for (int k = 0; k < N; ++k) v[k] = to_f32(e[k]);
+  } else {
+    for (int k = 0; k < N; ++k) v[k] = to_f32(p[k]);
+  }
+}
+template <int N, class T>
+__device__ __forceinline__ void store_f32(T* p, const float* v) {
+  if constexpr (N * sizeof(T) == 16) {
+    T e[N];
+    for (int k = 0; k < N; ++k) e[k] = from_f32<T>(v[k]);
+    uint4 u;
+    memcpy(&u, e, 16);
+    *reinterpret_cast<uint4*>(p) = u;
+  } else {
+    for (int k = 0; k < N; ++k) p[k] = from_f32<T>(v[k]);
+  }
+}
+
+// Whether p is aligned to `bytes` (a null pointer is: it is not accessed).
+inline bool aligned_to(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
+
 // After a launch: a launch error (bad configuration, no kernel image for this GPU) becomes
 // ERR_BACKEND naming the op. Errors a kernel raises while running surface at the next sync.
 inline void check_launch(const char* op) {
