@@ -3,6 +3,7 @@
 // failed launch into a SeqfuseError (ERR_BACKEND), and warp/block reductions.
 #pragma once
 #include "launch.h"
+#include "core/dtype.h"
 #include "core/error.h"
 
 namespace seqfuse {
@@ -45,6 +46,18 @@ __device__ __forceinline__ void store_f32(T* p, const float* v) {
 
 // Whether p is aligned to `bytes` (a null pointer is: it is not accessed).
 inline bool aligned_to(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
+
+// f(T{}) with T the element type of dtype t (f32, f16, bf16); another dtype fails with ERR_DTYPE
+// naming op. The families' *_cuda entries pick their kernels' T with it.
+template <class F>
+void with_float_type(DType t, const char* op, F&& f) {
+  switch (t) {
+    case DType::F32: f(float{}); return;
+    case DType::F16: f(__half{}); return;
+    case DType::BF16: f(__nv_bfloat16{}); return;
+    default: fail(ErrorCode::DType, op, ": the CUDA kernels take f32, f16 or bf16");
+  }
+}
 
 // After a launch: a launch error (bad configuration, no kernel image for this GPU) becomes
 // ERR_BACKEND naming the op. Errors a kernel raises while running surface at the next sync.

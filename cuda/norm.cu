@@ -16,15 +16,15 @@
 // dx = rstd (dy g - c1 - xhat c2)); dgamma = sum over rows of dy xhat and dbeta = sum of dy are a
 // deterministic two-pass column reduction without atomics: each backward block adds its rows'
 // contributions in a fixed order into one partial row per block (f32, a stream-ordered scratch
-// buffer from cudaMallocAsync, [blocks, cols] per output), then norm_colsum_kernel adds the
+// buffer from cudaMallocAsync, [blocks, cols] per output), then colsum.cuh's kernel adds the
 // partial rows in a fixed order. The grid depends only on rows and cols, so results are the same
 // bits run to run. dx may alias dy: each row is read whole before its dx is written.
 // Reductions over a row run in a different order from the CPU's sequential sums, so outputs
 // agree with the CPU to rounding (tests/norm.cu: relative L2), not bit for bit.
 // Known limits: a backward with dgamma/dbeta allocates its scratch per call (cudaMallocAsync; the
 // stream's memory pool makes that cheap after the first call); gamma must not be null (as the CPU).
-#include <type_traits>
-#include "common.cuh"
+#include "colsum.cuh"
+#include "rows.cuh"
 #include "ops/norm.h"
 
 namespace seqfuse {
@@ -32,28 +32,21 @@ namespace {
 
 using gpu::check_launch;
 using gpu::from_f32;
+using gpu::group_sum;
 using gpu::load_f32;
 using gpu::store_f32;
 using gpu::to_f32;
 
 constexpr int kFwdElems = 32;          // floats of the row per thread, forward (x)
 constexpr int kBwdElems = 16;          // backward (x, dy and two column accumulators: 4x that)
-constexpr int kMaxChunks = 8;          // CH <= 8
 constexpr int kFwdWarps = 4;           // rows (warps) per forward block, warp mode
 constexpr int kBwdWarps = 8;           // warps per backward block, warp mode
-constexpr int kMaxThreads = 512;       // every kernel's block at most (__launch_bounds__: <= 128 registers)
+constexpr int kMaxThreads = gpu::kRowMaxThreads;  // every kernel's block at most (__launch_bounds__: <= 128 registers)
 constexpr int kWideThreads = 512;      // wide kernels
 #ifndef SF_NORM_BWD_MAX_BLOCKS  // (tests/norm.cu lowers it to stride with small inputs)
 #define SF_NORM_BWD_MAX_BLOCKS 512
 #endif
 constexpr int64_t kBwdMaxBlocks = SF_NORM_BWD_MAX_BLOCKS;  // backward grid cap = partial rows per output (~4 blocks/SM on H100)
-constexpr int kColTile = 32, kColSlices = 16;  // norm_colsum_kernel block: 32 columns x 16 slices
-
-template <bool WARP>
-__device__ __forceinline__ float group_sum(float v, float* scratch) {
-  if constexpr (WARP) return gpu::warp_sum(v);
-  else return gpu::block_sum(v, scratch);
-}
 
 // 1 / sqrt(ss / n + eps), correctly rounded steps as the CPU's 1.0f / std::sqrt(...)
 __device__ __forceinline__ float inv_std(float ss, float n, float eps) {
@@ -337,89 +330,16 @@ __global__ void __launch_bounds__(kMaxThreads) norm_bwd_wide_kernel(const NormAr
   }
 }
 
-// Second pass of dgamma / dbeta: out_y[j] (+)= sum over p < P of part_y[p * cols + j] for output
-// y = blockIdx.y (0: part0 -> out0, 1: part1 -> out1). grid (ceil(cols / 32), outputs), block
-// (32, 16): thread (tx, ty) adds partial rows ty, ty + 16, ... of column blockIdx.x * 32 + tx in
-// order (a warp reads 32 consecutive floats per partial row), then thread (tx, 0) adds the 16
-// slice sums in order (static shared memory 16 x 33 floats), adds the old value when
-// accumulating, and rounds once to T. P = 0 (no rows) gives 0, or leaves the old value.
-template <class T>
-__global__ void __launch_bounds__(kMaxThreads) norm_colsum_kernel(const float* part0, T* out0, const float* part1, T* out1, int64_t P, int64_t cols,
-                                   bool accumulate) {
-  __shared__ float s[kColSlices][kColTile + 1];
-  const float* part = blockIdx.y ? part1 : part0;
-  T* out = blockIdx.y ? out1 : out0;
-  const int64_t j = int64_t(blockIdx.x) * kColTile + threadIdx.x;
-  float acc = 0.0f;
-  if (j < cols)
-    for (int64_t p = threadIdx.y; p < P; p += kColSlices) acc += part[p * cols + j];
-  s[threadIdx.y][threadIdx.x] = acc;
-  __syncthreads();
-  if (threadIdx.y == 0 && j < cols) {
-    float total = 0.0f;
-    for (int i = 0; i < kColSlices; ++i) total += s[i][threadIdx.x];
-    out[j] = from_f32<T>(accumulate ? __fadd_rn(to_f32(out[j]), total) : total);
-  }
-}
-
 // --- launch ----------------------------------------------------------------------------------
-
-struct Plan {
-  int vec = 1, ch = 1, threads = 32;
-  bool warp = true, wide = false;
-};
-
-// The row layout for cols: VEC = 16 bytes of T when the row's length and every pointer allow,
-// the fewest chunks per thread for a warp, else for a block of <= kMaxThreads threads, else the
-// wide kernels. emax: floats per thread.
-template <class T>
-Plan plan_rows(int64_t cols, int emax, std::initializer_list<const void*> ptrs) {
-  constexpr int V16 = 16 / int(sizeof(T));
-  bool vec = cols % V16 == 0;
-  for (const void* p : ptrs) vec = vec && gpu::aligned_to(p, 16);
-  Plan pl;
-  pl.vec = vec ? V16 : 1;
-  const int chmax = emax / pl.vec < kMaxChunks ? emax / pl.vec : kMaxChunks;
-  const int64_t chunks = cols / pl.vec;
-  if (chunks <= int64_t(32) * chmax) {
-    while (int64_t(32) * pl.ch < chunks) pl.ch *= 2;
-    return pl;
-  }
-  pl.warp = false;
-  for (pl.ch = 1; pl.ch <= chmax; pl.ch *= 2) {
-    pl.threads = int((chunks + pl.ch - 1) / pl.ch + 31) / 32 * 32;
-    if (pl.threads <= kMaxThreads) return pl;
-  }
-  pl.wide = true;
-  return pl;
-}
-
-// f(VEC, CH) as std::integral_constant for the plan's VEC in {1, V16} and CH in {1, 2, 4, 8},
-// instantiating only VEC * CH <= E (plan_rows never asks for more).
-template <int VEC, int E, class F>
-void with_ch(int ch, F& f) {
-  using V = std::integral_constant<int, VEC>;
-  switch (ch) {
-    case 1: f(V{}, std::integral_constant<int, 1>{}); return;
-    case 2: if constexpr (VEC * 2 <= E) f(V{}, std::integral_constant<int, 2>{}); return;
-    case 4: if constexpr (VEC * 4 <= E) f(V{}, std::integral_constant<int, 4>{}); return;
-    default: if constexpr (VEC * 8 <= E) f(V{}, std::integral_constant<int, 8>{}); return;
-  }
-}
-template <class T, int E, class F>
-void with_tile(const Plan& pl, F f) {
-  if (pl.vec == 1) with_ch<1, E>(pl.ch, f);
-  else with_ch<16 / int(sizeof(T)), E>(pl.ch, f);
-}
 
 template <class T>
 void fwd(const NormArgs& a, cudaStream_t stream) {
   const char* op = a.rms ? "rmsNorm" : "layerNorm";
-  const Plan pl = plan_rows<T>(a.cols, kFwdElems, {a.x, a.y, a.gamma, a.beta});
+  const gpu::RowPlan pl = gpu::plan_rows<T>(a.cols, kFwdElems, {a.x, a.y, a.gamma, a.beta});
   if (pl.wide) {
     SF_LAUNCH(norm_fwd_wide_kernel<T>, dim3(unsigned(a.rows)), dim3(kWideThreads), 0, stream)(a);
   } else {
-    with_tile<T, kFwdElems>(pl, [&](auto vec, auto ch) {
+    gpu::with_tile<T, kFwdElems>(pl, [&](auto vec, auto ch) {
       constexpr int VEC = decltype(vec)::value, CH = decltype(ch)::value;
       if (pl.warp)
         SF_LAUNCH((norm_fwd_kernel<T, VEC, CH, true>), dim3(unsigned((a.rows + kFwdWarps - 1) / kFwdWarps)),
@@ -435,25 +355,18 @@ template <class T>
 void bwd(const NormArgs& a, cudaStream_t stream) {
   const char* op = a.rms ? "rmsNormBackward" : "layerNormBackward";
   const bool want_g = a.dgamma != nullptr, want_b = a.dbeta != nullptr && !a.rms;
-  const Plan pl = plan_rows<T>(a.cols, kBwdElems, {a.x, a.dy, a.dx, a.gamma});
+  const gpu::RowPlan pl = gpu::plan_rows<T>(a.cols, kBwdElems, {a.x, a.dy, a.dx, a.gamma});
   const int64_t groups = pl.warp && !pl.wide ? (a.rows + kBwdWarps - 1) / kBwdWarps : a.rows;
   const int64_t grid = groups < kBwdMaxBlocks ? groups : kBwdMaxBlocks;
   const int outputs = int(want_g) + int(want_b);
-  float* part = nullptr;
-  if (outputs && grid > 0) {
-    const size_t bytes = size_t(outputs) * size_t(grid) * size_t(a.cols) * sizeof(float);
-    if (cudaMallocAsync(reinterpret_cast<void**>(&part), bytes, stream) != cudaSuccess) {
-      (void)cudaGetLastError();
-      fail(ErrorCode::OOM, op, ": cannot allocate ", bytes, " bytes of scratch for dgamma/dbeta");
-    }
-  }
+  float* part = outputs && grid > 0 ? gpu::scratch_floats(size_t(outputs) * size_t(grid) * size_t(a.cols), stream, op) : nullptr;
   float* part_g = want_g ? part : nullptr;
   float* part_b = want_b ? part + (want_g ? grid * a.cols : 0) : nullptr;
   if (grid > 0) {
     if (pl.wide) {
       SF_LAUNCH(norm_bwd_wide_kernel<T>, dim3(unsigned(grid)), dim3(kWideThreads), 0, stream)(a, part_g, part_b);
     } else {
-      with_tile<T, kBwdElems>(pl, [&](auto vec, auto ch) {
+      gpu::with_tile<T, kBwdElems>(pl, [&](auto vec, auto ch) {
         constexpr int VEC = decltype(vec)::value, CH = decltype(ch)::value;
         if (pl.warp)
           SF_LAUNCH((norm_bwd_kernel<T, VEC, CH, true>), dim3(unsigned(grid)), dim3(kBwdWarps * 32),
@@ -465,13 +378,11 @@ void bwd(const NormArgs& a, cudaStream_t stream) {
     }
     check_launch(op);
   }
-  if (outputs) {
-    const float* p0 = want_g ? part_g : part_b;
-    T* o0 = static_cast<T*>(want_g ? a.dgamma : a.dbeta);
-    SF_LAUNCH(norm_colsum_kernel<T>, dim3(unsigned((a.cols + kColTile - 1) / kColTile), unsigned(outputs)),
-              dim3(kColTile, kColSlices), 0, stream)(p0, o0, part_b, static_cast<T*>(a.dbeta), grid, a.cols, a.accumulate);
-    check_launch(op);
-  }
+  if (want_g && want_b)
+    gpu::colsum(part_g, static_cast<T*>(a.dgamma), part_b, static_cast<T*>(a.dbeta), grid, a.cols, a.accumulate, stream, op);
+  else if (outputs)
+    gpu::colsum(want_g ? part_g : part_b, static_cast<T*>(want_g ? a.dgamma : a.dbeta), nullptr, static_cast<T*>(nullptr), grid,
+                a.cols, a.accumulate, stream, op);
   if (part) cudaFreeAsync(part, stream);
 }
 
@@ -480,23 +391,13 @@ void bwd(const NormArgs& a, cudaStream_t stream) {
 void norm_fwd_cuda(const NormArgs& a, Stream s) {
   if (a.rows == 0 || a.cols == 0) return;
   cudaStream_t stream = static_cast<cudaStream_t>(s.handle);
-  switch (a.dtype) {
-    case DType::F32: return fwd<float>(a, stream);
-    case DType::F16: return fwd<__half>(a, stream);
-    case DType::BF16: return fwd<__nv_bfloat16>(a, stream);
-    default: fail(ErrorCode::DType, a.rms ? "rmsNorm" : "layerNorm", ": the CUDA kernels take f32, f16 or bf16");
-  }
+  gpu::with_float_type(a.dtype, a.rms ? "rmsNorm" : "layerNorm", [&](auto z) { fwd<decltype(z)>(a, stream); });
 }
 
 void norm_bwd_cuda(const NormArgs& a, Stream s) {
   if (a.cols == 0) return;  // rows == 0: dgamma, dbeta = 0 (or kept, accumulating), as the CPU
   cudaStream_t stream = static_cast<cudaStream_t>(s.handle);
-  switch (a.dtype) {
-    case DType::F32: return bwd<float>(a, stream);
-    case DType::F16: return bwd<__half>(a, stream);
-    case DType::BF16: return bwd<__nv_bfloat16>(a, stream);
-    default: fail(ErrorCode::DType, a.rms ? "rmsNormBackward" : "layerNormBackward", ": the CUDA kernels take f32, f16 or bf16");
-  }
+  gpu::with_float_type(a.dtype, a.rms ? "rmsNormBackward" : "layerNormBackward", [&](auto z) { bwd<decltype(z)>(a, stream); });
 }
 
 }  // namespace seqfuse

@@ -14,77 +14,13 @@
 #define SF_NORM_BWD_MAX_BLOCKS 40
 #include "../norm.cu"
 #include "../emu/tests/check.h"
-#include <algorithm>
-#include <cmath>
-#include <cstring>
-#include <random>
-#include <vector>
+#include "compare.h"
 #include "core/threads.h"
 
 namespace {
 
-using seqfuse::DType;
+using namespace cmp;
 using seqfuse::NormArgs;
-
-size_t esize(DType t) { return t == DType::F32 ? 4 : 2; }
-
-double get(const void* p, DType t, int64_t i) {
-  if (t == DType::F32) return static_cast<const float*>(p)[i];
-  if (t == DType::F16) return double(__half2float(static_cast<const __half*>(p)[i]));
-  return double(__bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]));
-}
-
-void put(void* p, DType t, int64_t i, float v) {
-  if (t == DType::F32) static_cast<float*>(p)[i] = v;
-  else if (t == DType::F16) static_cast<__half*>(p)[i] = __float2half_rn(v);
-  else static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(v);
-}
-
-// managed buffer of n elements (+ `shift` elements in front, so the data is misaligned when
-// shift > 0); returns the data pointer, base in *base for cudaFree
-void* buffer(DType t, int64_t n, int shift, std::vector<void*>& owned) {
-  unsigned char* p = managed<unsigned char>((size_t(n) + size_t(shift) + 1) * esize(t));
-  owned.push_back(p);
-  std::memset(p, 0x7f, (size_t(n) + size_t(shift) + 1) * esize(t));
-  return p + size_t(shift) * esize(t);
-}
-
-void fill(void* p, DType t, int64_t n, std::mt19937& g, float lo, float hi) {
-  std::uniform_real_distribution<float> u(lo, hi);
-  for (int64_t i = 0; i < n; ++i) put(p, t, i, u(g));
-}
-
-// ||a - ref|| / max(||ref||, scale) (0 when both are 0); NaN anywhere gives +Inf
-double rel_l2(const void* a, DType ta, const std::vector<double>& ref, double scale) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    const double v = get(a, ta, int64_t(i));
-    if (std::isnan(v) || std::isnan(ref[i])) return INFINITY;
-    num += (v - ref[i]) * (v - ref[i]);
-    den += ref[i] * ref[i];
-  }
-  den = std::max(den, scale * scale);
-  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
-}
-std::vector<double> values(const void* p, DType t, int64_t n) {
-  std::vector<double> v(size_t(n > 0 ? n : 0));
-  for (int64_t i = 0; i < n; ++i) v[size_t(i)] = get(p, t, i);
-  return v;
-}
-
-bool same_bits(const void* a, const void* b, int64_t n, size_t es) { return std::memcmp(a, b, size_t(n) * es) == 0; }
-
-double g_worst[2] = {0, 0};  // largest relative L2 seen: [f32, 16-bit]
-
-// scale: the size of the terms whose difference ref is (0: none), for outputs that cancel
-void expect_close(const char* what, const void* got, DType t, const std::vector<double>& ref, const char* against,
-                  const char* ctx, double scale = 0) {
-  const double e = rel_l2(got, t, ref, scale);
-  const double tol = t == DType::F32 ? 1e-5 : 1e-2;
-  double& w = g_worst[t == DType::F32 ? 0 : 1];
-  if (e > w && e <= tol) w = e;
-  CHECK(e <= tol, "%s vs %s: relative L2 %.3g > %.0e (%s)", what, against, e, tol, ctx);
-}
 
 // float64 reference of the forward and backward from the stored inputs
 // dx_scale = ||rstd dy gamma||: dx = rstd (dy gamma - c1 - xhat c2) cancels (RMSNorm with one
@@ -164,10 +100,10 @@ int main() {
           char ctx[160];
           std::snprintf(ctx, sizeof ctx, "dtype %d [%ld, %ld] rms %d beta %d saved %d grads %d shift %d", int(t), long(rows),
                         long(cols), rms, int(with_beta), int(saved), grads, shift);
-          std::vector<void*> owned;
+          Buffers B;
           NormArgs a;
           a.dtype = t; a.rms = rms; a.rows = rows; a.cols = cols; a.eps = 1e-5f;
-          void* x = buffer(t, n, shift, owned);
+          void* x = B.get(t, n, shift);
           {  // rows with an offset, so the mean matters
             std::uniform_real_distribution<float> u(-2.0f, 2.0f), off(-4.0f, 4.0f);
             for (int64_t r = 0; r < rows; ++r) {
@@ -175,23 +111,19 @@ int main() {
               for (int64_t j = 0; j < cols; ++j) put(x, t, r * cols + j, o + u(g));
             }
           }
-          void* gm = buffer(t, cols, shift, owned);
+          void* gm = B.get(t, cols, shift);
           fill(gm, t, cols, g, 0.5f, 1.5f);
-          void* bt = with_beta ? buffer(t, cols, shift, owned) : nullptr;
+          void* bt = with_beta ? B.get(t, cols, shift) : nullptr;
           if (bt) fill(bt, t, cols, g, -1.0f, 1.0f);
           a.x = x; a.gamma = gm; a.beta = bt;
           // forward: CPU, GPU, GPU again
-          void* y_cpu = buffer(t, n, shift, owned);
-          void* y_gpu = buffer(t, n, shift, owned);
-          void* y_gpu2 = buffer(t, n, shift, owned);
-          float* m_cpu = managed<float>(size_t(rows));
-          float* s_cpu = managed<float>(size_t(rows));
-          float* m_gpu = managed<float>(size_t(rows));
-          float* s_gpu = managed<float>(size_t(rows));
-          for (float* p : {m_cpu, s_cpu, m_gpu, s_gpu}) {
-            owned.push_back(p);
-            std::memset(p, 0x7f, size_t(rows) * 4);
-          }
+          void* y_cpu = B.get(t, n, shift);
+          void* y_gpu = B.get(t, n, shift);
+          void* y_gpu2 = B.get(t, n, shift);
+          float* m_cpu = static_cast<float*>(B.get(DType::F32, rows));
+          float* s_cpu = static_cast<float*>(B.get(DType::F32, rows));
+          float* m_gpu = static_cast<float*>(B.get(DType::F32, rows));
+          float* s_gpu = static_cast<float*>(B.get(DType::F32, rows));
           a.y = y_cpu; a.mean = m_cpu; a.rstd = s_cpu;
           seqfuse::norm_fwd_cpu(a);
           a.device = seqfuse::Device::CUDA;
@@ -202,10 +134,10 @@ int main() {
           seqfuse::norm_fwd_cuda(a, seqfuse::Stream{});
           device_sync("norm forward again");
           // backward inputs
-          void* dy = buffer(t, n, shift, owned);
+          void* dy = B.get(t, n, shift);
           fill(dy, t, n, g, -1.0f, 1.0f);
-          void* dg0 = buffer(t, cols, shift, owned);
-          void* db0 = buffer(t, cols, shift, owned);
+          void* dg0 = B.get(t, cols, shift);
+          void* db0 = B.get(t, cols, shift);
           fill(dg0, t, cols, g, -1.0f, 1.0f);
           fill(db0, t, cols, g, -1.0f, 1.0f);
           a.accumulate = (k / 2) % 2 == 1;
@@ -213,20 +145,20 @@ int main() {
           const std::vector<double> y_ref_cpu = values(y_cpu, t, n);
           expect_close("y", y_gpu, t, y_ref_cpu, "CPU", ctx);
           expect_close("y", y_gpu, t, ref.y, "float64", ctx);
-          CHECK(same_bits(y_gpu, y_gpu2, n, esize(t)), "y: a second run differs (%s)", ctx);
+          CHECK(same_bits(y_gpu, y_gpu2, n, t), "y: a second run differs (%s)", ctx);
           expect_close("mean", m_gpu, DType::F32, values(m_cpu, DType::F32, rows), "CPU", ctx);
           expect_close("rstd", s_gpu, DType::F32, values(s_cpu, DType::F32, rows), "CPU", ctx);
           expect_close("rstd", s_gpu, DType::F32, ref.rstd, "float64", ctx);
           if (!rms) expect_close("mean", m_gpu, DType::F32, ref.mean, "float64", ctx);
           // backward: CPU, GPU, GPU again in place (dx = dy)
-          void* dx_cpu = buffer(t, n, shift, owned);
-          void* dx_gpu = buffer(t, n, shift, owned);
-          void* dg_cpu = buffer(t, cols, shift, owned);
-          void* db_cpu = buffer(t, cols, shift, owned);
-          void* dg_gpu = buffer(t, cols, shift, owned);
-          void* db_gpu = buffer(t, cols, shift, owned);
-          void* dg_gpu2 = buffer(t, cols, shift, owned);
-          void* db_gpu2 = buffer(t, cols, shift, owned);
+          void* dx_cpu = B.get(t, n, shift);
+          void* dx_gpu = B.get(t, n, shift);
+          void* dg_cpu = B.get(t, cols, shift);
+          void* db_cpu = B.get(t, cols, shift);
+          void* dg_gpu = B.get(t, cols, shift);
+          void* db_gpu = B.get(t, cols, shift);
+          void* dg_gpu2 = B.get(t, cols, shift);
+          void* db_gpu2 = B.get(t, cols, shift);
           for (void* p : {dg_cpu, dg_gpu, dg_gpu2}) std::memcpy(p, dg0, size_t(cols) * esize(t));
           for (void* p : {db_cpu, db_gpu, db_gpu2}) std::memcpy(p, db0, size_t(cols) * esize(t));
           a.dy = dy;
@@ -249,26 +181,25 @@ int main() {
             expect_close("dgamma", dg_gpu, t, values(dg_cpu, t, cols), "CPU", ctx);
             expect_close("dgamma", dg_gpu, t, ref.dg, "float64", ctx);
           } else {
-            CHECK(same_bits(dg_gpu, dg0, cols, esize(t)), "dgamma written though not asked for (%s)", ctx);
+            CHECK(same_bits(dg_gpu, dg0, cols, t), "dgamma written though not asked for (%s)", ctx);
           }
           if (grads == 0 && !rms) {
             expect_close("dbeta", db_gpu, t, values(db_cpu, t, cols), "CPU", ctx);
             expect_close("dbeta", db_gpu, t, ref.db, "float64", ctx);
           } else {
-            CHECK(same_bits(db_gpu, db0, cols, esize(t)), "dbeta written though not asked for or RMSNorm (%s)", ctx);
+            CHECK(same_bits(db_gpu, db0, cols, t), "dbeta written though not asked for or RMSNorm (%s)", ctx);
           }
           // in place: dx over a copy of dy; the same bits as out of place
-          void* inplace = buffer(t, n, shift, owned);
+          void* inplace = B.get(t, n, shift);
           std::memcpy(inplace, dy, size_t(n) * esize(t));
           a.dy = inplace; a.dx = inplace;
           a.dgamma = grads < 2 ? dg_gpu2 : nullptr;
           a.dbeta = grads == 0 ? db_gpu2 : nullptr;
           seqfuse::norm_bwd_cuda(a, seqfuse::Stream{});
           device_sync("norm backward in place");
-          CHECK(same_bits(inplace, dx_gpu, n, esize(t)), "dx in place differs (%s)", ctx);
-          CHECK(same_bits(dg_gpu2, dg_gpu, cols, esize(t)), "dgamma: a second run differs (%s)", ctx);
-          CHECK(same_bits(db_gpu2, db_gpu, cols, esize(t)), "dbeta: a second run differs (%s)", ctx);
-          for (void* p : owned) cudaFree(p);
+          CHECK(same_bits(inplace, dx_gpu, n, t), "dx in place differs (%s)", ctx);
+          CHECK(same_bits(dg_gpu2, dg_gpu, cols, t), "dgamma: a second run differs (%s)", ctx);
+          CHECK(same_bits(db_gpu2, db_gpu, cols, t), "dbeta: a second run differs (%s)", ctx);
           ++cases;
         }
   // rows = 0: no output rows, dgamma/dbeta become 0 (or stay, accumulating), as the CPU
