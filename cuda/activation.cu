@@ -11,7 +11,8 @@
 // when x, y (dy, dx) are 16-byte aligned. Launch min(ceil(groups / 256), 4096) x 256, no shared
 // memory. The bias is read per element (a [cols] row that stays in L1/L2).
 // Backward with dbias: one block per row stride (rows b, b + P, ...; P = min(rows, 512) blocks
-// of 256 threads); thread t takes the 8-column groups t, t + 256, ... of each row, writes dx and
+// of min(256, ceil(cols / 8) rounded up to 32) threads); thread t takes the 8-column groups
+// t, t + blockDim.x, ... of each row, writes dx and
 // adds its elements' f32 gradients (before dx's rounding, as the CPU) into the block's column
 // accumulators — shared memory (cols floats) when cols <= 12288, else the block's partial row in
 // global memory, each column owned by one thread (no atomics) — rows in order; then colsum.cuh
@@ -249,10 +250,10 @@ __global__ void __launch_bounds__(kThreads) bias_act_bwd_kernel(const T* x, cons
   }
 }
 
-// Backward with dbias: grid P = min(rows, kBwdMaxBlocks), block 256; block b takes rows b, b + P,
-// ...; thread t the 8-column groups t, t + 256, ... of each (a warp reads 256 consecutive
-// elements). Column accumulators: dynamic shared memory of cols floats (SMEM), else the block's
-// partial row part + b * cols; column j belongs to thread (j / 8) mod 256 alone. At the end the
+// Backward with dbias: grid P = min(rows, kBwdMaxBlocks), block min(256, ceil(cols / 8) rounded
+// up to 32); block b takes rows b, b + P, ...; thread t the 8-column groups t, t + blockDim.x, ...
+// of each (a warp reads 256 consecutive elements). Column accumulators: dynamic shared memory of cols floats (SMEM), else the block's
+// partial row part + b * cols; column j belongs to thread (j / 8) mod blockDim.x alone. At the end the
 // block's accumulators go to its partial row. vec: 16-byte aligned pointers and cols % 8 == 0.
 template <class T, Activation A, bool SMEM>
 __global__ void __launch_bounds__(kThreads) bias_act_bwd_rows_kernel(const T* x, const T* dy, const T* bias, T* dx, int64_t rows,
@@ -332,13 +333,16 @@ void bwd(const BiasActArgs& a, cudaStream_t stream) {
   float* part = P > 0 ? gpu::scratch_floats(size_t(P) * size_t(a.cols), stream, op) : nullptr;
   if (P > 0) {
     const bool vec = aligned && a.cols % 8 == 0;
+    // one thread per 8-column group up to 256: short rows leave no thread idle
+    const int64_t groups = (a.cols + 7) / 8;
+    const unsigned threads = unsigned(groups >= kThreads ? kThreads : (groups + 31) / 32 * 32);
     with_act(a.act, [&](auto act) {
       constexpr Activation A = decltype(act)::value;
       if (a.cols <= kSmemCols)
-        SF_LAUNCH((bias_act_bwd_rows_kernel<T, A, true>), dim3(unsigned(P)), dim3(kThreads), size_t(a.cols) * sizeof(float),
+        SF_LAUNCH((bias_act_bwd_rows_kernel<T, A, true>), dim3(unsigned(P)), dim3(threads), size_t(a.cols) * sizeof(float),
                   stream)(x, dy, bias, dx, a.rows, a.cols, drop_of(a), vec, part);
       else
-        SF_LAUNCH((bias_act_bwd_rows_kernel<T, A, false>), dim3(unsigned(P)), dim3(kThreads), 0, stream)(
+        SF_LAUNCH((bias_act_bwd_rows_kernel<T, A, false>), dim3(unsigned(P)), dim3(threads), 0, stream)(
             x, dy, bias, dx, a.rows, a.cols, drop_of(a), vec, part);
     });
     gpu::check_launch(op);
