@@ -5,6 +5,7 @@
 #pragma once
 #include <cstring>
 #include "launch.h"
+#include "core/dtype.h"
 #include "core/error.h"
 
 // Full unrolling of a loop with a constant trip count (per-thread arrays indexed by the loop
@@ -47,6 +48,44 @@ __device__ __forceinline__ void store16(T* p, const T (&e)[16 / sizeof(T)]) {
 #else
   memcpy(p, e, 16);
 #endif
+}
+
+// N consecutive elements at p as f32 / from f32. When N elements are 16 bytes (4 f32, 8 f16/bf16)
+// it is one 16-byte access, and p must be 16-byte aligned; otherwise N scalar accesses.
+template <int N, class T>
+__device__ __forceinline__ void load_f32(const T* p, float* v) {
+  if constexpr (N * sizeof(T) == 16) {
+    T e[N];
+    load16(p, e);
+    for (int k = 0; k < N; ++k) v[k] = to_f32(e[k]);
+  } else {
+    for (int k = 0; k < N; ++k) v[k] = to_f32(p[k]);
+  }
+}
+template <int N, class T>
+__device__ __forceinline__ void store_f32(T* p, const float* v) {
+  if constexpr (N * sizeof(T) == 16) {
+    T e[N];
+    for (int k = 0; k < N; ++k) e[k] = from_f32<T>(v[k]);
+    store16(p, e);
+  } else {
+    for (int k = 0; k < N; ++k) p[k] = from_f32<T>(v[k]);
+  }
+}
+
+// Whether p is aligned to `bytes` (a null pointer is: it is not accessed).
+inline bool aligned_to(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
+
+// f(T{}) with T the element type of dtype t (f32, f16, bf16); another dtype fails with ERR_DTYPE
+// naming op. The families' *_cuda entries pick their kernels' T with it.
+template <class F>
+void with_float_type(DType t, const char* op, F&& f) {
+  switch (t) {
+    case DType::F32: f(float{}); return;
+    case DType::F16: f(__half{}); return;
+    case DType::BF16: f(__nv_bfloat16{}); return;
+    default: fail(ErrorCode::DType, op, ": the CUDA kernels take f32, f16 or bf16");
+  }
 }
 
 // After a launch: a launch error (bad configuration, no kernel image for this GPU) becomes

@@ -207,20 +207,6 @@ unsigned grid_for(int64_t n, int64_t per_block, int64_t cap) {
 
 bool finite_positive(float v) { return v > 0.0f && v <= 3.4028234663852886e38f; }
 
-// A stream-ordered f32 workspace of n floats (nullptr for n = 0), freed with release().
-float* workspace(int64_t n, cudaStream_t stream, const char* op) {
-  if (n == 0) return nullptr;
-  void* p = nullptr;
-  if (cudaMallocAsync(&p, size_t(n) * sizeof(float), stream) != cudaSuccess) {
-    cudaGetLastError();
-    fail(ErrorCode::OOM, op, ": out of CUDA memory for a ", n * 4, "-byte workspace");
-  }
-  return static_cast<float*>(p);
-}
-void release(float* p, cudaStream_t stream) {
-  if (p) cudaFreeAsync(p, stream);
-}
-
 Layout layout_of(const QuantArgs& a) { return Layout{a.outer, a.channels, a.inner}; }
 
 template <class T>
@@ -247,15 +233,15 @@ void fwd(const QuantArgs& a, cudaStream_t stream) {
     case QuantMode::MaxClip: {
       if (a.channels == 0) return;
       const int64_t upc = (total + kUnit - 1) / kUnit;
-      float* part = workspace(a.channels * upc, stream, "maxClip");
+      const gpu::Scratch scratch(size_t(a.channels * upc) * sizeof(float), stream, "maxClip");
+      float* part = scratch.as<float>();
       if (upc > 0) {
         SF_LAUNCH(absmax_kernel<T>, dim3(unsigned(a.channels * upc)), block, 0, stream)(static_cast<const T*>(a.x), L, upc, part);
         check_launch("maxClip");
       }
       SF_LAUNCH(max_clip_kernel, dim3(unsigned((a.channels + 7) / 8)), block, 0, stream)(part, upc, a.channels, a.clip_scale,
                                                                                           static_cast<float*>(a.y), a.accumulate);
-      check_launch("maxClip");
-      return release(part, stream);
+      return check_launch("maxClip");
     }
     case QuantMode::Histogram: {
       if (n == 0 || a.bins <= 0) return;
@@ -272,7 +258,8 @@ template <class T>
 void bwd(const QuantArgs& a, cudaStream_t stream) {
   if (a.channels == 0) return;
   const int64_t upc = (a.outer * a.inner + kUnit - 1) / kUnit;
-  float* part = workspace(a.channels * upc, stream, "fakeQuantBackward");
+  const gpu::Scratch scratch(size_t(a.channels * upc) * sizeof(float), stream, "fakeQuantBackward");
+  float* part = scratch.as<float>();
   if (upc > 0) {
     SF_LAUNCH(fake_quant_bwd_kernel<T>, dim3(unsigned(a.channels * upc)), dim3(kThreads), 0, stream)(
         static_cast<const T*>(a.x), static_cast<const T*>(a.dy), static_cast<T*>(a.dx), a.clip, a.clip_value, layout_of(a), upc,
@@ -282,7 +269,6 @@ void bwd(const QuantArgs& a, cudaStream_t stream) {
   SF_LAUNCH(dclip_kernel, dim3(unsigned((a.channels + 7) / 8)), dim3(kThreads), 0, stream)(part, upc, a.channels, a.dclip,
                                                                                           a.accumulate);
   check_launch("fakeQuantBackward");
-  release(part, stream);
 }
 
 // The CPU's argument checks that need no device data: a per-tensor clip_value (a clip tensor's

@@ -121,7 +121,11 @@ static void softmax_row(const T* x, const float* m, T* y, int64_t n, int64_t col
     mx = v > mx ? v : mx;
   }
   if (n == 0 || mx == ninf) {
-    store_span(y, 0, cols, stream, [](int64_t) { return V::zero(); });
+    // every visible x + mask is -Inf, or NaN: a NaN can drop out of the max (max(a, b) keeps b
+    // when a is NaN), and such a row is NaN, not hidden
+    bool nan = false;
+    for (j = 0; j < n && !nan; ++j) nan = xm1<M>(x, m, j) != xm1<M>(x, m, j);
+    store_span(y, 0, cols, stream, [nan](int64_t) { return V::set1(nan ? NAN : 0.0f); });
     return;
   }
   // pass 2 (x from cache), then the tail: one vector of n - body lanes, summed lane by lane

@@ -1,4 +1,5 @@
-// Memory errors that must not pass silently: an out-of-bounds global write, a dynamic shared
+// Memory errors that must not pass silently: an out-of-bounds global write (also into
+// cudaMallocAsync memory, exact-sized like cudaMalloc's), a dynamic shared
 // memory overrun, a static __shared__ overrun and a kernel-local array overrun each kill the
 // program under AddressSanitizer.
 // The parent runs this program again with a mode argument and expects the child to fail with
@@ -48,6 +49,12 @@ int run_child(const char* mode) {
   if (!std::strcmp(mode, "dynamic")) SF_LAUNCH(dynamic_smem, 1, 64, 64 * sizeof(float), 0)(buf, 1);
   if (!std::strcmp(mode, "static")) SF_LAUNCH(static_smem, 1, 64, 0, 0)(buf, 8);
   if (!std::strcmp(mode, "stack")) SF_LAUNCH(local_array, 1, 64, 0, 0)(buf, 9);
+  if (!std::strcmp(mode, "async")) {
+    void* p = nullptr;
+    cudaMallocAsync(&p, 100 * sizeof(float), 0);
+    SF_LAUNCH(write_all, 4, 32, 0, 0)(static_cast<float*>(p));
+    cudaFreeAsync(p, 0);
+  }
   cudaDeviceSynchronize();
   cudaFree(buf);
   std::printf("child %s finished without an error\n", mode);
@@ -68,11 +75,22 @@ int main(int argc, char** argv) {
   cudaDeviceSynchronize();
   CHECK(out[63] == 28.0f, "local array sum %g, want 28", out[63]);
   cudaFree(out);
+  {  // stream-ordered scratch: usable device memory, 256-byte aligned
+    void* p = nullptr;
+    CHECK(cudaMallocAsync(&p, 128 * sizeof(float), 0) == cudaSuccess && p, "cudaMallocAsync failed");
+    CHECK(reinterpret_cast<uintptr_t>(p) % 256 == 0, "cudaMallocAsync: %p not 256-byte aligned", p);
+    float* a = static_cast<float*>(p);
+    SF_LAUNCH(write_all, 4, 32, 0, 0)(a);
+    cudaDeviceSynchronize();
+    CHECK(a[0] == 1.0f && a[127] == 1.0f, "cudaMallocAsync memory: %g %g", a[0], a[127]);
+    CHECK(cudaFreeAsync(p, 0) == cudaSuccess, "cudaFreeAsync failed");
+  }
 #if !defined(__CUDACC__) && defined(SF_EMU_ASAN)
   expect_child_failure(argv[0], "global", "heap-buffer-overflow");
   expect_child_failure(argv[0], "dynamic", "heap-buffer-overflow");
   expect_child_failure(argv[0], "static", "global-buffer-overflow");
   expect_child_failure(argv[0], "stack", "stack-buffer-overflow");
+  expect_child_failure(argv[0], "async", "heap-buffer-overflow");
 #endif
   return finish("overrun");
 }
