@@ -7,7 +7,7 @@
 // writes bench/results/gpu-<time>.json.
 // Kernel-level: it calls the *_cuda entry points directly (the addon does not load the CUDA
 // backend yet, see cuda/README.md).
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -36,10 +36,20 @@ export async function run(args) {
   const exe = join(outDir, 'bench-kernels');
   const families = readdirSync(join(root, 'cuda')).filter((f) => f.endsWith('.cu')).map((f) => join(root, 'cuda', f));
   console.log(`bench gpu: building ${families.length} kernel families with nvcc ${archFlags.join(' ')}`);
-  const b = spawnSync('nvcc', ['-std=c++17', '-O3', ...archFlags, `-I${join(root, 'cuda')}`, `-I${join(root, 'native')}`,
-    join(here, 'gpu', 'kernels.cu'), ...families, '-o', exe], { encoding: 'utf8' });
-  if (b.status !== 0) {
-    process.stderr.write(b.stdout + b.stderr);
+  // every file compiled at once (a GPU machine has the cores), then linked
+  const compile = (src) => new Promise((resolve) => {
+    const obj = join(outDir, `bench-${src.split('/').pop().replace(/\.cu$/, '')}.o`);
+    const c = spawn('nvcc', ['-c', '-std=c++17', '-O3', ...archFlags, `-I${join(root, 'cuda')}`, `-I${join(root, 'native')}`, src, '-o', obj]);
+    let log = '';
+    c.stdout.on('data', (d) => (log += d));
+    c.stderr.on('data', (d) => (log += d));
+    c.on('close', (status) => resolve({ ok: status === 0, obj, log }));
+  });
+  const objs = await Promise.all([join(here, 'gpu', 'kernels.cu'), ...families].map(compile));
+  const bad = objs.filter((o) => !o.ok);
+  const link = bad.length ? null : spawnSync('nvcc', [...archFlags, ...objs.map((o) => o.obj), '-o', exe], { encoding: 'utf8' });
+  if (bad.length || link.status !== 0) {
+    process.stderr.write(bad.map((o) => o.log).join('') + (link ? link.stdout + link.stderr : ''));
     process.exit(1);
   }
   const r = spawnSync(exe, quick ? ['--quick'] : [], { encoding: 'utf8', maxBuffer: 1 << 26 });

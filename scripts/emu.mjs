@@ -157,10 +157,7 @@ async function runTests() {
       });
   }
   mkdirSync(outDir, { recursive: true });
-  const workers = Math.max(1, Math.min(os.availableParallelism?.() ?? os.cpus().length, jobs.length));
-  await Promise.all(Array.from({ length: workers }, async () => {
-    while (jobs.length) await jobs.shift()();
-  }));
+  await pool(jobs);
   const passed = tests.length - new Set(failed.map((f) => f.split(' ')[0])).size;
   console.log(`test:emu: ${passed} of ${tests.length} tests passed (emulator self-tests, kernels against the CPU backend)` +
     (nvcc ? `, ${nvccOk} of ${tests.length} compile with nvcc -arch=sm_80` : ', nvcc check skipped') +
@@ -174,7 +171,17 @@ function testSources() {
   return [...list(testsDir), ...list(kernelTestsDir)];
 }
 
-function runGpuTests() {
+/** Runs the async jobs on a pool of one worker per core. */
+async function pool(jobs) {
+  const queue = [...jobs];
+  const workers = Math.max(1, Math.min(os.availableParallelism?.() ?? os.cpus().length, queue.length));
+  await Promise.all(Array.from({ length: workers }, async () => {
+    while (queue.length) await queue.shift()();
+  }));
+}
+
+// Builds every test with nvcc for this machine's GPU (in parallel), then runs them one by one.
+async function runGpuTests() {
   const nvcc = onPath('nvcc');
   if (!nvcc) {
     console.error('test:gpu: nvcc is not on PATH (install the CUDA toolkit or set PATH)');
@@ -185,22 +192,25 @@ function runGpuTests() {
   const dir = path.join(root, 'build', 'gpu');
   mkdirSync(dir, { recursive: true });
   const failed = [];
-  const tests = testSources();
-  for (const source of tests) {
+  const tests = testSources().map((source) => {
     const t = path.relative(cudaDir, source);
-    const exe = path.join(dir, t.replace(/[\\/]/g, '_').replace(/\.cu$/, ''));
-    const c = spawnSync(nvcc, ['-std=c++17', '-O2', ...archFlags, `-I${cudaDir}`, `-I${nativeDir}`, '-Xcompiler', '-fopenmp', source,
-      ...linkedSources(source), '-lgomp', '-o', exe], { encoding: 'utf8' });
-    if (c.status !== 0) {
-      failed.push(`${t} (nvcc)`);
-      process.stderr.write(`--- ${t}: nvcc failed\n${c.stdout}${c.stderr}`);
-      continue;
+    return { source, t, exe: path.join(dir, t.replace(/[\\/]/g, '_').replace(/\.cu$/, '')), built: false };
+  });
+  await pool(tests.map((x) => async () => {
+    const c = await exec(nvcc, ['-std=c++17', '-O2', ...archFlags, `-I${cudaDir}`, `-I${nativeDir}`, '-Xcompiler', '-fopenmp', x.source,
+      ...linkedSources(x.source), '-lgomp', '-o', x.exe]);
+    x.built = c.status === 0;
+    if (!x.built) {
+      failed.push(`${x.t} (nvcc)`);
+      process.stderr.write(`--- ${x.t}: nvcc failed\n${c.out}`);
     }
-    const r = spawnSync(exe, [], { encoding: 'utf8' });
+  }));
+  for (const x of tests.filter((y) => y.built)) {
+    const r = spawnSync(x.exe, [], { encoding: 'utf8' });
     process.stdout.write(r.stdout);
     if (r.status !== 0) {
-      failed.push(t);
-      process.stderr.write(`--- ${t}: exit ${r.status ?? r.signal}\n${r.stderr}`);
+      failed.push(x.t);
+      process.stderr.write(`--- ${x.t}: exit ${r.status ?? r.signal}\n${r.stderr}`);
     }
   }
   console.log(`test:gpu: ${tests.length - failed.length} of ${tests.length} tests passed on the GPU` +
@@ -209,4 +219,4 @@ function runGpuTests() {
 }
 
 const argv = process.argv.slice(2);
-process.exit(argv[0] === '--test' ? await runTests() : argv[0] === '--gpu' ? runGpuTests() : await runOne(argv));
+process.exit(argv[0] === '--test' ? await runTests() : argv[0] === '--gpu' ? await runGpuTests() : await runOne(argv));
