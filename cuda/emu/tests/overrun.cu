@@ -5,6 +5,8 @@
 // The parent runs this program again with a mode argument and expects the child to fail with
 // ASan's report; a correct use of the same memory must pass in the parent. Built without ASan
 // (test:emu's -O2 pass) only the correct uses run.
+#include <cstdint>
+
 #include "check.h"
 
 // out [n]: thread i writes out[i]; launched with more threads than n.
