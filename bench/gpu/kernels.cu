@@ -242,7 +242,8 @@ void bench_adamw(int64_t tensors, int64_t numel) {
   }
   AdamWArgs a;
   a.device = Device::CUDA; a.tensors = ts.data(); a.count = tensors; a.lr = 1e-3; a.weight_decay = 0.01; a.step = 1;
-  report("adamw", DType::F32, dims({tensors, numel}), "", 0, 4.0 * 4 * 2 * tensors * numel, [&] { adamw_cuda(a, Stream{}); });
+  // bytes: param, m, v read and written, grad read (f32)
+  report("adamw", DType::F32, dims({tensors, numel}), "", 0, 28.0 * tensors * numel, [&] { adamw_cuda(a, Stream{}); });
 }
 
 }  // namespace
