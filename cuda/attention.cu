@@ -11,9 +11,13 @@
 //   f16/bf16: nvcuda::wmma m16n16k16 (16-bit operands from shared memory, f32 accumulate);
 //   f32:      SIMT, each lane 8 outputs of the tile (exact f32 products, f32 accumulate).
 // Operands sit in shared memory with D zero-padded to Dp = D rounded up to 16 (any D in [1, 256]).
-//   forward:  per K/V tile of BC keys: S = Q K^T; online softmax per row in log2 units (running
-//             max and sum in f32, 128 / BR threads per row); P (dropout applied, unscaled) stored
-//             as T; O = alpha O + P V with O f32 in shared memory; out = O scale_p / l, lse.
+//   forward:  each warp owns 16 query rows end to end (the block only shares K/V tiles): per
+//             K/V tile of BC keys S = Q K^T (Q's fragments in registers for D <= 128, 16-bit);
+//             online softmax per row in log2 units (running max and sum in f32, two lanes per
+//             row); P (dropout applied, unscaled) stored as T; O = alpha O + P V with O in
+//             accumulator fragments in registers, the per-row alpha applied through each
+//             element's row, read once from a fragment loaded from a tile whose (r, c) is r (so
+//             no fragment layout is assumed); out = O scale_p / l, lse.
 //   backward: dK/dV kernel per (b, kv head, tile of BC keys): over the group's row tiles that see
 //             the keys, S and dP = dO V^T, then P = exp(S - lse), dS = P (keep scale_p dP -
 //             delta), dV += (keep scale_p P)^T dO, dK += dS^T Q with the accumulators in registers
@@ -103,6 +107,7 @@ struct DropStream {
 // Frag<T>: one 16 x 16 f32 accumulator tile spread over a warp: a wmma fragment (16-bit inputs),
 // or for f32 eight values per lane, lane l holding rows (l >> 4) + 2u (u < 8) of column l & 15.
 struct SimtFrag {
+  static constexpr int num_elements = 8;
   float x[8];
 };
 template <class T>
@@ -263,10 +268,30 @@ __device__ __forceinline__ void store_tile(const float* stage, T* dst, int64_t D
 
 // --- forward ----------------------------------------------------------------------------------
 
+// Q's A-operand fragments of one warp's 16 rows, kept in registers for the whole key walk (N of
+// them: Dp / 16 at most N); N = 0 (f32, or D > 128) leaves Q in shared memory.
+template <class T, int N>
+struct QRegs {
+  nvcuda::wmma::fragment<nvcuda::wmma::matrix_a, 16, 16, 16, T, nvcuda::wmma::row_major> f[N];
+};
+template <class T>
+struct QRegs<T, 0> {};
+
+// o[f] (f < NF) *= a[row] elementwise, rowof[i] the row of fragment element i (any layout).
+template <class T, int NF>
+__device__ __forceinline__ void scale_rows(Frag<T> (&o)[NF], const int (&rowof)[Frag<T>::num_elements], const float* a) {
+SF_UNROLL
+  for (int i = 0; i < Frag<T>::num_elements; ++i) {
+    const float x = a[rowof[i]];
+SF_UNROLL
+    for (int f = 0; f < NF; ++f) o[f].x[i] *= x;
+  }
+}
+
 template <class T, int BR, int BC>
 struct FwdSmem {
   T *q, *k, *v, *p;
-  float *s, *o;
+  float* s;
   RowInfo ri;
   __host__ __device__ int64_t carve(unsigned char* base, int Dp) {
     Carver c{base};
@@ -275,7 +300,6 @@ struct FwdSmem {
     v = c.take<T>(BC * ld_t<T>(Dp));
     s = c.take<float>(BR * ld_f(BC));
     p = c.take<T>(BR * ld_t<T>(BC));
-    o = c.take<float>(BR * ld_f(Dp));
     ri.template carve<BR>(c);
     return c.off;
   }
@@ -283,23 +307,32 @@ struct FwdSmem {
 
 // Forward. q, out [B, H, Sq, D]; k, v [B, Hkv, Sk, D]; lse [B, H, Sq] (nullable).
 // Grid: B Hkv ceil(G Sq / BR) blocks, block x = (row tile t, group g) with g fastest and the row
-// tiles last first (the largest causal tiles start first). Block: NT threads (4 warps); the warps
-// share the 16 x 16 tiles of S (BR x BC) and of O (BR x Dp); the softmax gives each row NT / BR
-// threads, each BC / (NT / BR) consecutive keys (dropout draws one Philox call per 8 of them).
-// Dynamic shared memory (FwdSmem): Q [BR][Dp], K, V [BC][Dp], P [BR][BC] of T; S [BR][BC] and
-// O [BR][Dp] f32; row info.
-template <class T, int BR, int BC, int NT>
-__global__ void __launch_bounds__(NT, 1) attention_fwd_kernel(const T* __restrict__ q, const T* __restrict__ k,
+// tiles last first (the largest causal tiles start first). Block: NT threads, NW = NT / 32 warps,
+// BR = 16 NW rows: warp w owns tile rows [16 w, 16 w + 16) end to end, so the online softmax needs
+// no block barrier; the block shares only the K/V tiles (two barriers per tile of BC keys).
+// Per K/V tile each warp: S = Q K^T for its rows (Q fragments in registers when QN > 0) into its
+// own strip of S, skipping 16-key column tiles none of its rows sees; the online softmax (two lanes
+// per row, BC / 2 keys each, visited from a per-lane rotated start against bank conflicts; dropout
+// draws one Philox call per 8 keys); P (dropout applied, unscaled) as T into its strip of P; the
+// per-row factor alpha through ri.f0 onto O; O += P V. O is NF accumulator fragments in registers
+// (Dp / 16 <= NF of them used): the row of fragment element i is read, once, from a fragment
+// loaded from a tile whose element (r, c) is r — valid for any fragment layout. A warp whose rows
+// see none of the tile's keys skips it. At the end out = O scale_p / l is staged through the S
+// strip, lse = m ln 2 + ln l.
+// Dynamic shared memory (FwdSmem): Q [BR][Dp], K, V [BC][Dp], P [BR][BC] of T; S [BR][BC] f32;
+// row info.
+template <class T, int BC, int NT, int NF, int QN>
+__global__ void __launch_bounds__(NT, QN == 4 ? 4 : 1) attention_fwd_kernel(const T* __restrict__ q, const T* __restrict__ k,
                                                            const T* __restrict__ v, T* __restrict__ out, float* __restrict__ lse,
                                                            Params p) {
-  constexpr int NW = NT / 32, TPR = NT / BR, CPT = BC / TPR;
-  static_assert(NT % BR == 0 && BC % TPR == 0 && TPR <= 32, "softmax threads per row");
+  constexpr int NW = NT / 32, BR = 16 * NW, CPT = BC / 2, NE = Frag<T>::num_elements;
+  constexpr int lds = ld_f(BC), ldp = ld_t<T>(BC);
+  static_assert(BC % 16 == 0 && CPT % 4 == 0 && (QN == 0 || QN == NF), "tile shapes");
   SF_DYNAMIC_SHARED(float4, smem4);
   FwdSmem<T, BR, BC> sm;
   sm.carve(reinterpret_cast<unsigned char*>(smem4), p.Dp);
-  const int Dp = p.Dp, ldt = ld_t<T>(Dp), ldo = ld_f(Dp);
-  constexpr int lds = ld_f(BC), ldp = ld_t<T>(BC);
-  const int warp = threadIdx.x >> 5;
+  const int Dp = p.Dp, ldt = ld_t<T>(Dp), nf = Dp / 16;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
 
   const int64_t groups = p.B * p.Hkv, gr_rows = p.G * p.Sq, ntiles = (gr_rows + BR - 1) / BR;
   const int64_t g = blockIdx.x % groups, tile = ntiles - 1 - blockIdx.x / groups;
@@ -312,36 +345,77 @@ __global__ void __launch_bounds__(NT, 1) attention_fwd_kernel(const T* __restric
 
   fill_rows<BR>(p, sm.ri, b, hk, r0, rows);
   load_rows(p, sm.q, ldt, q + row0 * p.D, rows, BR);
-  for (int idx = threadIdx.x; idx < BR * ldo; idx += NT) sm.o[idx] = 0.0f;
-  __syncthreads();
+  // the row of each accumulator element: a tile with (r, c) = r through this warp's S strip
+  float* strip = sm.s + warp * 16 * lds;
+  for (int e = lane; e < 256; e += 32) strip[(e >> 4) * lds + (e & 15)] = float(e >> 4);
+  __syncwarp();
+  int rowof[NE];
+  {
+    Frag<T> rid;
+    frag_load<T>(rid, strip, lds);
+SF_UNROLL
+    for (int i = 0; i < NE; ++i) rowof[i] = warp * 16 + int(rid.x[i]);
+  }
+  __syncthreads();  // Q and the row info are in place
 
-  // this thread's softmax row and keys
-  const int r = threadIdx.x / TPR, c0 = threadIdx.x % TPR * CPT;
+  const T* qs = sm.q + warp * 16 * ldt;
+  QRegs<T, QN> qr;
+  if constexpr (QN > 0) {
+SF_UNROLL
+    for (int f = 0; f < QN; ++f)
+      if (f < nf) nvcuda::wmma::load_matrix_sync(qr.f[f], qs + f * 16, unsigned(ldt));
+  }
+  Frag<T> o[NF];
+SF_UNROLL
+  for (int f = 0; f < NF; ++f) frag_zero<T>(o[f]);
+
+  // this lane's softmax row (two lanes per row) and keys: c0 + (u + rot) % CPT, u < CPT
+  const int r = warp * 16 + (lane >> 1), c0 = (lane & 1) * CPT, rot = 2 * (lane & 1) + ((lane >> 4) & 1);
   const int64_t rend = sm.ri.kend[r], grow = sm.ri.grow[r], boff = sm.ri.boff[r];
   const float sl2 = p.scale * kLog2e;
   float m = -INFINITY, l = 0.0f;
   bool nan = false;
+  float* sr = sm.s + r * lds;
+  T* pw = sm.p + warp * 16 * ldp;
   for (int64_t j0 = 0; j0 < kend; j0 += BC) {
     const int64_t nk = kend - j0 < BC ? kend - j0 : BC;
+    if (j0 > 0) __syncthreads();  // every warp is done with the previous K/V tile
     load_rows(p, sm.k, ldt, kh + j0 * p.D, nk, BC);
     load_rows(p, sm.v, ldt, vh + j0 * p.D, nk, BC);
     __syncthreads();
-    // S = Q K^T
-    for (int t = warp; t < (BR / 16) * (BC / 16); t += NW) {
-      const int tm = t / (BC / 16), tn = t % (BC / 16);
+    const int nvis = int(rend - j0 < 0 ? 0 : rend - j0 < BC ? rend - j0 : BC);
+    int wvis = nvis;  // keys of the tile any of the warp's rows sees
+SF_UNROLL
+    for (int s = 16; s > 0; s >>= 1) wvis = max(wvis, __shfl_xor_sync(0xffffffffu, wvis, s));
+    if (wvis == 0) continue;  // (m, l, O) unchanged: alpha would be 1 (or 0 on a zero O)
+    // S = Q K^T, the warp's 16 rows
+SF_UNROLL
+    for (int tn = 0; tn < BC / 16; ++tn) {
+      if (tn * 16 >= wvis) break;
       Frag<T> acc;
       frag_zero<T>(acc);
-      frag_mma<false, true, T>(acc, sm.q + tm * 16 * ldt, ldt, sm.k + tn * 16 * ldt, ldt, Dp);
-      frag_store<T>(acc, sm.s + tm * 16 * lds + tn * 16, lds);
+      if constexpr (QN > 0) {
+        using namespace nvcuda;
+SF_UNROLL
+        for (int f = 0; f < QN; ++f) {
+          if (f < nf) {
+            wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> fb;
+            wmma::load_matrix_sync(fb, sm.k + tn * 16 * ldt + f * 16, unsigned(ldt));
+            wmma::mma_sync(acc, qr.f[f], fb, acc);
+          }
+        }
+      } else {
+        frag_mma<false, true, T>(acc, qs, ldt, sm.k + tn * 16 * ldt, ldt, Dp);
+      }
+      frag_store<T>(acc, strip + tn * 16, lds);
     }
-    __syncthreads();
+    __syncwarp();
     // online softmax (log2 units) of row r over keys [c0, c0 + CPT) of the tile
     {
-      const int nvis = int(rend - j0 < 0 ? 0 : rend - j0 < BC ? rend - j0 : BC);
-      float* sr = sm.s + r * lds;
       float mx = -INFINITY;
 SF_UNROLL_4
-      for (int c = c0; c < c0 + CPT; ++c) {
+      for (int u = 0; u < CPT; ++u) {
+        const int c = c0 + (u + rot) % CPT;
         if (c < nvis) {
           float s = sr[c] * sl2;
           if (p.bias) s = fmaf(p.bias[boff + (j0 + c) * p.bs3], kLog2e, s);
@@ -350,8 +424,7 @@ SF_UNROLL_4
           nan = nan || s != s || s == INFINITY;  // s - max is NaN
         }
       }
-SF_UNROLL
-      for (int o = TPR / 2; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
       const float mn = fmaxf(m, mx), shift = mn == -INFINITY ? 0.0f : mn;
       const float alpha = exp2f(m - shift);
       m = mn;
@@ -359,7 +432,8 @@ SF_UNROLL
       DropStream ds;
       T* pr = sm.p + r * ldp;
 SF_UNROLL_4
-      for (int c = c0; c < c0 + CPT; ++c) {
+      for (int u = 0; u < CPT; ++u) {
+        const int c = c0 + (u + rot) % CPT;
         float e = 0.0f;
         if (c < nvis) {
           e = exp2f(sr[c] - shift);
@@ -368,39 +442,61 @@ SF_UNROLL_4
         }
         pr[c] = from_f32<T>(e);
       }
-SF_UNROLL
-      for (int o = TPR / 2; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
       l = l * alpha + sum;
-      if (alpha != 1.0f) {
-        float* orow = sm.o + r * ldo;
-        for (int c = threadIdx.x % TPR; c < Dp; c += TPR) orow[c] *= alpha;
+      if ((lane & 1) == 0) sm.ri.f0[r] = alpha;
+    }
+    __syncwarp();
+    // O = alpha O + P V
+    scale_rows<T, NF>(o, rowof, sm.ri.f0);
+SF_UNROLL
+    for (int kk = 0; kk < BC / 16; ++kk) {
+      if (kk * 16 >= wvis) break;  // P is 0 there
+      if constexpr (std::is_same<T, float>::value) {
+SF_UNROLL
+        for (int f = 0; f < NF; ++f)
+          if (f < nf) frag_mma<false, false, T>(o[f], pw + kk * 16, ldp, sm.v + kk * 16 * ldt + f * 16, ldt, 16);
+      } else {
+        using namespace nvcuda;
+        wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> fa;
+        wmma::load_matrix_sync(fa, pw + kk * 16, unsigned(ldp));
+SF_UNROLL
+        for (int f = 0; f < NF; ++f) {
+          if (f < nf) {
+            wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> fb;
+            wmma::load_matrix_sync(fb, sm.v + kk * 16 * ldt + f * 16, unsigned(ldt));
+            wmma::mma_sync(o[f], fa, fb, o[f]);
+          }
+        }
       }
     }
-    __syncthreads();
-    // O += P V
-    for (int t = warp; t < (BR / 16) * (Dp / 16); t += NW) {
-      const int tm = t / (Dp / 16), tn = t % (Dp / 16);
-      Frag<T> acc;
-      float* ot = sm.o + tm * 16 * ldo + tn * 16;
-      frag_load<T>(acc, ot, ldo);
-      frag_mma<false, false, T>(acc, sm.p + tm * 16 * ldp, ldp, sm.v + tn * 16, ldt, BC);
-      frag_store<T>(acc, ot, ldo);
-    }
-    __syncthreads();
   }
-  // the row's NaN flag over all its threads
-SF_UNROLL
-  for (int o = TPR / 2; o > 0; o >>= 1) nan = __shfl_xor_sync(0xffffffffu, int(nan), o) != 0 || nan;
-  if (threadIdx.x % TPR == 0) {
+  // the row's NaN flag over its two lanes; the output factor of each row
+  nan = __shfl_xor_sync(0xffffffffu, int(nan), 1) != 0 || nan;
+  __syncwarp();
+  if ((lane & 1) == 0) {
     const bool empty = l == 0.0f;
     sm.ri.f0[r] = nan ? NAN : empty ? 0.0f : p.keep_scale / l;
     if (lse && r < rows) lse[row0 + r] = nan ? NAN : empty ? -INFINITY : m * kLn2 + logf(l);
   }
-  __syncthreads();
-  T* orow = out + row0 * p.D;
-  for (int64_t idx = threadIdx.x; idx < int64_t(rows) * p.D; idx += NT) {
-    const int rr = int(idx / p.D), c = int(idx % p.D);
-    orow[idx] = from_f32<T>(sm.o[rr * ldo + c] * sm.ri.f0[rr]);
+  __syncwarp();
+  scale_rows<T, NF>(o, rowof, sm.ri.f0);
+  // out, BC / 16 fragments at a time through the warp's S strip
+  const int wrows = rows - warp * 16 < 0 ? 0 : rows - warp * 16 < 16 ? rows - warp * 16 : 16;
+  T* ow = out + (row0 + warp * 16) * p.D;
+SF_UNROLL
+  for (int f0 = 0; f0 < NF; f0 += BC / 16) {
+    if (f0 >= nf) break;
+SF_UNROLL
+    for (int f = f0; f < f0 + BC / 16 && f < NF; ++f)
+      if (f < nf) frag_store<T>(o[f], strip + (f - f0) * 16, lds);
+    __syncwarp();
+    const int cols = int(p.D - f0 * 16 < BC ? p.D - f0 * 16 : BC);
+    for (int e = lane; e < wrows * cols; e += 32) {
+      const int rr = e / cols, c = e % cols;
+      ow[int64_t(rr) * p.D + f0 * 16 + c] = from_f32<T>(strip[rr * lds + c]);
+    }
+    __syncwarp();
   }
 }
 
@@ -684,10 +780,10 @@ void launch(K kernel, int64_t blocks, int nt, int64_t bytes, cudaStream_t stream
 // Tile shapes: the forward and the dQ kernel with 4 warps, dK/dV with 8; f32 tiles are narrower
 // (their operands take twice the shared memory). Each fits D = 256 in 227 KiB.
 template <class T> struct Cfg {
-  static constexpr int kFwdBr = 64, kFwdBc = 64, kQBr = 32, kQBc = 64, kKvBr = 32, kKvBc = 64;
+  static constexpr int kFwdWarps = 4, kFwdBc = 64, kQBr = 32, kQBc = 64, kKvBr = 32, kKvBc = 64;
 };
 template <> struct Cfg<float> {
-  static constexpr int kFwdBr = 64, kFwdBc = 32, kQBr = 32, kQBc = 32, kKvBr = 32, kKvBc = 32;
+  static constexpr int kFwdWarps = 4, kFwdBc = 32, kQBr = 32, kQBc = 32, kKvBr = 32, kKvBc = 32;
 };
 
 void check_shape(const AttentionArgs& a, const char* op) {
@@ -697,15 +793,25 @@ void check_shape(const AttentionArgs& a, const char* op) {
     fail(ErrorCode::Shape, op, ": expected the query heads H = ", a.H, " to be a multiple of the key/value heads Hkv = ", a.Hkv);
 }
 
-template <class T>
-void fwd(const AttentionArgs& a, cudaStream_t stream) {
-  constexpr int BR = Cfg<T>::kFwdBr, BC = Cfg<T>::kFwdBc, NT = 128;
-  const Params p = make_params<T>(a, {a.q, a.k, a.v, a.out});
+// The forward for head dims with Dp <= 16 NF: NF output fragments per warp in registers, and Q's
+// fragments too while they fit (16-bit, NF <= 8).
+template <class T, int NF>
+void fwd_nf(const AttentionArgs& a, const Params& p, cudaStream_t stream) {
+  constexpr int BC = Cfg<T>::kFwdBc, NT = 32 * Cfg<T>::kFwdWarps, BR = 16 * Cfg<T>::kFwdWarps;
+  constexpr int QN = !std::is_same<T, float>::value && NF <= 8 ? NF : 0;
   const int64_t blocks = a.B * a.Hkv * ((p.G * a.Sq + BR - 1) / BR);
   FwdSmem<T, BR, BC> sm;
   const int64_t bytes = sm.carve(nullptr, p.Dp);
-  launch(attention_fwd_kernel<T, BR, BC, NT>, blocks, NT, bytes, stream, "fusedAttention", static_cast<const T*>(a.q),
+  launch(attention_fwd_kernel<T, BC, NT, NF, QN>, blocks, NT, bytes, stream, "fusedAttention", static_cast<const T*>(a.q),
          static_cast<const T*>(a.k), static_cast<const T*>(a.v), static_cast<T*>(a.out), a.lse, p);
+}
+
+template <class T>
+void fwd(const AttentionArgs& a, cudaStream_t stream) {
+  const Params p = make_params<T>(a, {a.q, a.k, a.v, a.out});
+  if (p.Dp <= 64) fwd_nf<T, 4>(a, p, stream);
+  else if (p.Dp <= 128) fwd_nf<T, 8>(a, p, stream);
+  else fwd_nf<T, kMaxDp / 16>(a, p, stream);
 }
 
 // dK/dV tile: BC 64 while its accumulators fit kMaxAcc per warp, else 32 (D > 128).
