@@ -277,6 +277,12 @@ struct QRegs {
 template <class T>
 struct QRegs<T, 0> {};
 
+// Two consecutive elements, stored with one access.
+template <class T>
+struct alignas(2 * sizeof(T)) Pair {
+  T v[2];
+};
+
 // o[f] (f < NF) *= a[row] elementwise, rowof[i] the row of fragment element i (any layout).
 template <class T, int NF>
 __device__ __forceinline__ void scale_rows(Frag<T> (&o)[NF], const int (&rowof)[Frag<T>::num_elements], const float* a) {
@@ -312,8 +318,10 @@ struct FwdSmem {
 // no block barrier; the block shares only the K/V tiles (two barriers per tile of BC keys).
 // Per K/V tile each warp: S = Q K^T for its rows (Q fragments in registers when QN > 0) into its
 // own strip of S, skipping 16-key column tiles none of its rows sees; the online softmax (two lanes
-// per row, BC / 2 keys each, visited from a per-lane rotated start against bank conflicts; dropout
-// draws one Philox call per 8 keys); P (dropout applied, unscaled) as T into its strip of P; the
+// per row, BC / 2 keys each in pairs, visited from a per-lane rotated start against bank
+// conflicts; a max pass, then exp2(s scale log2 e - max) as one FMA and exp2; dropout draws one
+// Philox call per 8 keys, plus one where the rotation splits a run); P (dropout applied, unscaled)
+// as T into its strip of P (one 2-element store per pair); the
 // per-row factor alpha through ri.f0 onto O; O += P V. O is NF accumulator fragments in registers
 // (Dp / 16 <= NF of them used): the row of fragment element i is read, once, from a fragment
 // loaded from a tile whose element (r, c) is r — valid for any fragment layout. A warp whose rows
@@ -327,7 +335,7 @@ __global__ void __launch_bounds__(NT, QN == 4 ? 4 : 1) attention_fwd_kernel(cons
                                                            Params p) {
   constexpr int NW = NT / 32, BR = 16 * NW, CPT = BC / 2, NE = Frag<T>::num_elements;
   constexpr int lds = ld_f(BC), ldp = ld_t<T>(BC);
-  static_assert(BC % 16 == 0 && CPT % 4 == 0 && (QN == 0 || QN == NF), "tile shapes");
+  static_assert(BC % 16 == 0 && (CPT & (CPT - 1)) == 0 && (QN == 0 || QN == NF), "tile shapes");
   SF_DYNAMIC_SHARED(float4, smem4);
   FwdSmem<T, BR, BC> sm;
   sm.carve(reinterpret_cast<unsigned char*>(smem4), p.Dp);
@@ -369,13 +377,12 @@ SF_UNROLL
 SF_UNROLL
   for (int f = 0; f < NF; ++f) frag_zero<T>(o[f]);
 
-  // this lane's softmax row (two lanes per row) and keys: c0 + (u + rot) % CPT, u < CPT
-  const int r = warp * 16 + (lane >> 1), c0 = (lane & 1) * CPT, rot = 2 * (lane & 1) + ((lane >> 4) & 1);
+  // this lane's softmax row (two lanes per row) and keys: pairs c0 + (u + rot) % CPT, u < CPT even;
+  // the rotation spreads a half-warp's 8-byte S reads (and the P stores) over all banks
+  const int r = warp * 16 + (lane >> 1), c0 = (lane & 1) * CPT, rot = 2 * (lane & 1) + 2 * ((lane >> 4) & 1);
   const int64_t rend = sm.ri.kend[r], grow = sm.ri.grow[r], boff = sm.ri.boff[r];
   const float sl2 = p.scale * kLog2e;
   float m = -INFINITY, l = 0.0f;
-  bool nan = false;
-  float* sr = sm.s + r * lds;
   T* pw = sm.p + warp * 16 * ldp;
   for (int64_t j0 = 0; j0 < kend; j0 += BC) {
     const int64_t nk = kend - j0 < BC ? kend - j0 : BC;
@@ -410,19 +417,22 @@ SF_UNROLL
       frag_store<T>(acc, strip + tn * 16, lds);
     }
     __syncwarp();
-    // online softmax (log2 units) of row r over keys [c0, c0 + CPT) of the tile
+    // online softmax (log2 units) of row r over keys [c0, c0 + CPT) of the tile, two at a time.
+    // A NaN score, or +inf (whose s - max is NaN), makes the sum and so l NaN: the NaN row.
     {
+      const float* sr = sm.s + r * lds;
       float mx = -INFINITY;
 SF_UNROLL_4
-      for (int u = 0; u < CPT; ++u) {
-        const int c = c0 + (u + rot) % CPT;
-        if (c < nvis) {
-          float s = sr[c] * sl2;
-          if (p.bias) s = fmaf(p.bias[boff + (j0 + c) * p.bs3], kLog2e, s);
-          sr[c] = s;
-          mx = fmaxf(mx, s);  // NaN ignored
-          nan = nan || s != s || s == INFINITY;  // s - max is NaN
+      for (int u = 0; u < CPT; u += 2) {
+        const int c = c0 + ((u + rot) & (CPT - 1));
+        const float2 x = *reinterpret_cast<const float2*>(sr + c);
+        float s0 = x.x * sl2, s1 = x.y * sl2;
+        if (p.bias) {
+          if (c < nvis) s0 = fmaf(p.bias[boff + (j0 + c) * p.bs3], kLog2e, s0);
+          if (c + 1 < nvis) s1 = fmaf(p.bias[boff + (j0 + c + 1) * p.bs3], kLog2e, s1);
         }
+        if (c < nvis) mx = fmaxf(mx, s0);  // NaN ignored
+        if (c + 1 < nvis) mx = fmaxf(mx, s1);
       }
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
       const float mn = fmaxf(m, mx), shift = mn == -INFINITY ? 0.0f : mn;
@@ -431,16 +441,23 @@ SF_UNROLL_4
       float sum = 0.0f;
       DropStream ds;
       T* pr = sm.p + r * ldp;
+      const uint64_t e0 = uint64_t(grow) * uint64_t(p.Sk) + uint64_t(j0);
 SF_UNROLL_4
-      for (int u = 0; u < CPT; ++u) {
-        const int c = c0 + (u + rot) % CPT;
-        float e = 0.0f;
-        if (c < nvis) {
-          e = exp2f(sr[c] - shift);
-          sum += e;
-          if (p.t && !ds.keep(uint64_t(grow) * uint64_t(p.Sk) + uint64_t(j0 + c), p)) e = 0.0f;
+      for (int u = 0; u < CPT; u += 2) {
+        const int c = c0 + ((u + rot) & (CPT - 1));
+        const float2 x = *reinterpret_cast<const float2*>(sr + c);
+        float e[2] = {0.0f, 0.0f};
+SF_UNROLL
+        for (int h = 0; h < 2; ++h) {
+          if (c + h < nvis) {
+            const float sv = h ? x.y : x.x;
+            const float s = p.bias ? fmaf(p.bias[boff + (j0 + c + h) * p.bs3], kLog2e, sv * sl2) - shift : fmaf(sv, sl2, -shift);
+            e[h] = exp2f(s);
+            sum += e[h];
+            if (p.t && !ds.keep(e0 + uint64_t(c + h), p)) e[h] = 0.0f;
+          }
         }
-        pr[c] = from_f32<T>(e);
+        *reinterpret_cast<Pair<T>*>(pr + c) = Pair<T>{{from_f32<T>(e[0]), from_f32<T>(e[1])}};
       }
       sum += __shfl_xor_sync(0xffffffffu, sum, 1);
       l = l * alpha + sum;
@@ -471,11 +488,10 @@ SF_UNROLL
       }
     }
   }
-  // the row's NaN flag over its two lanes; the output factor of each row
-  nan = __shfl_xor_sync(0xffffffffu, int(nan), 1) != 0 || nan;
+  // the output factor of each row
   __syncwarp();
   if ((lane & 1) == 0) {
-    const bool empty = l == 0.0f;
+    const bool empty = l == 0.0f, nan = l != l;
     sm.ri.f0[r] = nan ? NAN : empty ? 0.0f : p.keep_scale / l;
     if (lse && r < rows) lse[row0 + r] = nan ? NAN : empty ? -INFINITY : m * kLn2 + logf(l);
   }
