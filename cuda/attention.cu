@@ -52,6 +52,8 @@ namespace {
 
 using gpu::check_launch;
 using gpu::from_f32;
+using gpu::load16;
+using gpu::store16;
 using gpu::to_f32;
 
 constexpr float kLog2e = 1.44269504088896341f, kLn2 = 0.693147180559945309f;
@@ -255,6 +257,37 @@ __device__ __forceinline__ void load_rows(const Params& p, T* dst, int ld, const
   }
 }
 
+// K and V rows of a tile together, as two load_rows calls; with p.vec each thread first issues up to
+// U of its 16-byte loads, then stores them, so their latencies overlap. The whole block.
+template <int U, class T>
+__device__ __forceinline__ void load_kv(const Params& p, T* dk, T* dv, int ld, const T* sk, const T* sv, int64_t rows, int nrows) {
+  if (!p.vec) {
+    load_rows(p, dk, ld, sk, rows, nrows);
+    load_rows(p, dv, ld, sv, rows, nrows);
+    return;
+  }
+  constexpr int kv = 16 / int(sizeof(T));
+  const int D = int(p.D), cv = p.Dp / kv, n = nrows * cv;
+  for (int i0 = threadIdx.x; i0 < 2 * n; i0 += U * int(blockDim.x)) {
+    T x[U][kv];
+SF_UNROLL
+    for (int u = 0; u < U; ++u) {
+      const int idx = i0 + u * int(blockDim.x), w = idx >= n, j = idx - w * n, r = j / cv, c = j % cv * kv;
+      if (idx < 2 * n && r < rows && c < D) {
+        load16((w ? sv : sk) + int64_t(r) * D + c, x[u]);
+      } else {
+SF_UNROLL
+        for (int e = 0; e < kv; ++e) x[u][e] = from_f32<T>(0.0f);
+      }
+    }
+SF_UNROLL
+    for (int u = 0; u < U; ++u) {
+      const int idx = i0 + u * int(blockDim.x), w = idx >= n, j = idx - w * n, r = j / cv, c = j % cv * kv;
+      if (idx < 2 * n) store16((w ? dv : dk) + r * ld + c, x[u]);
+    }
+  }
+}
+
 // Writes a warp's 16 x 16 f32 tile stage[16][16] times mul to dst rows [0, rows) x cols [0, cols)
 // (row stride D), as T.
 template <class T>
@@ -387,8 +420,7 @@ SF_UNROLL
   for (int64_t j0 = 0; j0 < kend; j0 += BC) {
     const int64_t nk = kend - j0 < BC ? kend - j0 : BC;
     if (j0 > 0) __syncthreads();  // every warp is done with the previous K/V tile
-    load_rows(p, sm.k, ldt, kh + j0 * p.D, nk, BC);
-    load_rows(p, sm.v, ldt, vh + j0 * p.D, nk, BC);
+    load_kv<QN == 4 ? 4 : 8>(p, sm.k, sm.v, ldt, kh + j0 * p.D, vh + j0 * p.D, nk, BC);
     __syncthreads();
     const int nvis = int(rend - j0 < 0 ? 0 : rend - j0 < BC ? rend - j0 : BC);
     int wvis = nvis;  // keys of the tile any of the warp's rows sees
