@@ -257,7 +257,7 @@ __device__ __forceinline__ void load_rows(const Params& p, T* dst, int ld, const
   }
 }
 
-// K and V rows of a tile together, as two load_rows calls; with p.vec each thread first issues up to
+// Two tiles of rows with the same shape (K and V, or Q and dO) together, as two load_rows calls; with p.vec each thread first issues up to
 // U of its 16-byte loads, then stores them, so their latencies overlap. The whole block.
 template <int U, class T>
 __device__ __forceinline__ void load_kv(const Params& p, T* dk, T* dv, int ld, const T* sk, const T* sv, int64_t rows, int nrows) {
@@ -550,21 +550,38 @@ SF_UNROLL
 
 // --- backward ---------------------------------------------------------------------------------
 
-// lse and delta = <dout, out> of the tile's rows into ri.f0 / ri.f1 (a warp per row); rows that
-// see no key (lse -inf, or past the tile) get kend 0. The whole block; ri filled before.
+// lse and delta = <dout, out> of the tile's rows into ri.f0 / ri.f1 (8 lanes per row, 4 rows per
+// warp at a time, 16-byte loads when p.vec); rows that see no key (lse -inf, or past the tile) get
+// kend 0. The whole block; ri filled before.
 template <class T, int BR>
 __device__ __forceinline__ void bwd_row_stats(const Params& p, const RowInfo& ri, const T* out, const T* dout,
                                               const float* lse, int rows) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
-  for (int r = warp; r < BR; r += nw) {
+  static_assert(BR % 4 == 0, "4 rows per warp pass");
+  constexpr int kv = 16 / int(sizeof(T));
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5, l8 = lane & 7;
+  for (int rw = 4 * warp; rw < BR; rw += 4 * nw) {
+    const int r = rw + (lane >> 3);
     float d = 0.0f, l = -INFINITY;
     if (r < rows) {
       const int64_t gr = ri.grow[r];
-      for (int64_t c = lane; c < p.D; c += 32) d = fmaf(to_f32(out[gr * p.D + c]), to_f32(dout[gr * p.D + c]), d);
+      const T* o = out + gr * p.D;
+      const T* g = dout + gr * p.D;
+      if (p.vec) {
+        for (int64_t c = l8 * kv; c < p.D; c += 8 * kv) {
+          T x[kv], y[kv];
+          load16(o + c, x);
+          load16(g + c, y);
+SF_UNROLL
+          for (int e = 0; e < kv; ++e) d = fmaf(to_f32(x[e]), to_f32(y[e]), d);
+        }
+      } else {
+        for (int64_t c = l8; c < p.D; c += 8) d = fmaf(to_f32(o[c]), to_f32(g[c]), d);
+      }
       l = lse[gr];
     }
-    d = gpu::warp_sum(d);
-    if (lane == 0) {
+SF_UNROLL
+    for (int s = 4; s > 0; s >>= 1) d += __shfl_xor_sync(0xffffffffu, d, s);
+    if (l8 == 0) {
       ri.f0[r] = l;
       ri.f1[r] = d;
       if (l == -INFINITY) ri.kend[r] = 0;
@@ -669,8 +686,7 @@ __global__ void __launch_bounds__(NT, 1) attention_bwd_kv_kernel(const T* __rest
   const int64_t b = g / p.Hkv, hk = g % p.Hkv, j0 = kt * BC;
   const int64_t L = kv_len(p, b), nk = p.Sk - j0 < BC ? p.Sk - j0 : BC;
   const int64_t nload = L - j0 < 0 ? 0 : L - j0 < nk ? L - j0 : nk;  // keys past L are never seen
-  load_rows(p, sm.k, ldt, k + (g * p.Sk + j0) * p.D, nload, BC);
-  load_rows(p, sm.v, ldt, v + (g * p.Sk + j0) * p.D, nload, BC);
+  load_kv<4>(p, sm.k, sm.v, ldt, k + (g * p.Sk + j0) * p.D, v + (g * p.Sk + j0) * p.D, nload, BC);
 
   const int ntd = Dp / 16, nacc = (BC / 16) * ntd;  // tiles of dV; dK's follow
   Frag<T> acc[kMaxAcc];
@@ -683,8 +699,7 @@ SF_UNROLL
     const int64_t row0 = (b * p.H + hk * p.G) * p.Sq + r0;
     __syncthreads();  // the previous tile's operands are consumed
     fill_rows<BR>(p, sm.ri, b, hk, r0, rows);
-    load_rows(p, sm.q, ldt, q + row0 * p.D, rows, BR);
-    load_rows(p, sm.dout, ldt, dout + row0 * p.D, rows, BR);
+    load_kv<4>(p, sm.q, sm.dout, ldt, q + row0 * p.D, dout + row0 * p.D, rows, BR);
     __syncthreads();
     bwd_row_stats<T, BR>(p, sm.ri, out, dout, lse, rows);
     bwd_scores<T, BR, BC, NW>(sm.q, sm.dout, ldt, sm.k, sm.v, ldt, Dp, sm.s, sm.dp);
@@ -739,8 +754,7 @@ __global__ void __launch_bounds__(NT, 1) attention_bwd_q_kernel(const T* __restr
   const int64_t row0 = (b * p.H + hk * p.G) * p.Sq + r0;
   const int64_t kend = key_end(p, b, tile_last_query(p, r0, rows));
   fill_rows<BR>(p, sm.ri, b, hk, r0, rows);
-  load_rows(p, sm.q, ldt, q + row0 * p.D, rows, BR);
-  load_rows(p, sm.dout, ldt, dout + row0 * p.D, rows, BR);
+  load_kv<4>(p, sm.q, sm.dout, ldt, q + row0 * p.D, dout + row0 * p.D, rows, BR);
   __syncthreads();
   bwd_row_stats<T, BR>(p, sm.ri, out, dout, lse, rows);
 
@@ -751,8 +765,7 @@ SF_UNROLL
   for (int64_t j0 = 0; j0 < kend; j0 += BC) {
     const int64_t nk = kend - j0 < BC ? kend - j0 : BC;
     __syncthreads();  // the previous tile's operands are consumed (and the row stats written)
-    load_rows(p, sm.k, ldt, k + (g * p.Sk + j0) * p.D, nk, BC);
-    load_rows(p, sm.v, ldt, v + (g * p.Sk + j0) * p.D, nk, BC);
+    load_kv<4>(p, sm.k, sm.v, ldt, k + (g * p.Sk + j0) * p.D, v + (g * p.Sk + j0) * p.D, nk, BC);
     __syncthreads();
     bwd_scores<T, BR, BC, NW>(sm.q, sm.dout, ldt, sm.k, sm.v, ldt, Dp, sm.s, sm.dp);
     __syncthreads();
