@@ -59,7 +59,7 @@ using gpu::to_f32;
 constexpr float kLog2e = 1.44269504088896341f, kLn2 = 0.693147180559945309f;
 constexpr int kMaxDp = 256;       // D up to 256 (the API's limit), padded to 16
 constexpr int kMaxSmem = 227 * 1024;
-constexpr int kMaxAcc = 8;        // accumulator tiles per warp kept in registers (backward)
+constexpr int kMaxAcc = 8;        // accumulator tiles per warp kept in registers (backward), at most
 
 // The call, as the kernels see it.
 struct Params {
@@ -668,12 +668,12 @@ struct BwdSmem {
 // BR rows (heads hk G .. hk G + G - 1 in order) that see one of its keys: loads Q, dO, lse and
 // delta, S and dP (2 (BR/16)(BC/16) warp tiles), the gradient step (NT / BR threads per row),
 // then dV += Pd^T dO and dK += dS^T Q: 2 (BC/16)(Dp/16) accumulator tiles, warp w owning tiles
-// w + NW u (u < kMaxAcc) in registers for the whole walk. At the end each warp stages its tiles
+// w + NW u (u < NA) in registers for the whole walk. At the end each warp stages its tiles
 // through 16 x 16 f32 of shared memory to dk (times scale) and dv.
 // Dynamic shared memory (BwdSmem): Q, dO [BR][Dp], K, V [BC][Dp], dS, Pd [BR][BC] of T; S, dP
 // [BR][BC] f32; stage [NW][256] f32; row info.
-template <class T, int BR, int BC, int NT>
-__global__ void __launch_bounds__(NT, 1) attention_bwd_kv_kernel(const T* __restrict__ q, const T* __restrict__ k,
+template <class T, int BR, int BC, int NT, int NA>
+__global__ void __launch_bounds__(NT, NA <= 4 ? 2 : 1) attention_bwd_kv_kernel(const T* __restrict__ q, const T* __restrict__ k,
                                                               const T* __restrict__ v, const T* __restrict__ out,
                                                               const T* __restrict__ dout, const float* __restrict__ lse,
                                                               T* __restrict__ dk, T* __restrict__ dv, Params p) {
@@ -689,9 +689,9 @@ __global__ void __launch_bounds__(NT, 1) attention_bwd_kv_kernel(const T* __rest
   load_kv<4>(p, sm.k, sm.v, ldt, k + (g * p.Sk + j0) * p.D, v + (g * p.Sk + j0) * p.D, nload, BC);
 
   const int ntd = Dp / 16, nacc = (BC / 16) * ntd;  // tiles of dV; dK's follow
-  Frag<T> acc[kMaxAcc];
+  Frag<T> acc[NA];
 SF_UNROLL
-  for (int u = 0; u < kMaxAcc; ++u) frag_zero<T>(acc[u]);
+  for (int u = 0; u < NA; ++u) frag_zero<T>(acc[u]);
   const int64_t gr_rows = p.G * p.Sq;
   for (int64_t r0 = 0; r0 < gr_rows; r0 += BR) {
     const int rows = int(gr_rows - r0 < BR ? gr_rows - r0 : BR);
@@ -707,7 +707,7 @@ SF_UNROLL
     bwd_grad<T, BR, BC, NT>(p, sm.ri, j0, sm.s, sm.dp, sm.ds, sm.pd);
     __syncthreads();
 SF_UNROLL
-    for (int u = 0; u < kMaxAcc; ++u) {
+    for (int u = 0; u < NA; ++u) {
       const int t = warp + NW * u;
       if (t < 2 * nacc) {
         const int which = t / nacc, tm = t % nacc / ntd, tn = t % ntd;  // which 0: dV += Pd^T dO, 1: dK += dS^T Q
@@ -717,7 +717,7 @@ SF_UNROLL
   }
   float* stage = sm.stage + warp * 256;
 SF_UNROLL
-  for (int u = 0; u < kMaxAcc; ++u) {
+  for (int u = 0; u < NA; ++u) {
     const int t = warp + NW * u;
     if (t < 2 * nacc) {
       const int which = t / nacc, tm = t % nacc / ntd, tn = t % ntd;
@@ -737,8 +737,8 @@ SF_UNROLL
 // delta once, then walks the K/V tiles its rows see: S and dP, the gradient step, dQ += dS K with
 // the (BR/16)(Dp/16) accumulator tiles in registers (warp w: tiles w + NW u). Ends as the dK/dV
 // kernel (staged, times scale). Dynamic shared memory (BwdSmem without Pd).
-template <class T, int BR, int BC, int NT>
-__global__ void __launch_bounds__(NT, 1) attention_bwd_q_kernel(const T* __restrict__ q, const T* __restrict__ k,
+template <class T, int BR, int BC, int NT, int NA>
+__global__ void __launch_bounds__(NT, NA <= 2 ? 4 : 1) attention_bwd_q_kernel(const T* __restrict__ q, const T* __restrict__ k,
                                                              const T* __restrict__ v, const T* __restrict__ out,
                                                              const T* __restrict__ dout, const float* __restrict__ lse,
                                                              T* __restrict__ dq, Params p) {
@@ -759,9 +759,9 @@ __global__ void __launch_bounds__(NT, 1) attention_bwd_q_kernel(const T* __restr
   bwd_row_stats<T, BR>(p, sm.ri, out, dout, lse, rows);
 
   const int ntd = Dp / 16, nacc = (BR / 16) * ntd;
-  Frag<T> acc[kMaxAcc];
+  Frag<T> acc[NA];
 SF_UNROLL
-  for (int u = 0; u < kMaxAcc; ++u) frag_zero<T>(acc[u]);
+  for (int u = 0; u < NA; ++u) frag_zero<T>(acc[u]);
   for (int64_t j0 = 0; j0 < kend; j0 += BC) {
     const int64_t nk = kend - j0 < BC ? kend - j0 : BC;
     __syncthreads();  // the previous tile's operands are consumed (and the row stats written)
@@ -772,7 +772,7 @@ SF_UNROLL
     bwd_grad<T, BR, BC, NT>(p, sm.ri, j0, sm.s, sm.dp, sm.ds, static_cast<T*>(nullptr));
     __syncthreads();
 SF_UNROLL
-    for (int u = 0; u < kMaxAcc; ++u) {
+    for (int u = 0; u < NA; ++u) {
       const int t = warp + NW * u;
       if (t < nacc) {
         const int tm = t / ntd, tn = t % ntd;
@@ -782,7 +782,7 @@ SF_UNROLL
   }
   float* stage = sm.stage + warp * 256;
 SF_UNROLL
-  for (int u = 0; u < kMaxAcc; ++u) {
+  for (int u = 0; u < NA; ++u) {
     const int t = warp + NW * u;
     if (t < nacc) {
       const int tm = t / ntd, tn = t % ntd;
@@ -875,16 +875,33 @@ void fwd(const AttentionArgs& a, cudaStream_t stream) {
   else fwd_nf<T, kMaxDp / 16>(a, p, stream);
 }
 
-// dK/dV tile: BC 64 while its accumulators fit kMaxAcc per warp, else 32 (D > 128).
-template <class T, int BC>
+// dK/dV tile: BC 64 while its accumulators fit kMaxAcc per warp, else 32 (D > 128); NA of them per
+// warp (4 for Dp <= 64 with BC 64: two blocks per SM at 128 registers).
+template <class T, int BC, int NA>
 void bwd_kv(const AttentionArgs& a, const Params& p, cudaStream_t stream) {
   constexpr int BR = Cfg<T>::kKvBr, NT = 256;
+  static_assert(2 * (BC / 16) * (64 / 16) <= (NT / 32) * 4, "dK/dV accumulators for Dp <= 64");
   const int64_t blocks = a.B * a.Hkv * ((a.Sk + BC - 1) / BC);
   BwdSmem<T, BR, BC, NT / 32> sm;
   const int64_t bytes = sm.carve(nullptr, p.Dp, true);
-  launch(attention_bwd_kv_kernel<T, BR, BC, NT>, blocks, NT, bytes, stream, "fusedAttentionBackward", static_cast<const T*>(a.q),
+  launch(attention_bwd_kv_kernel<T, BR, BC, NT, NA>, blocks, NT, bytes, stream, "fusedAttentionBackward", static_cast<const T*>(a.q),
          static_cast<const T*>(a.k), static_cast<const T*>(a.v), static_cast<const T*>(a.out), static_cast<const T*>(a.dout), a.lse,
          static_cast<T*>(a.dk), static_cast<T*>(a.dv), p);
+}
+
+// dQ with NA accumulator tiles per warp: (BR / 16) (Dp / 16) <= 4 NA.
+template <class T, int NA>
+void bwd_q(const AttentionArgs& a, const Params& p, cudaStream_t stream) {
+  constexpr int BR = Cfg<T>::kQBr, BC = Cfg<T>::kQBc, NT = 128;
+  static_assert((BR / 16) * (kMaxDp / 16) <= (NT / 32) * kMaxAcc && (BR / 16) * (128 / 16) <= (NT / 32) * 4 &&
+                    (BR / 16) * (64 / 16) <= (NT / 32) * 2,
+                "dQ accumulators per warp (bwd's choice of NA)");
+  const int64_t blocks = a.B * a.Hkv * ((p.G * a.Sq + BR - 1) / BR);
+  BwdSmem<T, BR, BC, NT / 32> sm;
+  const int64_t bytes = sm.carve(nullptr, p.Dp, false);
+  launch(attention_bwd_q_kernel<T, BR, BC, NT, NA>, blocks, NT, bytes, stream, "fusedAttentionBackward", static_cast<const T*>(a.q),
+         static_cast<const T*>(a.k), static_cast<const T*>(a.v), static_cast<const T*>(a.out), static_cast<const T*>(a.dout), a.lse,
+         static_cast<T*>(a.dq), p);
 }
 
 template <class T>
@@ -892,18 +909,15 @@ void bwd(const AttentionArgs& a, cudaStream_t stream) {
   const Params p = make_params<T>(a, {a.q, a.k, a.v, a.out, a.dout, a.dq, a.dk, a.dv});
   if (a.Sk > 0) {
     constexpr int BC = Cfg<T>::kKvBc;
-    if (2 * (BC / 16) * (p.Dp / 16) <= 8 * kMaxAcc) bwd_kv<T, BC>(a, p, stream);
-    else bwd_kv<T, 32>(a, p, stream);
+    constexpr bool narrow = BC == 64;  // Dp <= 64 fits 4 accumulators per warp (f32's BC 32 keeps 8)
+    if (narrow && p.Dp <= 64) bwd_kv<T, BC, narrow ? 4 : kMaxAcc>(a, p, stream);
+    else if (2 * (BC / 16) * (p.Dp / 16) <= 8 * kMaxAcc) bwd_kv<T, BC, kMaxAcc>(a, p, stream);
+    else bwd_kv<T, 32, kMaxAcc>(a, p, stream);
   }
   if (a.Sq > 0) {
-    constexpr int BR = Cfg<T>::kQBr, BC = Cfg<T>::kQBc, NT = 128;
-    static_assert((BR / 16) * (kMaxDp / 16) <= (NT / 32) * kMaxAcc, "dQ accumulators per warp");
-    const int64_t blocks = a.B * a.Hkv * ((p.G * a.Sq + BR - 1) / BR);
-    BwdSmem<T, BR, BC, NT / 32> sm;
-    const int64_t bytes = sm.carve(nullptr, p.Dp, false);
-    launch(attention_bwd_q_kernel<T, BR, BC, NT>, blocks, NT, bytes, stream, "fusedAttentionBackward", static_cast<const T*>(a.q),
-           static_cast<const T*>(a.k), static_cast<const T*>(a.v), static_cast<const T*>(a.out), static_cast<const T*>(a.dout), a.lse,
-           static_cast<T*>(a.dq), p);
+    if (p.Dp <= 64) bwd_q<T, 2>(a, p, stream);
+    else if (p.Dp <= 128) bwd_q<T, 4>(a, p, stream);
+    else bwd_q<T, kMaxAcc>(a, p, stream);
   }
 }
 
