@@ -30,7 +30,10 @@
 // Known limits: no split over keys for decode with few (b, kv head) groups (B Hkv blocks, each
 // walking all of Sk); D is padded to a multiple of 16 (D = 8 runs 16-wide products); the f32
 // path is SIMT on 16 x 16 tiles out of shared memory (exactness first, not tuned); f16 P is
-// rounded to T before P V (as FlashAttention); no cp.async pipelining (not emulated).
+// rounded to T before P V (as FlashAttention); no cp.async pipelining (not emulated), and no
+// register prefetch of the next K/V tile either (its loads are batched, and other resident blocks
+// hide them: 4 forward blocks per SM for D <= 64, 2 for D <= 128, 1 for D > 128); the S tile
+// goes through shared memory as f32 between the two products (the fragment layout is opaque).
 #include <cfloat>
 #include <cstdint>
 #include <type_traits>
