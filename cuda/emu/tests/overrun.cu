@@ -5,7 +5,6 @@
 // The parent runs this program again with a mode argument and expects the child to fail with
 // ASan's report; a correct use of the same memory must pass in the parent. Built without ASan
 // (test:emu's -O2 pass) only the correct uses run.
-#include <cstdint>
 
 #include "check.h"
 
@@ -77,16 +76,6 @@ int main(int argc, char** argv) {
   cudaDeviceSynchronize();
   CHECK(out[63] == 28.0f, "local array sum %g, want 28", out[63]);
   cudaFree(out);
-  {  // stream-ordered scratch: usable device memory, 256-byte aligned
-    void* p = nullptr;
-    CHECK(cudaMallocAsync(&p, 128 * sizeof(float), 0) == cudaSuccess && p, "cudaMallocAsync failed");
-    CHECK(reinterpret_cast<uintptr_t>(p) % 256 == 0, "cudaMallocAsync: %p not 256-byte aligned", p);
-    float* a = static_cast<float*>(p);
-    SF_LAUNCH(write_all, 4, 32, 0, 0)(a);
-    cudaDeviceSynchronize();
-    CHECK(a[0] == 1.0f && a[127] == 1.0f, "cudaMallocAsync memory: %g %g", a[0], a[127]);
-    CHECK(cudaFreeAsync(p, 0) == cudaSuccess, "cudaFreeAsync failed");
-  }
 #if !defined(__CUDACC__) && defined(SF_EMU_ASAN)
   expect_child_failure(argv[0], "global", "heap-buffer-overflow");
   expect_child_failure(argv[0], "dynamic", "heap-buffer-overflow");
