@@ -20,12 +20,15 @@
 // its thread count) to rounding, and is the same bits run to run.
 // dx may be dy and y may be x: each element is read before it is written, by the same thread.
 #include "colsum.cuh"
+#include "cpu_math.cuh"
 #include "core/philox.h"
 #include "ops/activation.h"
 
 namespace seqfuse {
 namespace {
 
+using gpu::act_bwd;
+using gpu::act_fwd;
 using gpu::from_f32;
 using gpu::load_f32;
 using gpu::store_f32;
@@ -41,96 +44,6 @@ constexpr int64_t kMaxBlocks = SF_ACT_MAX_BLOCKS;
 #endif
 constexpr int64_t kBwdMaxBlocks = SF_ACT_BWD_MAX_BLOCKS;  // dbias partial rows at most
 constexpr int64_t kSmemCols = 12288;                      // dbias accumulators in shared memory up to 48 KiB
-
-// --- the CPU's vector math with one lane (cpu/simd.h, SF_ISA = 0), operation for operation ----
-__device__ __forceinline__ float vmax(float a, float b) { return a > b ? a : b; }  // NaN a: b
-__device__ __forceinline__ float vmin(float a, float b) { return a < b ? a : b; }
-__device__ __forceinline__ float fnma(float a, float b, float c) { return __fmaf_rn(-a, b, c); }
-
-// vexp: Cephes expf polynomial on r = x - n ln2; exp(x < -87.3) = 0
-__device__ __forceinline__ float vexp(float x) {
-  const float lo = -87.33654f;
-  const float xc = vmin(vmax(x, lo), 88.72283f);
-  const float n = rintf(__fmul_rn(xc, 1.44269504088896341f));
-  float r = __fmaf_rn(n, -0.693359375f, xc);
-  r = __fmaf_rn(n, 2.12194440e-4f, r);
-  float p = 1.9875691500e-4f;
-  p = __fmaf_rn(p, r, 1.3981999507e-3f);
-  p = __fmaf_rn(p, r, 8.3334519073e-3f);
-  p = __fmaf_rn(p, r, 4.1665795894e-2f);
-  p = __fmaf_rn(p, r, 1.6666665459e-1f);
-  p = __fmaf_rn(p, r, 5.0000001201e-1f);
-  const float y = __fmaf_rn(__fmul_rn(p, r), r, __fadd_rn(r, 1.0f));
-  const float two_n = __int_as_float((int(n) + 127) << 23);  // 2^n, n in [-126, 128] (2^128 = Inf, as ldexp)
-  return x < lo ? 0.0f : __fmul_rn(y, two_n);
-}
-
-// erfc(|z| / sqrt 2) by A&S 7.1.28 with the scale folded into the coefficients (verfc_pos with
-// s = 1/sqrt 2: each a_k s^k computed in double and rounded once to f32, as there)
-constexpr double kS = 0.70710678118654752, kS2 = kS * kS, kS3 = kS2 * kS;
-constexpr float kE6 = float(4.30638e-5 * kS3 * kS3), kE5 = float(2.765672e-4 * kS3 * kS2), kE4 = float(1.520143e-4 * kS2 * kS2),
-                kE3 = float(9.2705272e-3 * kS3), kE2 = float(4.22820123e-2 * kS2), kE1 = float(7.05230784e-2 * kS);
-__device__ __forceinline__ float erfc_abs(float z) {
-  const float a = fabsf(z);
-  float p = __fmaf_rn(a, kE6, kE5);
-  p = __fmaf_rn(a, p, kE4);
-  p = __fmaf_rn(a, p, kE3);
-  p = __fmaf_rn(a, p, kE2);
-  p = __fmaf_rn(a, p, kE1);
-  p = __fmaf_rn(a, p, 1.0f);
-  p = __fmul_rn(p, p);
-  p = __fmul_rn(p, p);
-  p = __fmul_rn(p, p);
-  p = __fmul_rn(p, p);
-  return __fdiv_rn(1.0f, p);
-}
-
-__device__ __forceinline__ float vsigmoid(float x) { return __fdiv_rn(1.0f, __fadd_rn(1.0f, vexp(-x))); }
-
-constexpr float kInvSqrt2Pi = 0.39894228040143268f;
-constexpr float kSqrt2OverPi = 0.79788456080286536f;
-constexpr float kGeluC = 0.044715f;
-
-// k act(z), k the dropout scale (1 without dropout): act_simd.h's act_fwd
-template <Activation A>
-__device__ __forceinline__ float act_fwd(float z, float k) {
-  if constexpr (A == Activation::Relu) {
-    return __fmul_rn(k, vmax(0.0f, z));
-  } else if constexpr (A == Activation::Gelu) {
-    const float w = __fmul_rn(z, __fmul_rn(k, 0.5f)), aw = fabsf(w);
-    return fnma(aw, erfc_abs(z), __fadd_rn(w, aw));
-  } else if constexpr (A == Activation::GeluTanh) {
-    const float u = __fmaf_rn(__fmul_rn(kGeluC, z), __fmul_rn(z, z), z);
-    return __fmul_rn(__fmul_rn(k, z), vsigmoid(__fmul_rn(2.0f * kSqrt2OverPi, u)));
-  } else if constexpr (A == Activation::Silu) {
-    return __fmul_rn(__fmul_rn(k, z), vsigmoid(z));
-  } else {
-    return __fmul_rn(k, z);
-  }
-}
-
-// dy act'(z): act_simd.h's act_bwd (ReLU passes dy where z > 0 or z is NaN)
-template <Activation A>
-__device__ __forceinline__ float act_bwd(float z, float dy) {
-  if constexpr (A == Activation::Relu) {
-    return 0.0f >= z ? 0.0f : dy;
-  } else if constexpr (A == Activation::Gelu) {
-    const float pdf = __fmul_rn(kInvSqrt2Pi, vexp(__fmul_rn(-0.5f, __fmul_rn(z, z))));
-    const float hr = __fmul_rn(0.5f, erfc_abs(z));
-    const float phi = z < 0.0f ? hr : __fsub_rn(1.0f, hr);
-    return __fmul_rn(dy, __fmaf_rn(z, pdf, phi));
-  } else if constexpr (A == Activation::GeluTanh) {
-    const float z2 = __fmul_rn(z, z);
-    const float s = vsigmoid(__fmul_rn(2.0f * kSqrt2OverPi, __fmaf_rn(__fmul_rn(kGeluC, z), z2, z)));
-    const float du = __fmul_rn(2.0f * kSqrt2OverPi, __fmaf_rn(3.0f * kGeluC, z2, 1.0f));
-    return __fmul_rn(dy, __fmaf_rn(__fmul_rn(__fmul_rn(z, s), __fsub_rn(1.0f, s)), du, s));
-  } else if constexpr (A == Activation::Silu) {
-    const float s = vsigmoid(z);
-    return __fmul_rn(dy, __fmul_rn(s, __fmaf_rn(z, __fsub_rn(1.0f, s), 1.0f)));
-  } else {
-    return dy;
-  }
-}
 
 // --- dropout's keep bits ------------------------------------------------------------------------
 __device__ __forceinline__ uint32_t word(const Philox4& r, uint64_t i) {  // r.v[i & 3] without local memory

@@ -32,93 +32,17 @@
 #include <cstdint>
 #include <type_traits>
 #include "common.cuh"
+#include "cpu_math.cuh"
 #include "ops/matmul.h"
-
-// nvcc unrolls the fixed-count tile loops; g++ (the emulator) has no `#pragma unroll`.
-#if defined(__CUDACC__)
-#define SF_UNROLL _Pragma("unroll")
-#else
-#define SF_UNROLL
-#endif
 
 namespace seqfuse {
 namespace {
 
+using gpu::act_fwd;
 using gpu::check_launch;
 using gpu::from_f32;
+using gpu::quant_grid;
 using gpu::to_f32;
-
-// --- activations: the CPU's f32 operations in the same order (native/cpu/act_simd.h) ----------
-
-__device__ __forceinline__ float max_cpu(float a, float b) { return a > b ? a : b; }  // V::max
-__device__ __forceinline__ float min_cpu(float a, float b) { return a < b ? a : b; }  // V::min
-
-// vexp (simd.h): Cephes expf polynomial on r = x - n ln2; exp(x < -87.3) = 0.
-__device__ __forceinline__ float exp_cpu(float x) {
-  const float lo = -87.33654f;
-  const float xc = min_cpu(max_cpu(x, lo), 88.72283f);
-  const float n = rintf(__fmul_rn(xc, 1.44269504088896341f));
-  float r = __fmaf_rn(n, -0.693359375f, xc);
-  r = __fmaf_rn(n, 2.12194440e-4f, r);
-  float p = 1.9875691500e-4f;
-  p = __fmaf_rn(p, r, 1.3981999507e-3f);
-  p = __fmaf_rn(p, r, 8.3334519073e-3f);
-  p = __fmaf_rn(p, r, 4.1665795894e-2f);
-  p = __fmaf_rn(p, r, 1.6666665459e-1f);
-  p = __fmaf_rn(p, r, 5.0000001201e-1f);
-  const float y = __fmaf_rn(__fmul_rn(p, r), r, __fadd_rn(r, 1.0f));
-  return x < lo ? 0.0f : __fmul_rn(y, __int_as_float((int(n) + 127) << 23));
-}
-
-__device__ __forceinline__ float sigmoid_cpu(float x) { return __fdiv_rn(1.0f, __fadd_rn(1.0f, exp_cpu(-x))); }
-
-// verfc_pos(|z|, 1/sqrt 2) (simd.h, A&S 7.1.28) with the argument scale folded into the
-// coefficients exactly as the CPU rounds them (double, then once to f32).
-constexpr double kS1 = 0.70710678118654752, kS2 = kS1 * kS1, kS3 = kS2 * kS1;
-constexpr float kErfc6 = float(4.30638e-5 * kS3 * kS3), kErfc5 = float(2.765672e-4 * kS3 * kS2),
-                kErfc4 = float(1.520143e-4 * kS2 * kS2), kErfc3 = float(9.2705272e-3 * kS3),
-                kErfc2 = float(4.22820123e-2 * kS2), kErfc1 = float(7.05230784e-2 * kS1);
-constexpr float kTwoSqrt2OverPi = 2.0f * 0.79788456080286536f, kGeluC = 0.044715f;
-
-__device__ __forceinline__ float erfc_abs_cpu(float z) {
-  const float a = fabsf(z);
-  float p = __fmaf_rn(a, kErfc6, kErfc5);
-  p = __fmaf_rn(a, p, kErfc4);
-  p = __fmaf_rn(a, p, kErfc3);
-  p = __fmaf_rn(a, p, kErfc2);
-  p = __fmaf_rn(a, p, kErfc1);
-  p = __fmaf_rn(a, p, 1.0f);
-  p = __fmul_rn(p, p);
-  p = __fmul_rn(p, p);
-  p = __fmul_rn(p, p);
-  p = __fmul_rn(p, p);
-  return __fdiv_rn(1.0f, p);
-}
-
-// act(z) of ops/activation.h (act_fwd with k = 1). ReLU keeps NaN.
-__device__ __forceinline__ float act_fwd(Activation act, float z) {
-  switch (act) {
-    case Activation::Relu: return max_cpu(0.0f, z);
-    case Activation::Gelu: {
-      const float w = __fmul_rn(z, 0.5f), aw = fabsf(w);
-      return __fmaf_rn(-aw, erfc_abs_cpu(z), __fadd_rn(w, aw));
-    }
-    case Activation::GeluTanh:
-      return __fmul_rn(z, sigmoid_cpu(__fmul_rn(kTwoSqrt2OverPi, __fmaf_rn(__fmul_rn(kGeluC, z), __fmul_rn(z, z), z))));
-    case Activation::Silu: return __fmul_rn(z, sigmoid_cpu(z));
-    default: return z;
-  }
-}
-
-// quant_grid (native/cpu/quant_grid.h): round(clamp(x inv, -127, 127)) half away from zero, NaN -> 0, -0 -> +0.
-__device__ __forceinline__ float quant_grid(float x, float inv) {
-  float r = __fmul_rn(x, inv);
-  r = r >= r ? r : 0.0f;
-  r = min_cpu(max_cpu(r, -127.0f), 127.0f);
-  float n = rintf(r);
-  if (fabsf(__fsub_rn(r, n)) >= 0.5f) n = __fadd_rn(r, copysignf(0.5f, r));
-  return __fadd_rn(n, 0.0f);
-}
 
 // --- epilogues: (row, col, accumulator) -> the output element --------------------------------
 

@@ -68,21 +68,19 @@ struct AdamWBatch {
   AdamWSlot t[kBatch];
   int64_t total;  // elements of the batch
   int count;
-  // the per-call scalars (ops/optim.h), formed in double and rounded once, as the CPU
-  float grad_scale, beta1, one_minus_beta1, beta2, one_minus_beta2, eps;
-  float decay_factor, step_size, rsqrt_bc2;
+  AdamWScalars s;  // the per-call scalars (ops/optim.h), the CPU's values
 };
 
 static_assert(sizeof(AdamWBatch) <= 4096, "kernel parameters are limited to 4 KiB");
 
 // Element j of tensor t, in the CPU's order of operations.
 __device__ __forceinline__ void adamw_element(const AdamWBatch& b, const AdamWSlot& t, int64_t j) {
-  const float g = __fmul_rn(load_as(t.grad, t.grad_type, j), b.grad_scale);
-  float p = __fmul_rn(t.param[j], t.decay ? b.decay_factor : 1.0f);
-  const float m = __fmaf_rn(b.beta1, t.m[j], __fmul_rn(b.one_minus_beta1, g));
-  const float v = __fmaf_rn(b.beta2, t.v[j], __fmul_rn(b.one_minus_beta2, __fmul_rn(g, g)));
-  const float den = __fmaf_rn(__fsqrt_rn(v), b.rsqrt_bc2, b.eps);
-  p = __fmaf_rn(-b.step_size, __fdiv_rn(m, den), p);
+  const float g = __fmul_rn(load_as(t.grad, t.grad_type, j), b.s.grad_scale);
+  float p = __fmul_rn(t.param[j], t.decay ? b.s.decay_factor : 1.0f);
+  const float m = __fmaf_rn(b.s.beta1, t.m[j], __fmul_rn(b.s.one_minus_beta1, g));
+  const float v = __fmaf_rn(b.s.beta2, t.v[j], __fmul_rn(b.s.one_minus_beta2, __fmul_rn(g, g)));
+  const float den = __fmaf_rn(__fsqrt_rn(v), b.s.rsqrt_bc2, b.s.eps);
+  p = __fmaf_rn(-b.s.step_size, __fdiv_rn(m, den), p);
   t.param[j] = p;
   t.m[j] = m;
   t.v[j] = v;
@@ -183,15 +181,7 @@ unsigned adamw_blocks(int64_t total) {
 void adamw_cuda(const AdamWArgs& a, Stream s) {
   cudaStream_t stream = static_cast<cudaStream_t>(s.handle);
   AdamWBatch b{};
-  b.grad_scale = float(a.grad_scale);
-  b.beta1 = float(a.beta1);
-  b.one_minus_beta1 = float(1.0 - a.beta1);
-  b.beta2 = float(a.beta2);
-  b.one_minus_beta2 = float(1.0 - a.beta2);
-  b.eps = float(a.eps);
-  b.decay_factor = float(1.0 - a.lr * a.weight_decay);
-  b.step_size = float(a.lr / (1.0 - std::pow(a.beta1, double(a.step))));
-  b.rsqrt_bc2 = float(1.0 / std::sqrt(1.0 - std::pow(a.beta2, double(a.step))));
+  b.s = adamw_scalars(a);
   for (int64_t i = 0; i < a.count; ++i)  // every dtype is checked before anything is written
     float_type(a.tensors[i].grad_dtype, "adamw", "gradient");
   auto flush = [&]() {

@@ -29,6 +29,7 @@
 // last axis (inner = 1) a reduction unit reads its channel with stride C (uncoalesced, as the
 // CPU's scalar walk there). Histograms over 12288 bins count with global f64 atomics.
 #include "common.cuh"
+#include "cpu_math.cuh"
 #include "ops/quant.h"
 
 namespace seqfuse {
@@ -36,6 +37,7 @@ namespace {
 
 using gpu::check_launch;
 using gpu::from_f32;
+using gpu::quant_grid;
 using gpu::to_f32;
 
 constexpr int kThreads = 256;
@@ -53,16 +55,6 @@ struct Layout {
   }
   __device__ __forceinline__ int64_t channel(int64_t i) const { return C == 1 ? 0 : (i / inner) % C; }
 };
-
-// round(clamp(x * inv, -127, 127)) half away from zero, NaN -> 0, -0 -> +0 (cpu/quant_grid.h).
-__device__ __forceinline__ float quant_grid(float x, float inv) {
-  float r = __fmul_rn(x, inv);
-  r = r >= r ? r : 0.0f;
-  r = fminf(fmaxf(r, -127.0f), 127.0f);
-  float n = rintf(r);
-  if (fabsf(__fsub_rn(r, n)) >= 0.5f) n = __fadd_rn(r, copysignf(0.5f, r));
-  return __fadd_rn(n, 0.0f);
-}
 
 // T(float(x)) as the CPU stores it (core/dtype.h): x itself, a NaN in the CPU's encoding
 // (f16: sign | 0x7e00; bf16: the quiet bit set), where a hardware round trip may give 0x7fff.

@@ -12,14 +12,6 @@
 
 namespace seqfuse::cpu {
 
-// The per-call f32 scalars of the update (ops/optim.h), formed once in double.
-struct AdamWScalars {
-  float grad_scale, beta1, one_minus_beta1, beta2, one_minus_beta2, eps;
-  float decay_factor;   // 1 - lr * weight_decay
-  float step_size;      // lr / (1 - beta1^step)
-  float rsqrt_bc2;      // 1 / sqrt(1 - beta2^step)
-};
-
 constexpr int64_t kNormChunk = int64_t(1) << 14;  // elements per chunk sum (64 KiB of f32)
 
 }  // namespace seqfuse::cpu
@@ -148,16 +140,7 @@ SF_ISA_DECLARE(double norm_sumsq_chunk(const void*, DType, int64_t))
 
 void adamw_cpu(const AdamWArgs& a) {
   auto fn = SF_PICK(adamw_range);
-  cpu::AdamWScalars s;
-  s.grad_scale = float(a.grad_scale);
-  s.beta1 = float(a.beta1);
-  s.one_minus_beta1 = float(1.0 - a.beta1);
-  s.beta2 = float(a.beta2);
-  s.one_minus_beta2 = float(1.0 - a.beta2);
-  s.eps = float(a.eps);
-  s.decay_factor = float(1.0 - a.lr * a.weight_decay);
-  s.step_size = float(a.lr / (1.0 - std::pow(a.beta1, double(a.step))));
-  s.rsqrt_bc2 = float(1.0 / std::sqrt(1.0 - std::pow(a.beta2, double(a.step))));
+  const AdamWScalars s = adamw_scalars(a);
   // start[i]: the flat index of tensor i's first element; a task finds its first tensor by search
   std::vector<int64_t> start(size_t(a.count) + 1, 0);
   for (int64_t i = 0; i < a.count; ++i) start[size_t(i) + 1] = start[size_t(i)] + a.tensors[i].numel;

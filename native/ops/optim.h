@@ -22,6 +22,7 @@
 // in double and the sum of 2^32 of them cannot overflow (at most 2^32 * 2^256), so the sum is
 // finite iff every element is: NaN anywhere gives NaN, otherwise Inf anywhere gives Inf.
 #pragma once
+#include <cmath>
 #include <cstdint>
 #include "core/dispatch.h"
 
@@ -46,6 +47,29 @@ struct AdamWArgs {
   double lr = 0, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0, grad_scale = 1;
   int64_t step = 1;  // >= 1: the number of this update, for the bias corrections
 };
+
+// The per-call f32 scalars of the update, formed once in double and rounded to f32 (every
+// backend and ISA pass uses these same values).
+struct AdamWScalars {
+  float grad_scale, beta1, one_minus_beta1, beta2, one_minus_beta2, eps;
+  float decay_factor;   // 1 - lr * weight_decay
+  float step_size;      // lr / (1 - beta1^step)
+  float rsqrt_bc2;      // 1 / sqrt(1 - beta2^step)
+};
+
+inline AdamWScalars adamw_scalars(const AdamWArgs& a) {
+  AdamWScalars s;
+  s.grad_scale = float(a.grad_scale);
+  s.beta1 = float(a.beta1);
+  s.one_minus_beta1 = float(1.0 - a.beta1);
+  s.beta2 = float(a.beta2);
+  s.one_minus_beta2 = float(1.0 - a.beta2);
+  s.eps = float(a.eps);
+  s.decay_factor = float(1.0 - a.lr * a.weight_decay);
+  s.step_size = float(a.lr / (1.0 - std::pow(a.beta1, double(a.step))));
+  s.rsqrt_bc2 = float(1.0 / std::sqrt(1.0 - std::pow(a.beta2, double(a.step))));
+  return s;
+}
 
 struct NormTensor {
   const void* data = nullptr;
