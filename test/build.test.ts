@@ -55,3 +55,24 @@ describe('build files', () => {
     expect(JSON.parse(info).onednn).toMatch(/^\d+\.\d+\.\d+$/);
   });
 });
+
+describe('build:cuda ptxas report', () => {
+  it('reads registers, shared memory, stack and spills per kernel and arch', async () => {
+    const script = '../scripts/build-cuda.mjs';  // plain JS: imported untyped
+    const { parsePtxas } = await import(script);
+    const report = [
+      "ptxas info    : Compiling entry function '_Z6kernelPf' for 'sm_80'",
+      'ptxas info    : Function properties for _Z6kernelPf',
+      '    8 bytes stack frame, 4 bytes spill stores, 12 bytes spill loads',
+      'ptxas info    : Used 96 registers, used 1 barriers, 8 bytes cumulative stack size, 4096 bytes smem, 368 bytes cmem[0]',
+      "ptxas info    : Compiling entry function '_Z6kernelPf' for 'sm_90'",
+      'ptxas info    : Function properties for _Z6kernelPf',
+      '    0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads',
+      'ptxas info    : Used 40 registers, used 0 barriers',
+    ].join('\n');
+    expect(parsePtxas(report)).toEqual([
+      { name: '_Z6kernelPf', arch: 'sm_80', regs: 96, smem: 4096, stack: 8, spillStores: 4, spillLoads: 12 },
+      { name: '_Z6kernelPf', arch: 'sm_90', regs: 40, smem: 0, stack: 0, spillStores: 0, spillLoads: 0 },
+    ]);
+  });
+});
