@@ -1,4 +1,5 @@
-# Builds build/Release/seqfuse.node. Sources come from native/sources.txt (scripts/sources.js);
+# Builds build/Release/seqfuse.node, the CPU-only addon (CMakeLists.txt builds the CUDA-enabled and
+# emulated ones). Sources come from native/sources.txt (scripts/sources.js);
 # kernel files are compiled three times, once per ISA pass (native/cpu/simd.h), and the right
 # pass is picked at run time by cpuid. No host-only flags: a build must run on any x86-64.
 {
@@ -14,7 +15,7 @@
   "targets": [
     {
       "target_name": "seqfuse",
-      "sources": ["<!@(node scripts/sources.js common kernels)"],
+      "sources": ["<!@(node scripts/sources.js common kernels nocuda)"],
       "defines": ["SF_ISA=0"],
       "libraries": ["<!@(node scripts/find-dnnl.js --libs)"],
       "ldflags": ["-fopenmp"],

@@ -1,8 +1,9 @@
 # Reads native/sources.txt (the one source list, shared with binding.gyp) into
-# SEQFUSE_COMMON_SOURCES and SEQFUSE_KERNEL_SOURCES.
+# SEQFUSE_COMMON_SOURCES, SEQFUSE_KERNEL_SOURCES and SEQFUSE_NOCUDA_SOURCES.
 file(STRINGS "${CMAKE_CURRENT_LIST_DIR}/../native/sources.txt" _seqfuse_lines)
 set(SEQFUSE_COMMON_SOURCES "")
 set(SEQFUSE_KERNEL_SOURCES "")
+set(SEQFUSE_NOCUDA_SOURCES "")
 foreach(_line IN LISTS _seqfuse_lines)
   string(STRIP "${_line}" _line)
   if(_line STREQUAL "" OR _line MATCHES "^#")
@@ -13,6 +14,8 @@ foreach(_line IN LISTS _seqfuse_lines)
     list(APPEND SEQFUSE_COMMON_SOURCES "${CMAKE_MATCH_2}")
   elseif(CMAKE_MATCH_1 STREQUAL "kernels")
     list(APPEND SEQFUSE_KERNEL_SOURCES "${CMAKE_MATCH_2}")
+  elseif(CMAKE_MATCH_1 STREQUAL "nocuda")
+    list(APPEND SEQFUSE_NOCUDA_SOURCES "${CMAKE_MATCH_2}")
   else()
     message(FATAL_ERROR "native/sources.txt: unknown group in '${_line}'")
   endif()

@@ -1,6 +1,6 @@
 /** Element types. f16/bf16 are stored as 16-bit words (Uint16Array) and computed in f32. */
 export type DType = 'f32' | 'f16' | 'bf16' | 'i8' | 'i32' | 'u8';
-/** Devices. Only 'cpu' is built in this version; 'cuda' gives ERR_BACKEND. */
+/** Devices. 'cuda' needs an addon built with the CUDA backend and a GPU (cudaStatus() says why not: ERR_BACKEND). */
 export type Device = 'cpu' | 'cuda';
 
 export type TypedArray = Float32Array | Uint16Array | Int8Array | Int32Array | Uint8Array;

@@ -2,7 +2,9 @@
 export { SeqfuseError, type ErrorCode } from './errors.js';
 export type { DType, Device, TypedArray } from './dtype.js';
 export { Tensor, memory, type MemoryInfo, type RandomOptions, type TensorOptions } from './tensor.js';
-export { buildInfo, getIsa, getNumThreads, type Isa, setIsa, setNumThreads } from './runtime.js';
+export {
+  buildInfo, cudaEmptyCache, cudaMemory, type CudaStatus, cudaStatus, cudaSynchronize, getIsa, getNumThreads, type Isa, setIsa, setNumThreads,
+} from './runtime.js';
 export type { Op } from './ops/common.js';
 export { layerNorm, layerNormBackward, type NormBackwardOptions, type NormGrads, type NormOptions, rmsNorm, rmsNormBackward } from './ops/norm.js';
 export { softmax, softmaxBackward, type SoftmaxBackwardOptions, type SoftmaxOptions } from './ops/softmax.js';

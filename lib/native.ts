@@ -1,8 +1,25 @@
-// Loads the addon (a prebuild or build/Release/seqfuse.node) and declares its interface.
-// Only lib/ talks to it; every function here validates its arguments again in C++.
+// Loads the addon and declares its interface. Only lib/ talks to it; every function here validates
+// its arguments again in C++. Which addon:
+//   1. $SEQFUSE_ADDON, a path to a seqfuse.node (e.g. build-emu/Release/seqfuse.node, the CUDA
+//      backend on the CPU emulator, which the tests use); failing to load it is an error;
+//   2. build-cuda/Release/seqfuse.node (`npm run build:cuda`, the CUDA-enabled addon) when it
+//      exists; when it does not load (e.g. no libcuda), a warning says why and 3. is used;
+//   3. the CPU-only addon: a prebuild or build/Release/seqfuse.node (node-gyp-build).
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import { SeqfuseError } from './errors.js';
+import type { DeviceBuffer } from './tensor.js';
+
+/** What the addon says of CUDA (see runtime.ts cudaStatus). */
+export interface CudaStatus {
+  available: boolean;
+  reason: string;
+  device: string;
+  computeCapability: string;
+  totalMemory: number;
+  emulated: boolean;
+}
 
 /** A Tensor as the addon reads it (see native/napi/napi_util.cc tensor_arg). */
 export interface NativeTensor {
@@ -24,6 +41,18 @@ export interface NativeBinding {
   get_isa(): { active: string; best: string };
   build_info(): { onednn: string; cuda: boolean };
   cast(src: T, dst: T, async: boolean): Ret;
+  /** The bytes of src into dst (same dtype and element count), between any devices. */
+  copy(src: T, dst: T): undefined;
+  /** Every byte of t 0. */
+  zero(t: T): undefined;
+  /** CUDA memory of `bytes` bytes (ERR_OOM, ERR_BACKEND); `op` names the caller in errors. */
+  device_buffer(bytes: number, op: string): DeviceBuffer;
+  /** Gives a device buffer's memory back now (an async op in flight keeps its own hold). */
+  device_buffer_release(buf: DeviceBuffer): undefined;
+  cuda_status(): CudaStatus;
+  cuda_memory(): { allocated: number; reserved: number };
+  cuda_empty_cache(): undefined;
+  cuda_synchronize(): undefined;
   random(out: T, kind: number, seed: number | bigint, offset: number | bigint, a: number, b: number): undefined;
   norm_fwd(x: T, gamma: T, beta: OptT, y: T, mean: OptT, rstd: OptT, eps: number, rms: boolean, async: boolean): Ret;
   norm_bwd(dy: T, x: T, gamma: T, mean: OptT, rstd: OptT, dx: T, dgamma: OptT, dbeta: OptT, eps: number, rms: boolean,
@@ -74,6 +103,23 @@ export interface NativeBinding {
 function load(): NativeBinding {
   const root = path.join(__dirname, '..');
   const req = createRequire(__filename);
+  const explicit = process.env.SEQFUSE_ADDON;
+  if (explicit) {
+    try {
+      return req(path.resolve(explicit)) as NativeBinding;
+    } catch (e) {
+      throw new SeqfuseError('ERR_BACKEND', `seqfuse: could not load the addon SEQFUSE_ADDON=${explicit} (${e instanceof Error ? e.message : String(e)})`);
+    }
+  }
+  const cudaAddon = path.join(root, 'build-cuda', 'Release', 'seqfuse.node');
+  if (existsSync(cudaAddon)) {
+    try {
+      return req(cudaAddon) as NativeBinding;
+    } catch (e) {
+      process.emitWarning(`seqfuse: the CUDA-enabled addon ${cudaAddon} did not load (${e instanceof Error ? e.message : String(e)}); ` +
+        'using the CPU-only addon (device \'cuda\' is unavailable)', { code: 'SEQFUSE_CUDA_ADDON' });
+    }
+  }
   try {
     return req('node-gyp-build')(root) as NativeBinding;
   } catch (e) {

@@ -1,6 +1,6 @@
 // Process-wide controls: threads, ISA path, build information.
 import { fail, describe } from './errors.js';
-import { native } from './native.js';
+import { type CudaStatus, native } from './native.js';
 
 /** Sets the threads used by seqfuse's kernels and oneDNN (one OpenMP pool). Default: all cores. */
 export function setNumThreads(n: number): void {
@@ -33,4 +33,30 @@ export function getIsa(): { active: Isa; best: Isa } {
 /** Versions of what the addon was built with. */
 export function buildInfo(): { onednn: string; cuda: boolean } {
   return native.build_info();
+}
+
+export type { CudaStatus } from './native.js';
+
+/**
+ * Whether device 'cuda' can be used, and why not: `available`, `reason` (empty when available; after
+ * a sticky CUDA error, what lost the backend), the `device` name, `computeCapability` ("9.0"),
+ * `totalMemory` in bytes, and `emulated` (the CUDA kernels run on the CPU emulator, a test build).
+ */
+export function cudaStatus(): CudaStatus {
+  return native.cuda_status();
+}
+
+/** CUDA memory of the caching allocator: bytes in live tensors and buffers, and bytes held from the driver. */
+export function cudaMemory(): { allocated: number; reserved: number } {
+  return native.cuda_memory();
+}
+
+/** Returns the allocator's cached (free) CUDA memory to the driver. */
+export function cudaEmptyCache(): void {
+  native.cuda_empty_cache();
+}
+
+/** Waits until every CUDA op queued so far has finished; a kernel's failure surfaces here as ERR_BACKEND. */
+export function cudaSynchronize(): void {
+  native.cuda_synchronize();
 }

@@ -1,5 +1,7 @@
 // Tensor: one class for every device. A CPU tensor's data is a JS typed array that native code
-// borrows for the duration of a call (async calls pin it), so CPU memory belongs to the GC.
+// borrows for the duration of a call (async calls pin it), so CPU memory belongs to the GC. A CUDA
+// tensor's data is a device buffer: native CUDA memory from the caching allocator, given back at
+// dispose (or when the GC finalizes the last view); an async op in flight keeps its own hold.
 import { inspect } from 'node:util';
 import {
   DEVICE_CODE, DEVICES, DTYPE_CODE, DTYPE_SIZE, DTYPES, type Device, type DType, type TypedArray, isFloat,
@@ -17,16 +19,20 @@ export interface RandomOptions extends TensorOptions {
   seed?: number | bigint;
 }
 
+/** A CUDA tensor's memory as the addon hands it out (opaque to JS). */
+export type DeviceBuffer = object & { readonly __seqfuseDeviceBuffer: never };
+type Data = TypedArray | DeviceBuffer;
+
 /** The memory a tensor's data lives in; views made by reshape share it. */
 export class Storage {
-  data: TypedArray | null;
+  data: Data | null;
   owners = 0;
   /** Bumped on every write seqfuse cannot see (the `data` getter) and by in-place ops, so caches keyed on it go stale. */
   version = 0;
   /** Backend caches tied to this data (e.g. weights reordered for oneDNN), dropped on version change. */
   cache: unknown = undefined;
   cacheVersion = -1;
-  constructor(data: TypedArray, readonly device: Device, readonly bytes: number) {
+  constructor(data: Data, readonly device: Device, readonly bytes: number) {
     this.data = data;
   }
 }
@@ -46,6 +52,7 @@ function release(s: Storage): void {
   live[s.device].tensors--;
   if (--s.owners === 0) {
     live[s.device].bytes -= s.bytes;
+    if (s.device === 'cuda' && s.data) native.device_buffer_release(s.data as DeviceBuffer);
     s.data = null;
     dropCache(s);
   }
@@ -95,8 +102,10 @@ function checkDType(dtype: unknown, where: string): DType {
 function checkDevice(device: unknown, where: string): Device {
   if (!DEVICES.includes(device as Device))
     fail('ERR_DEVICE', `${where}: expected device 'cpu' or 'cuda' but received ${describe(device)}`);
-  if (device === 'cuda')
-    fail('ERR_BACKEND', `${where}: this build of seqfuse has no CUDA backend; use device 'cpu'`);
+  if (device === 'cuda') {
+    const s = native.cuda_status();
+    if (!s.available) fail('ERR_BACKEND', `${where}: device 'cuda' is not available: ${s.reason}`);
+  }
   return device as Device;
 }
 
@@ -110,12 +119,18 @@ function allocate(dtype: DType, n: number, where: string): TypedArray {
   }
 }
 
+/** New storage for n elements of dtype on device (CPU: zero-filled; CUDA: uninitialized). */
+function allocateOn(device: Device, dtype: DType, n: number, where: string): Data {
+  if (device === 'cpu') return allocate(dtype, n, where);
+  return native.device_buffer(n * DTYPE_SIZE[dtype], where);
+}
+
 function randomSeed(): number {
   return Math.floor(Math.random() * 2 ** 53);
 }
 
 export class Tensor {
-  /** @internal read by the addon */ _data: TypedArray | null;
+  /** @internal read by the addon */ _data: Data | null;
   /** @internal dtype code for the addon */ readonly _dt: number;
   /** @internal device code for the addon */ readonly _dev: number;
   /** @internal [dtype, device, ndim, ...shape] for the addon (native/napi/napi_util.cc) */ readonly _meta: Float64Array;
@@ -137,24 +152,37 @@ export class Tensor {
     registry.register(this, storage, this);
   }
 
-  /** @internal wraps freshly allocated data */
-  static _wrap(data: TypedArray, shape: readonly number[], dtype: DType): Tensor {
-    return new Tensor(new Storage(data, 'cpu', data.byteLength), shape, dtype);
+  /** @internal wraps freshly allocated data (a typed array on CPU, a device buffer on CUDA) */
+  static _wrap(data: Data, shape: readonly number[], dtype: DType, device: Device = 'cpu'): Tensor {
+    const bytes = device === 'cpu' ? (data as TypedArray).byteLength : numelOf(shape) * DTYPE_SIZE[dtype];
+    return new Tensor(new Storage(data, device, bytes), shape, dtype);
   }
 
-  /** A new uninitialized tensor (on CPU it is zero-filled, as JS typed arrays are). */
+  /** @internal a new tensor on device, released again if `init` throws */
+  static _new(where: string, shape: readonly number[], dtype: DType, device: Device, init?: (t: Tensor) => void): Tensor {
+    const t = Tensor._wrap(allocateOn(device, dtype, numelOf(shape), where), shape, dtype, device);
+    try {
+      init?.(t);
+    } catch (e) {
+      t.dispose();
+      throw e;
+    }
+    return t;
+  }
+
+  /** A new uninitialized tensor (on CPU it is zero-filled, as JS typed arrays are; on CUDA it holds whatever the memory held). */
   static empty(shape: readonly number[], opts: TensorOptions = {}): Tensor {
     const sh = checkShape(shape, 'Tensor.empty');
     const dtype = checkDType(opts.dtype ?? 'f32', 'Tensor.empty');
-    checkDevice(opts.device ?? 'cpu', 'Tensor.empty');
-    return Tensor._wrap(allocate(dtype, numelOf(sh), 'Tensor.empty'), sh, dtype);
+    const device = checkDevice(opts.device ?? 'cpu', 'Tensor.empty');
+    return Tensor._new('Tensor.empty', sh, dtype, device);
   }
 
   static zeros(shape: readonly number[], opts: TensorOptions = {}): Tensor {
     const sh = checkShape(shape, 'Tensor.zeros');
     const dtype = checkDType(opts.dtype ?? 'f32', 'Tensor.zeros');
-    checkDevice(opts.device ?? 'cpu', 'Tensor.zeros');
-    return Tensor._wrap(allocate(dtype, numelOf(sh), 'Tensor.zeros'), sh, dtype);
+    const device = checkDevice(opts.device ?? 'cpu', 'Tensor.zeros');
+    return Tensor._new('Tensor.zeros', sh, dtype, device, device === 'cpu' ? undefined : (t) => native.zero(t));
   }
 
   /**
@@ -173,7 +201,7 @@ export class Tensor {
     const inferred: DType = values instanceof Int32Array ? 'i32' : values instanceof Int8Array ? 'i8'
       : values instanceof Uint8Array ? 'u8' : 'f32';
     const dtype = checkDType(opts.dtype ?? inferred, where);
-    checkDevice(opts.device ?? 'cpu', where);
+    const device = checkDevice(opts.device ?? 'cpu', where);
     if (values instanceof Uint16Array && opts.dtype === undefined)
       fail('ERR_DTYPE', `${where}: a Uint16Array needs dtype 'f16' or 'bf16' (its words are taken as raw bits)`);
     const out = allocate(dtype, n, where);
@@ -199,12 +227,14 @@ export class Tensor {
         out[i] = Number.isNaN(v) ? 0 : Math.min(hi, Math.max(lo, Math.trunc(v)));
       }
     }
-    return Tensor._wrap(out, sh, dtype);
+    if (device === 'cpu') return Tensor._wrap(out, sh, dtype);
+    return Tensor._new(where, sh, dtype, device, (t) => native.copy(Tensor._wrapTemp(out, sh, dtype), t));
   }
 
   /** @internal a descriptor the addon can read without creating a tracked Tensor */
-  static _wrapTemp(data: TypedArray, shape: readonly number[], dtype: DType) {
-    return { _data: data, _dt: DTYPE_CODE[dtype], _dev: 0, shape, _meta: Float64Array.of(DTYPE_CODE[dtype], 0, shape.length, ...shape) };
+  static _wrapTemp(data: Data, shape: readonly number[], dtype: DType, device: Device = 'cpu') {
+    const dev = DEVICE_CODE[device];
+    return { _data: data, _dt: DTYPE_CODE[dtype], _dev: dev, shape, _meta: Float64Array.of(DTYPE_CODE[dtype], dev, shape.length, ...shape) };
   }
 
   /** Standard normal samples (Box-Muller on the Philox stream), scaled: mean + std * z. */
@@ -221,15 +251,8 @@ export class Tensor {
     const sh = checkShape(shape, where);
     const dtype = checkDType(opts.dtype ?? 'f32', where);
     if (!isFloat(dtype)) fail('ERR_DTYPE', `${where}: expected a float dtype (f32, f16, bf16) but received ${dtype}`);
-    checkDevice(opts.device ?? 'cpu', where);
-    const t = Tensor._wrap(allocate(dtype, numelOf(sh), where), sh, dtype);
-    try {
-      native.random(t, kind, opts.seed ?? randomSeed(), 0, a, b);
-    } catch (e) {
-      t.dispose();
-      throw e;
-    }
-    return t;
+    const device = checkDevice(opts.device ?? 'cpu', where);
+    return Tensor._new(where, sh, dtype, device, (t) => native.random(t, kind, opts.seed ?? randomSeed(), 0, a, b));
   }
 
   get ndim(): number {
@@ -245,44 +268,65 @@ export class Tensor {
   }
 
   /**
-   * The backing typed array (no copy; f16/bf16 as raw Uint16 words). Writing through it is
-   * allowed: every access marks the data as possibly modified, so caches derived from it
-   * (e.g. reordered weights) are rebuilt on next use.
+   * The backing typed array of a CPU tensor (no copy; f16/bf16 as raw Uint16 words). Writing
+   * through it is allowed: every access marks the data as possibly modified, so caches derived
+   * from it (e.g. reordered weights) are rebuilt on next use. A CUDA tensor's data is in device
+   * memory: ERR_DEVICE (use toArray() or to('cpu')).
    */
   get data(): TypedArray {
     const d = this._live('data');
+    if (this.device !== 'cpu')
+      fail('ERR_DEVICE', `Tensor.data: this tensor's data is in ${this.device} memory; read it with toArray() or move it with to('cpu')`);
     this._storage.version++;
-    return d;
+    return d as TypedArray;
   }
 
   /** @internal throws ERR_DISPOSED */
-  _live(what: string): TypedArray {
+  _live(what: string): Data {
     if (this._data === null) fail('ERR_DISPOSED', `Tensor.${what}: the tensor was disposed`);
     return this._data;
   }
 
-  /** A copy of the values; f16 and bf16 come back as Float32Array. */
+  /** A copy of the values on the host; f16 and bf16 come back as Float32Array. */
   toArray(): Float32Array | Int8Array | Int32Array | Uint8Array {
     const d = this._live('toArray');
+    if (this.device !== 'cpu') {
+      const host = this.to('cpu');
+      try {
+        return host.dtype === 'f16' || host.dtype === 'bf16' ? host.toArray() : (host._data as Float32Array | Int8Array | Int32Array | Uint8Array);
+      } finally {
+        host.dispose();
+      }
+    }
     if (this.dtype === 'f16' || this.dtype === 'bf16') {
-      const out = new Float32Array(d.length);
+      const out = new Float32Array(this.numel);
       native.cast(this, Tensor._wrapTemp(out, this.shape, 'f32'), false);
       return out;
     }
-    return d.slice() as Float32Array | Int8Array | Int32Array | Uint8Array;
+    return (d as TypedArray).slice() as Float32Array | Int8Array | Int32Array | Uint8Array;
   }
 
-  /** A new tensor converted to `dtype` (or moved to `device`); always a copy. */
+  /** A new tensor converted to `dtype` (on this device), or moved to `device` (same dtype); always a copy. */
   to(target: DType | Device): Tensor {
     this._live('to');
     if (DEVICES.includes(target as Device)) {
-      checkDevice(target, 'Tensor.to');
-      return this.to(this.dtype);
+      const device = checkDevice(target, 'Tensor.to');
+      return Tensor._new('Tensor.to', this.shape, this.dtype, device, (t) => native.copy(this, t));
     }
     const dtype = checkDType(target, 'Tensor.to');
-    const out = Tensor._wrap(allocate(dtype, this.numel, 'Tensor.to'), this.shape, dtype);
-    native.cast(this, out, false);
-    return out;
+    return Tensor._new('Tensor.to', this.shape, dtype, this.device, (t) => native.cast(this, t, false));
+  }
+
+  /** @internal copies src's values in (same dtype and element count, any devices) */
+  _copyFrom(src: Tensor): void {
+    native.copy(src, this);
+    this._storage.version++;
+  }
+
+  /** @internal sets every element to 0 */
+  _zero(): void {
+    native.zero(this);
+    this._storage.version++;
   }
 
   /** A view with a new shape over the same data (one dim may be -1). */

@@ -18,7 +18,7 @@ function walk(dir: string): string[] {
 }
 
 describe('build files', () => {
-  const gyp = lines(execFileSync('node', ['scripts/sources.js', 'common', 'kernels'], { cwd: root, encoding: 'utf8' }));
+  const gyp = lines(execFileSync('node', ['scripts/sources.js', 'common', 'kernels', 'nocuda'], { cwd: root, encoding: 'utf8' }));
 
   it('binding.gyp and CMakeLists.txt compile the same sources', () => {
     // `cmake -P` prints with message(), i.e. on stderr
@@ -28,7 +28,7 @@ describe('build files', () => {
     // and both files really read that list
     const bindingGyp = readFileSync(join(root, 'binding.gyp'), 'utf8');
     const cmake = readFileSync(join(root, 'CMakeLists.txt'), 'utf8');
-    expect(bindingGyp).toContain('scripts/sources.js common kernels');
+    expect(bindingGyp).toContain('scripts/sources.js common kernels nocuda');
     expect(bindingGyp).toContain('scripts/sources.js kernels');
     expect(cmake).toContain('include(cmake/sources.cmake)');
     expect(cmake).toMatch(/\$\{SEQFUSE_COMMON_SOURCES\}\s+\$\{SEQFUSE_KERNEL_SOURCES\}/);

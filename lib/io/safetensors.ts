@@ -103,7 +103,10 @@ function fileChunks(tensors: unknown, metadata: unknown, where: string): Uint8Ar
   const chunks: Uint8Array[] = [];
   let offset = 0;
   for (const [name, t] of items) {
-    const data = bytesOf(t._data!);
+    // a CUDA tensor's bytes come through a host copy
+    const host = t.device === 'cpu' ? t : t.to('cpu');
+    const data = bytesOf(host._data as TypedArray);
+    if (host !== t) host.dispose();
     fields.push(`${JSON.stringify(name)}:{"dtype":"${FILE_DTYPE[t.dtype]}","shape":[${t.shape.join(',')}],"data_offsets":[${offset},${offset + data.length}]}`);
     chunks.push(data);
     offset += data.length;
@@ -297,7 +300,7 @@ export function decodeSafetensors(bytes: Uint8Array): SafetensorsContents {
   const base = 8 + n;
   const { entries, metadata } = parseHeader(bytes.subarray(8, base), bytes.length - base, where);
   const tensors = allocateAll(entries, where);
-  for (const e of entries) bytesOf(tensors.get(e.name)!._data!).set(bytes.subarray(base + e.begin, base + e.end));
+  for (const e of entries) bytesOf(tensors.get(e.name)!._data as TypedArray).set(bytes.subarray(base + e.begin, base + e.end));
   return { tensors, metadata };
 }
 
@@ -327,7 +330,7 @@ export async function loadSafetensors(path: string): Promise<SafetensorsContents
     const { entries, metadata } = parseHeader(header, size - 8 - n, where);
     const tensors = allocateAll(entries, where);
     try {
-      for (const e of entries) await readAt(fh, bytesOf(tensors.get(e.name)!._data!), 8 + n + e.begin, where);
+      for (const e of entries) await readAt(fh, bytesOf(tensors.get(e.name)!._data as TypedArray), 8 + n + e.begin, where);
     } catch (e) {
       disposeAll(tensors);
       throw e;

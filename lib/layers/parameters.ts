@@ -5,7 +5,7 @@ import type { Tensor } from '../tensor.js';
 
 /**
  * Copies `params` into `mine` by name. Every name must exist on both sides and shapes must match
- * (dtypes are converted); all of it is checked before anything is written, so a failed load
+ * (dtypes are converted, devices may differ); all of it is checked before anything is written, so a failed load
  * leaves the parameters as they were.
  */
 export function loadNamed(op: string, mine: Map<string, Tensor>, params: unknown): void {
@@ -22,7 +22,7 @@ export function loadNamed(op: string, mine: Map<string, Tensor>, params: unknown
   for (const [name, dst] of mine) {
     const s = src.get(name)!;
     const conv = s.dtype === dst.dtype ? s : s.to(dst.dtype);
-    dst.data.set(conv.data);
+    dst._copyFrom(conv);  // across devices too
     if (conv !== s) conv.dispose();
   }
 }

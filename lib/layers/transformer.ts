@@ -3,7 +3,7 @@
 // (products, norms, attention, activation, dropout) on the libuv pool; the layer keeps what its
 // backward needs in native buffers sized by the call (no sequence cap). Parameters are Tensors
 // named and shaped as DESIGN §4 (PyTorch nn.Linear layout), gradients accumulate until zeroGrad().
-import type { DType } from '../dtype.js';
+import type { Device, DType } from '../dtype.js';
 import { fail } from '../errors.js';
 import { native } from '../native.js';
 import { weightCache, written } from '../ops/matmul.js';
@@ -43,6 +43,11 @@ export interface TransformerLayerConfig {
   rotary?: boolean | { dim?: number; base?: number };
   /** Parameter and activation dtype (default 'f32'). */
   dtype?: 'f32' | 'bf16' | 'f16';
+  /**
+   * Where parameters, gradients and saved activations live and the layer runs (default 'cpu');
+   * inputs must be on it. The initial weights are the same on every device for one seed.
+   */
+  device?: Device;
   /** Optional limits, checked on every forward with a clear error; nothing is preallocated from them. */
   maxBatchTokens?: number;
   maxSeqLen?: number;
@@ -149,6 +154,7 @@ abstract class TransformerLayerBase {
   readonly config: Readonly<Required<Omit<TransformerLayerConfig, 'maxBatchTokens' | 'maxSeqLen' | 'seed'>>> &
     Pick<TransformerLayerConfig, 'maxBatchTokens' | 'maxSeqLen'>;
   readonly dtype: DType;
+  readonly device: Device;
   private readonly _cfg: Float64Array;
   private _params: (Tensor | null)[];
   private _grads: (Tensor | null)[];
@@ -185,6 +191,7 @@ abstract class TransformerLayerBase {
     const hiddenDropout = numberOpt(c.hiddenDropout, op, 'hiddenDropout', 0, 0, 1);
     const layerNormEps = numberOpt(c.layerNormEps, op, 'layerNormEps', 1e-5, Number.MIN_VALUE, 0.5);
     const dtype = enumOpt<'f32' | 'bf16' | 'f16'>(c.dtype, op, 'dtype', 'f32', ['f32', 'bf16', 'f16']);
+    const device = enumOpt<Device>(c.device, op, 'device', 'cpu', ['cpu', 'cuda']);
     const initStd = numberOpt(c.initStd, op, 'initStd', 0.02, 0, 1e3);
     let rotaryDim = 0, rotaryBase = 10000;
     if (c.rotary !== undefined && c.rotary !== false) {
@@ -198,23 +205,38 @@ abstract class TransformerLayerBase {
     const maxSeqLen = c.maxSeqLen === undefined ? undefined : sizeOpt(c.maxSeqLen, op, 'maxSeqLen', NaN, 1);
     this._seed = c.seed === undefined ? randomSeed() : seedOpt(c.seed, op, true);
     this.config = Object.freeze({ hiddenSize, numHeads, numKvHeads, ffnSize, activation, preLayerNorm, norm, attnDropout,
-      activationDropout, hiddenDropout, layerNormEps, dtype, initStd, maxBatchTokens, maxSeqLen,
+      activationDropout, hiddenDropout, layerNormEps, dtype, device, initStd, maxBatchTokens, maxSeqLen,
       rotary: rotaryDim ? { dim: rotaryDim, base: rotaryBase } : false });
     this.dtype = dtype;
+    this.device = device;
     this._cfg = Float64Array.from([hiddenSize, numHeads, numKvHeads, ffnSize, ACT_CODE[activation], preLayerNorm ? 1 : 0,
       norm === 'rmsnorm' ? 1 : 0, causal ? 1 : 0, cross ? 1 : 0, layerNormEps, attnDropout, activationDropout, hiddenDropout,
       rotaryDim, rotaryBase, 0, 127, 0]);
     const shapes = native.layer_param_shapes(this._cfg, _name);
     const seed0 = BigInt(this._seed);
-    this._params = shapes.map((shape, i) => {
-      if (!shape) return null;
-      const name = PARAM_NAMES[i]!;
-      if (name.endsWith('.bias')) return Tensor.zeros(shape, { dtype });
-      if (name.includes('norm')) return Tensor.from(new Float32Array(shape[0]!).fill(1), shape, { dtype });
-      const seed = BigInt.asUintN(64, seed0 * 0x100000001b3n + BigInt(i + 1));
-      return Tensor.randn(shape, { dtype, std: initStd, seed });
-    });
-    this._grads = shapes.map((shape) => (shape ? Tensor.zeros(shape, { dtype }) : null));
+    const made: Tensor[] = [];
+    const track = (t: Tensor): Tensor => (made.push(t), t);
+    try {
+      this._params = shapes.map((shape, i) => {
+        if (!shape) return null;
+        const name = PARAM_NAMES[i]!;
+        if (name.endsWith('.bias')) return track(Tensor.zeros(shape, { dtype, device }));
+        if (name.includes('norm')) return track(Tensor.from(new Float32Array(shape[0]!).fill(1), shape, { dtype, device }));
+        const seed = BigInt.asUintN(64, seed0 * 0x100000001b3n + BigInt(i + 1));
+        // drawn on the CPU and moved: the same weights on every device
+        const w = Tensor.randn(shape, { dtype, std: initStd, seed });
+        if (device === 'cpu') return track(w);
+        try {
+          return track(w.to(device));
+        } finally {
+          w.dispose();
+        }
+      });
+      this._grads = shapes.map((shape) => (shape ? track(Tensor.zeros(shape, { dtype, device })) : null));
+    } catch (e) {
+      for (const t of made) t.dispose();
+      throw e;
+    }
     this._state = native.layer_state_new();
   }
 
@@ -242,7 +264,7 @@ abstract class TransformerLayerBase {
   /** Sets every gradient to zero. */
   zeroGrad(): void {
     this._check(`${this._name}.zeroGrad`);
-    for (const g of [...this._grads, ...this._clipGrads]) g?.data.fill(0);
+    for (const g of [...this._grads, ...this._clipGrads]) g?._zero();
   }
 
   /** The quantization-aware training config in effect (defaults filled in), or null. */
@@ -268,14 +290,14 @@ abstract class TransformerLayerBase {
         t?.dispose();
         return null;
       }
-      return t ?? Tensor.from([q.initClip], [1]);
+      return t ?? Tensor.from([q.initClip], [1], { device: this.device });
     });
     this._clipGrads = this._clipGrads.map((g, i) => {
       if (!wanted[i]) {
         g?.dispose();
         return null;
       }
-      return g ?? Tensor.zeros([1]);
+      return g ?? Tensor.zeros([1], { device: this.device });
     });
     this._cfg[15] = WEIGHT_QUANT[q.weight];
     this._cfg[16] = 2 ** (q.weightBits - 1) - 1;
@@ -335,7 +357,7 @@ abstract class TransformerLayerBase {
     try {
       const lengths = lengthsTensor(o.kvLengths, op, 'kvLengths', temps);
       const encLen = lengthsTensor(encLengths, op, 'encoderLengths', temps);
-      const y = Tensor.empty(x.shape, { dtype: x.dtype });
+      const y = Tensor.empty(x.shape, { dtype: x.dtype, device: x.device });
       return this._serial(async () => {
         try {
           const weights = this.int8 ? this._qweights : this._params;
@@ -361,7 +383,8 @@ abstract class TransformerLayerBase {
     this._check(op);
     tensorArg(dy, op, 'dy');
     this._checkDtype(op, 'dy', dy);
-    const dx = Tensor.empty(dy.shape, { dtype: dy.dtype });
+    if (dEnc) this._checkDtype(op, 'dEncoderOut', dEnc);
+    const dx = Tensor.empty(dy.shape, { dtype: dy.dtype, device: dy.device });
     return this._serial(async () => {
       try {
         await native.layer_bwd(this._state, this._cfg, this._params, this._grads, dy, dx, dEnc, true, this._name, this._clips,
@@ -405,7 +428,7 @@ abstract class TransformerLayerBase {
       let clip = maxClip(w, q.weight === 'tensor' ? { bits } : { axis: 0, bits });
       if (clip.numel !== n) {
         const one = clip;
-        clip = Tensor.from(new Float32Array(n).fill(one.data[0]!), [n]);
+        clip = Tensor.from(new Float32Array(n).fill(one.toArray()[0]!), [n], { device: w.device });
         one.dispose();
       }
       this._qweights[i] = quantize(w, clip, { axis: 0 });
@@ -425,6 +448,8 @@ abstract class TransformerLayerBase {
 
   private _checkDtype(op: string, name: string, t: Tensor): void {
     if (t.dtype !== this.dtype) fail('ERR_DTYPE', `${op}: expected ${name} of dtype ${this.dtype} (the layer's) but received ${t.dtype}`);
+    if (t.device !== this.device)
+      fail('ERR_DEVICE', `${op}: expected ${name} on device '${this.device}' (the layer's) but received '${t.device}'`);
   }
 
   private _check(op: string): void {

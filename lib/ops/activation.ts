@@ -63,7 +63,7 @@ function activationCode(v: unknown, op: string): number {
 function actFwd(op: string, x: Tensor, act: number, o: ActivationOptions): Prepared<Tensor> {
   tensorArg(x, op, 'x');
   const fresh: Tensor[] = [];
-  const y = outArg(o.out, op, x.shape, x.dtype, fresh);
+  const y = outArg(o.out, op, x.shape, x.dtype, x.device, fresh);
   return { run: (a) => native.bias_act_fwd(x, null, y, act, 0, 0, 0, a), result: y, fresh };
 }
 
@@ -71,7 +71,7 @@ function actBwd(op: string, dy: Tensor, x: Tensor, act: number): Prepared<Tensor
   tensorArg(dy, op, 'dy');
   tensorArg(x, op, 'x');
   const fresh: Tensor[] = [];
-  const dx = outArg(undefined, op, x.shape, x.dtype, fresh);
+  const dx = outArg(undefined, op, x.shape, x.dtype, x.device, fresh);
   return { run: (a) => native.bias_act_bwd(dy, x, null, dx, null, act, 0, 0, 0, a), result: dx, fresh };
 }
 
@@ -83,7 +83,7 @@ function biasActFwd(x: Tensor, bias: Tensor, opts: BiasActOptions | undefined): 
   const act = activationCode(o.activation, op);
   const s = dropoutSettings(o.dropout, o.seed, o.offset, op);
   const fresh: Tensor[] = [];
-  const y = outArg(o.out, op, x.shape, x.dtype, fresh);
+  const y = outArg(o.out, op, x.shape, x.dtype, x.device, fresh);
   return { run: (a) => native.bias_act_fwd(x, bias, y, act, s.p, s.seed, s.offset, a), result: y, fresh };
 }
 
@@ -97,8 +97,8 @@ function biasActBwd(dy: Tensor, x: Tensor, bias: Tensor, opts: BiasActBackwardOp
   const s = dropoutSettings(o.dropout, o.seed, o.offset, op);
   const fresh: Tensor[] = [];
   const [, cols] = rowsCols(x);
-  const dx = outArg(undefined, op, x.shape, x.dtype, fresh);
-  const dbias = outArg(undefined, op, [cols], x.dtype, fresh);
+  const dx = outArg(undefined, op, x.shape, x.dtype, x.device, fresh);
+  const dbias = outArg(undefined, op, [cols], x.dtype, x.device, fresh);
   return { run: (a) => native.bias_act_bwd(dy, x, bias, dx, dbias, act, s.p, s.seed, s.offset, a), result: { dx, dbias }, fresh };
 }
 

@@ -1,8 +1,9 @@
 // Shared plumbing of the op wrappers: argument checks that need JS knowledge (instanceof,
 // disposed, option types) and the sync/async pair every op exposes. Shape and dtype rules are
 // checked once, in C++, with messages in the same style.
-import type { DType } from '../dtype.js';
+import type { Device, DType } from '../dtype.js';
 import { describe, fail } from '../errors.js';
+import type { NativeTensor } from '../native.js';
 import { Tensor } from '../tensor.js';
 
 /** The largest finite f32: the bound of scalar options that kernels take in f32. */
@@ -13,12 +14,14 @@ export type Op<A extends unknown[], R> = ((...args: A) => R) & { async: (...args
 
 /**
  * What a prepared call needs: the native call and the result; `fresh` are outputs we allocated;
+ * `temps` (optional) are inputs we made for the call, disposed when it ends;
  * `done` (optional) fills the result's plain fields from what the native call wrote.
  */
 export interface Prepared<R> {
   run: (async: boolean) => undefined | Promise<void>;
   result: R;
   fresh: Tensor[];
+  temps?: Tensor[];
   done?: () => void;
 }
 
@@ -30,6 +33,8 @@ export function defineOp<A extends unknown[], R>(prepare: (...args: A) => Prepar
     } catch (e) {
       for (const t of p.fresh) t.dispose();
       throw e;
+    } finally {
+      for (const t of p.temps ?? []) t.dispose();
     }
     p.done?.();
     return p.result;
@@ -41,6 +46,8 @@ export function defineOp<A extends unknown[], R>(prepare: (...args: A) => Prepar
     } catch (e) {
       for (const t of p.fresh) t.dispose();
       throw e;
+    } finally {
+      for (const t of p.temps ?? []) t.dispose();
     }
     p.done?.();
     return p.result;
@@ -117,11 +124,23 @@ export function offsetOpt(v: unknown, op: string): number | bigint {
   return v;
 }
 
-/** The caller's `out` tensor, or a new one of the given shape/dtype (then listed in `fresh`). */
-export function outArg(out: unknown, op: string, shape: readonly number[], dtype: DType, fresh: Tensor[], name = 'out'): Tensor {
+/** The caller's `out` tensor, or a new one of the given shape/dtype on `device` (then listed in `fresh`). */
+export function outArg(out: unknown, op: string, shape: readonly number[], dtype: DType, device: Device, fresh: Tensor[],
+  name = 'out'): Tensor {
   if (out !== undefined) return tensorArg(out, op, name);
-  const t = Tensor.empty(shape, { dtype });
+  const t = Tensor.empty(shape, { dtype, device });
   fresh.push(t);
+  return t;
+}
+
+/**
+ * An Int32Array of indices (lengths, targets) as i32 [n] for the addon on `device`: a descriptor of
+ * the array itself on CPU; on CUDA a copy in device memory, listed in `temps`.
+ */
+export function int32Arg(v: Int32Array, device: Device, temps: Tensor[]): NativeTensor | Tensor {
+  if (device === 'cpu') return Tensor._wrapTemp(v, [v.length], 'i32');
+  const t = Tensor.from(v, [v.length], { dtype: 'i32', device });
+  temps.push(t);
   return t;
 }
 

@@ -1,10 +1,11 @@
 // crossEntropy and its backward (native/ops/crossent.h): fused log-softmax + NLL over the last
 // dim with label smoothing, an ignored target index and MiLe weighting (REFERENCES.md §4).
+import type { Device } from '../dtype.js';
 import { describe, fail } from '../errors.js';
 import type { NativeTensor } from '../native.js';
 import { native } from '../native.js';
 import { Tensor } from '../tensor.js';
-import { defineOp, enumOpt, intOpt, numberOpt, optionsArg, outArg, type Prepared, tensorArg } from './common.js';
+import { defineOp, enumOpt, int32Arg, intOpt, numberOpt, optionsArg, outArg, type Prepared, tensorArg } from './common.js';
 
 const INT32_MIN = -2147483648;
 const INT32_MAX = 2147483647;
@@ -56,8 +57,8 @@ export interface CrossEntropyBackwardOptions {
 
 type Targets = NativeTensor | Tensor;
 
-function targetsArg(v: unknown, op: string): Targets {
-  if (v instanceof Int32Array) return Tensor._wrapTemp(v, [v.length], 'i32');
+function targetsArg(v: unknown, op: string, device: Device, temps: Tensor[]): Targets {
+  if (v instanceof Int32Array) return int32Arg(v, device, temps);
   if (v instanceof Tensor) return tensorArg(v, op, 'targets');
   return fail('ERR_ARG', `${op}: expected targets to be an Int32Array or an i32 Tensor but received ${describe(v)}`);
 }
@@ -86,7 +87,8 @@ const REDUCTIONS: readonly CrossEntropyReduction[] = ['mean', 'sum', 'none'];
 export const crossEntropy = defineOp((logits: Tensor, targets: Tensor | Int32Array, opts?: CrossEntropyOptions): Prepared<CrossEntropyResult> => {
   const op = 'crossEntropy';
   tensorArg(logits, op, 'logits');
-  const tg = targetsArg(targets, op);
+  const temps: Tensor[] = [];
+  const tg = targetsArg(targets, op, logits.device, temps);
   const o = optionsArg<CrossEntropyOptions>(opts, op);
   const labelSmoothing = smoothingOpt(o.labelSmoothing, op);
   const ignoreIndex = intOpt(o.ignoreIndex, op, 'ignoreIndex', -100, INT32_MIN, INT32_MAX);
@@ -97,9 +99,9 @@ export const crossEntropy = defineOp((logits: Tensor, targets: Tensor | Int32Arr
   if (sigma === 0) fail('ERR_ARG', `${op}: expected mile.sigma > 0 but received 0`);
   const n = positions(logits);
   const fresh: Tensor[] = [];
-  const lse = outArg(undefined, op, [n], 'f32', fresh, 'lse');
-  const losses = reduction === 'none' ? outArg(undefined, op, [n], 'f32', fresh, 'losses') : null;
-  const weights = mile ? outArg(undefined, op, [n], 'f32', fresh, 'weights') : null;
+  const lse = outArg(undefined, op, [n], 'f32', logits.device, fresh, 'lse');
+  const losses = reduction === 'none' ? outArg(undefined, op, [n], 'f32', logits.device, fresh, 'losses') : null;
+  const weights = mile ? outArg(undefined, op, [n], 'f32', logits.device, fresh, 'weights') : null;
   const stats = new Float64Array(2);
   const result: CrossEntropyResult = { loss: NaN, count: 0, lse, reduction, labelSmoothing, ignoreIndex };
   if (losses) result.losses = losses;
@@ -109,6 +111,7 @@ export const crossEntropy = defineOp((logits: Tensor, targets: Tensor | Int32Arr
       REDUCTIONS.indexOf(reduction), a),
     result,
     fresh,
+    temps,
     done: () => {
       result.loss = stats[0]!;
       result.count = stats[1]!;
@@ -142,17 +145,19 @@ export const crossEntropyBackward = defineOp(
   (logits: Tensor, targets: Tensor | Int32Array, result: CrossEntropyResult, opts?: CrossEntropyBackwardOptions): Prepared<Tensor> => {
     const op = 'crossEntropyBackward';
     tensorArg(logits, op, 'logits');
-    const tg = targetsArg(targets, op);
+    const temps: Tensor[] = [];
+    const tg = targetsArg(targets, op, logits.device, temps);
     const r = resultArg(result, op);
     const o = optionsArg<CrossEntropyBackwardOptions>(opts, op);
     const dLoss = numberOpt(o.dLoss, op, 'dLoss', 1, -3.4e38, 3.4e38);
     const fresh: Tensor[] = [];
-    const out = outArg(o.out, op, logits.shape, logits.dtype, fresh);
+    const out = outArg(o.out, op, logits.shape, logits.dtype, logits.device, fresh);
     return {
       run: (a) => native.crossent_bwd(logits, tg, r.lse, r.weights ?? null, out, r.ignoreIndex, r.labelSmoothing, r.reduction === 'mean',
         dLoss, a),
       result: out,
       fresh,
+      temps,
     };
   },
 );

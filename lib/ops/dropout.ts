@@ -66,7 +66,7 @@ function dropoutFwd(x: Tensor, p: unknown, seed: unknown, opts: DropoutOptions |
   const o = optionsArg<DropoutOptions>(opts, op);
   const s = dropoutSettings(p, seed, o.offset, op, 'p');
   const fresh: Tensor[] = [];
-  const y = outArg(o.out, op, x.shape, x.dtype, fresh);
+  const y = outArg(o.out, op, x.shape, x.dtype, x.device, fresh);
   return { run: (a) => native.dropout_fwd(x, null, null, y, s.p, s.seed, s.offset, a), result: y, fresh };
 }
 
@@ -77,7 +77,7 @@ function dropoutBwd(dy: Tensor, p: unknown, seed: unknown, opts: DropoutBackward
   const o = optionsArg<DropoutBackwardOptions>(opts, op);
   const s = dropoutSettings(p, seed, o.offset, op, 'p');
   const fresh: Tensor[] = [];
-  const dx = outArg(undefined, op, dy.shape, dy.dtype, fresh);
+  const dx = outArg(undefined, op, dy.shape, dy.dtype, dy.device, fresh);
   return { run: (a) => native.dropout_bwd(dy, dx, null, s.p, s.seed, s.offset, a), result: dx, fresh };
 }
 
@@ -90,7 +90,7 @@ function bdrFwd(x: Tensor, bias: Tensor | null | undefined, residual: Tensor | n
   const o = optionsArg<BiasDropoutResidualOptions>(opts, op);
   const s = dropoutSettings(o.dropout, o.seed, o.offset, op);
   const fresh: Tensor[] = [];
-  const y = outArg(o.out, op, x.shape, x.dtype, fresh);
+  const y = outArg(o.out, op, x.shape, x.dtype, x.device, fresh);
   return { run: (a) => native.dropout_fwd(x, b, r, y, s.p, s.seed, s.offset, a), result: y, fresh };
 }
 
@@ -103,8 +103,8 @@ function bdrBwd(dy: Tensor, opts: BiasDropoutResidualBackwardOptions | undefined
   if (hasBias && dy.shape.length === 0) fail('ERR_SHAPE', `${op}: expected dy with at least 1 dim for dbias but received shape []`);
   const fresh: Tensor[] = [];
   const [, cols] = rowsCols(dy);
-  const dx = outArg(undefined, op, dy.shape, dy.dtype, fresh);
-  const dbias = hasBias ? outArg(undefined, op, [cols], dy.dtype, fresh) : null;
+  const dx = outArg(undefined, op, dy.shape, dy.dtype, dy.device, fresh);
+  const dbias = hasBias ? outArg(undefined, op, [cols], dy.dtype, dy.device, fresh) : null;
   const dresidual = dy.reshape(dy.shape);
   fresh.push(dresidual);
   return {

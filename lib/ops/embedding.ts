@@ -86,7 +86,7 @@ export const embedding = defineOp((ids: Tensor, table: Tensor, opts?: EmbeddingO
   const positions = optTensorArg(o.positions, op, 'positions');
   const c = common(o, op, table.shape[0]!);
   const fresh: Tensor[] = [];
-  const out = outArg(o.out, op, [...ids.shape, table.shape[1]!], table.dtype, fresh);
+  const out = outArg(o.out, op, [...ids.shape, table.shape[1]!], table.dtype, table.device, fresh);
   return {
     run: (a) => native.embedding_fwd(ids, table, positions, out, c.positionOffset, c.scale, c.paddingIdx, c.dropout, c.seed,
       c.offset, a),
@@ -123,7 +123,7 @@ export const embeddingBackward = defineOp((dOut: Tensor, ids: Tensor, opts: Embe
       t._storage.version++;  // written in place: caches derived from its data go stale
       return t;
     }
-    const t = Tensor.zeros([rows, dim], { dtype: dOut.dtype });
+    const t = Tensor.zeros([rows, dim], { dtype: dOut.dtype, device: dOut.device });
     fresh.push(t);
     return t;
   };

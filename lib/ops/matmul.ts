@@ -3,7 +3,7 @@
 // cache); it is dropped when the storage's version moves, i.e. after `w.data` was read or an op
 // wrote w, so the next call reorders the new values. Writes through a typed array taken from
 // `w.data` before the last linear call are not seen: read `w.data` again to write.
-import type { DType } from '../dtype.js';
+import type { Device, DType } from '../dtype.js';
 import { describe, fail } from '../errors.js';
 import { native, type NativeTensor } from '../native.js';
 import { dropCache, Tensor } from '../tensor.js';
@@ -83,14 +83,17 @@ export interface GemmGrads {
 
 /** A 2-D view of t's data for the addon (no tracked Tensor is made). */
 function view(t: Tensor, rows: number, cols: number): NativeTensor {
-  return Tensor._wrapTemp(t._data!, [rows, cols], t.dtype);
+  return Tensor._wrapTemp(t._data!, [rows, cols], t.dtype, t.device);
 }
 
-/** [rows, 1] of ones in `dtype`: db = onesᵀ · dy is a gemm. */
-function ones(rows: number, dtype: DType): NativeTensor {
+/** [rows, 1] of ones in `dtype` on `device` (a temp of the call): db = onesᵀ · dy is a gemm. */
+function ones(rows: number, dtype: DType, device: Device, temps: Tensor[]): NativeTensor {
   const one = dtype === 'bf16' ? 0x3f80 : dtype === 'f16' ? 0x3c00 : 1;
   const data = dtype === 'f32' ? new Float32Array(rows).fill(1) : new Uint16Array(rows).fill(one);
-  return Tensor._wrapTemp(data, [rows, 1], dtype);
+  if (device === 'cpu') return Tensor._wrapTemp(data, [rows, 1], dtype);
+  const t = Tensor.from(data, [rows, 1], { dtype, device });
+  temps.push(t);
+  return t;
 }
 
 /** Our output writes to `t`: caches derived from its data (e.g. when it is a weight) go stale. */
@@ -142,7 +145,7 @@ function prepareGemm(a: Tensor, b: Tensor, opts: GemmOptions | undefined): Prepa
   const [ar, ac] = matrix(a, op, 'a');
   const [br, bc] = matrix(b, op, 'b');
   const fresh: Tensor[] = [];
-  const out = outArg(o.out, op, [transA ? ac : ar, transB ? br : bc], a.dtype, fresh);
+  const out = outArg(o.out, op, [transA ? ac : ar, transB ? br : bc], a.dtype, a.device, fresh);
   if (o.out !== undefined) written(out);
   return { run: (as) => native.gemm(a, b, c, out, transA, transB, alpha, beta, as), result: out, fresh };
 }
@@ -160,7 +163,7 @@ function prepareLinear(x: Tensor, w: Tensor, bias: Tensor | null | undefined, op
   if (w.ndim !== 2 || w.shape[1] !== k)
     fail('ERR_SHAPE', `${op}: expected w of shape [N, ${k}] (in-features of x) but received [${w.shape.join(', ')}]`);
   const fresh: Tensor[] = [];
-  const out = outArg(o.out, op, [...x.shape.slice(0, -1), w.shape[0]!], x.dtype, fresh);
+  const out = outArg(o.out, op, [...x.shape.slice(0, -1), w.shape[0]!], x.dtype, x.device, fresh);
   if (o.out !== undefined) written(out);
   const cache = weightCache(w);
   return { run: (as) => native.linear_fwd(x, w, b, residual, out, ACT_CODE[act], cache, as), result: out, fresh };
@@ -186,7 +189,7 @@ function prepareGemmInt8(a: Tensor, b: Tensor, opts: GemmInt8Options | undefined
   tensorDType(a, 'i8', op, 'a');
   tensorDType(b, 'i8', op, 'b');
   const fresh: Tensor[] = [];
-  const out = outArg(o.out, op, [m, n], 'i32', fresh);
+  const out = outArg(o.out, op, [m, n], 'i32', a.device, fresh);
   if (o.out !== undefined) {
     tensorDType(out, 'i32', op, 'out (the exact product)');
     written(out);
@@ -209,7 +212,7 @@ function prepareLinearInt8(x: Tensor, w: Tensor, xClip: number, wClip: number | 
   if (w.ndim !== 2) fail('ERR_SHAPE', `${op}: expected w of shape [N, ${x.shape[x.ndim - 1]}] (in-features of x) but received [${w.shape.join(', ')}]`);
   const fresh: Tensor[] = [];
   const dtype = outClip === null ? 'f32' : 'i8';
-  const out = outArg(o.out, op, [...x.shape.slice(0, -1), w.shape[0]!], dtype, fresh);
+  const out = outArg(o.out, op, [...x.shape.slice(0, -1), w.shape[0]!], dtype, x.device, fresh);
   if (o.out !== undefined) {
     tensorDType(out, dtype, op, outClip === null ? 'out (no outClip: f32 output)' : 'out (outClip: requantized output)');
     written(out);
@@ -237,9 +240,9 @@ function prepareLinearBackward(dy: Tensor, x: Tensor, w: Tensor, opts: LinearBac
   sameDType(w, x, op, 'w', 'x');
   const m = x.shape.slice(0, -1).reduce((p, s) => p * s, 1);
   const fresh: Tensor[] = [];
-  const dx = outArg(undefined, op, x.shape, x.dtype, fresh);
-  const dw = outArg(undefined, op, w.shape, w.dtype, fresh);
-  const db = hasBias ? outArg(undefined, op, [n], w.dtype, fresh) : null;
+  const dx = outArg(undefined, op, x.shape, x.dtype, x.device, fresh);
+  const dw = outArg(undefined, op, w.shape, w.dtype, w.device, fresh);
+  const db = hasBias ? outArg(undefined, op, [n], w.dtype, w.device, fresh) : null;
   const dy2 = view(dy, m, n);
   const x2 = view(x, m, k);
   // dx [M,K] = dy [M,N] · w [N,K];  dw [N,K] = dyᵀ · x;  db [1,N] = onesᵀ [1,M] · dy
@@ -247,11 +250,12 @@ function prepareLinearBackward(dy: Tensor, x: Tensor, w: Tensor, opts: LinearBac
     (as: boolean) => native.gemm(dy2, w, null, view(dx, m, k), false, false, 1, 0, as),
     (as: boolean) => native.gemm(dy2, x2, null, dw, true, false, 1, 0, as),
   ];
+  const temps: Tensor[] = [];
   if (db) {
-    const ones1 = ones(m, x.dtype);
+    const ones1 = ones(m, x.dtype, x.device, temps);
     calls.push((as: boolean) => native.gemm(ones1, dy2, null, view(db, 1, n), true, false, 1, 0, as));
   }
-  return { run: (as) => sequence(calls, as), result: db ? { dx, dw, db } : { dx, dw }, fresh };
+  return { run: (as) => sequence(calls, as), result: db ? { dx, dw, db } : { dx, dw }, fresh, temps };
 }
 
 function prepareGemmBackward(dOut: Tensor, a: Tensor, b: Tensor, opts: GemmBackwardOptions | undefined): Prepared<GemmGrads> {
@@ -273,8 +277,8 @@ function prepareGemmBackward(dOut: Tensor, a: Tensor, b: Tensor, opts: GemmBackw
   sameDType(dOut, a, op, 'dOut', 'a');
   sameDType(b, a, op, 'b', 'a');
   const fresh: Tensor[] = [];
-  const da = outArg(undefined, op, a.shape, a.dtype, fresh);
-  const db = outArg(undefined, op, b.shape, b.dtype, fresh);
+  const da = outArg(undefined, op, a.shape, a.dtype, a.device, fresh);
+  const db = outArg(undefined, op, b.shape, b.dtype, b.device, fresh);
   // d op(a) = alpha · dOut · op(b)ᵀ  [M,K];  d op(b) = alpha · op(a)ᵀ · dOut  [K,N]; a transposed
   // operand gets the transpose of its gradient, written directly by swapping the product.
   const calls = [

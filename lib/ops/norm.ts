@@ -32,7 +32,7 @@ function fwd(rms: boolean) {
     const o = optionsArg<NormOptions>(opts, op);
     const eps = numberOpt(o.eps, op, 'eps', 1e-5, 0, 1e30);
     const fresh: Tensor[] = [];
-    const y = outArg(o.out, op, x.shape, x.dtype, fresh);
+    const y = outArg(o.out, op, x.shape, x.dtype, x.device, fresh);
     return { run: (a) => native.norm_fwd(x, gamma, b, y, null, null, eps, rms, a), result: y, fresh };
   };
 }
@@ -48,9 +48,9 @@ function bwd(rms: boolean) {
     const withBeta = !rms && o.hasBeta !== false;
     const fresh: Tensor[] = [];
     const [, cols] = rowsCols(x);
-    const dx = outArg(undefined, op, x.shape, x.dtype, fresh);
-    const dgamma = outArg(undefined, op, [cols], gamma.dtype, fresh);
-    const dbeta = withBeta ? outArg(undefined, op, [cols], gamma.dtype, fresh) : null;
+    const dx = outArg(undefined, op, x.shape, x.dtype, x.device, fresh);
+    const dgamma = outArg(undefined, op, [cols], gamma.dtype, gamma.device, fresh);
+    const dbeta = withBeta ? outArg(undefined, op, [cols], gamma.dtype, gamma.device, fresh) : null;
     return {
       run: (a) => native.norm_bwd(dy, x, gamma, null, null, dx, dgamma, dbeta, eps, rms, a),
       result: dbeta ? { dx, dgamma, dbeta } : { dx, dgamma },

@@ -77,7 +77,7 @@ function fwd(op: keyof typeof MODE, x: Tensor, clipMax: unknown, opts: Dequantiz
   const c = clipArg(clipMax, o.axis, op, x);
   const dtype: DType = op === 'quantize' ? 'i8' : op === 'dequantize' ? enumOpt(o.dtype, op, 'dtype', 'f32', ['f32', 'f16', 'bf16']) : x.dtype;
   const fresh: Tensor[] = [];
-  const y = outArg(o.out, op, x.shape, dtype, fresh);
+  const y = outArg(o.out, op, x.shape, dtype, x.device, fresh);
   return { run: (a) => native.quant_fwd(MODE[op], x, c.clip, c.axis, y, a), result: y, fresh };
 }
 
@@ -88,8 +88,8 @@ function bwd(dy: Tensor, x: Tensor, clipMax: unknown, opts: FakeQuantBackwardOpt
   const o = optionsArg<FakeQuantBackwardOptions>(opts, op);
   const c = clipArg(clipMax, o.axis, op, x);
   const fresh: Tensor[] = [];
-  const dx = outArg(undefined, op, dy.shape, dy.dtype, fresh);
-  const dclip = outArg(undefined, op, typeof c.clip === 'number' ? [1] : c.clip.shape, 'f32', fresh);
+  const dx = outArg(undefined, op, dy.shape, dy.dtype, dy.device, fresh);
+  const dclip = outArg(undefined, op, typeof c.clip === 'number' ? [1] : c.clip.shape, 'f32', x.device, fresh);
   return { run: (a) => native.quant_bwd(dy, x, c.clip, c.axis, dx, dclip, a), result: { dx, dclip }, fresh };
 }
 
@@ -115,7 +115,7 @@ function prepareMaxClip(x: Tensor, opts: MaxClipOptions | undefined): Prepared<T
   }
   const fresh: Tensor[] = [];
   const c = axis === null ? 1 : x.shape[axis < 0 ? axis + x.ndim : axis]!;
-  const y = outArg(o.out, op, [c], 'f32', fresh);
+  const y = outArg(o.out, op, [c], 'f32', x.device, fresh);
   return { run: (a) => native.quant_max_clip(x, axis, 2 ** (bits - 1) - 1, y, a), result: y, fresh };
 }
 

@@ -36,7 +36,7 @@ export const softmax = defineOp((x: Tensor, opts?: SoftmaxOptions): Prepared<Ten
   const causal = boolOpt(o.causal, op, 'causal', false);
   if (mask && mask.dtype !== 'f32') fail('ERR_DTYPE', `${op}: expected f32 tensor for mask but received ${mask.dtype}`);
   const fresh: Tensor[] = [];
-  const y = outArg(o.out, op, x.shape, x.dtype, fresh);
+  const y = outArg(o.out, op, x.shape, x.dtype, x.device, fresh);
   return { run: (a) => native.softmax_fwd(x, mask, y, causal, a), result: y, fresh };
 });
 
@@ -47,6 +47,6 @@ export const softmaxBackward = defineOp((dy: Tensor, y: Tensor, opts?: SoftmaxBa
   tensorArg(y, op, 'y');
   const o = optionsArg<SoftmaxBackwardOptions>(opts, op);
   const fresh: Tensor[] = [];
-  const dx = outArg(o.out, op, y.shape, y.dtype, fresh);
+  const dx = outArg(o.out, op, y.shape, y.dtype, y.device, fresh);
   return { run: (a) => native.softmax_bwd(dy, y, dx, a), result: dx, fresh };
 });

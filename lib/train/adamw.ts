@@ -102,7 +102,8 @@ export class AdamW {
     }
     for (const [name, p, d] of checked) {
       const master = p.dtype === 'f32' ? p : p.to('f32');
-      this.slots.push({ name, param: p, master, m: Tensor.zeros(p.shape), v: Tensor.zeros(p.shape), decay: d });
+      const on = { device: p.device };
+      this.slots.push({ name, param: p, master, m: Tensor.zeros(p.shape, on), v: Tensor.zeros(p.shape, on), decay: d });
     }
   }
 
@@ -196,7 +197,7 @@ export class AdamW {
       const extra = [...st.tensors.keys()].find((k) => !known.has(k)) ?? '';
       fail('ERR_ARG', `${op}: state.tensors has '${extra}', which is not a state of this optimizer's parameters`);
     }
-    for (const [src, dst] of pairs) (dst.data as Float32Array).set(src.data as Float32Array);
+    for (const [src, dst] of pairs) dst._copyFrom(src);
     for (const s of this.slots) {
       if (s.master === s.param) continue;
       native.cast(s.master, s.param, false);

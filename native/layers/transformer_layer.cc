@@ -4,6 +4,7 @@
 #include "layers/transformer_layer.h"
 #include <cmath>
 #include <cstdlib>
+#include "core/device.h"
 #include "core/error.h"
 #include "ops/attention.h"
 #include "ops/matmul.h"
@@ -48,23 +49,40 @@ int64_t layer_param_numel(const TransformerLayerConfig& c, LayerParam p) {
 
 // --- state -----------------------------------------------------------------------------------
 
+struct BufFree {
+  Device device = Device::CPU;
+  void operator()(void* p) const {
+    if (device == Device::CPU) std::free(p);
+    else device_free(p);
+  }
+};
+
 struct LayerState::Buf {
-  std::unique_ptr<char, decltype(&std::free)> p{nullptr, &std::free};
+  std::unique_ptr<void, BufFree> p;
   int64_t bytes = 0;
 };
 
 LayerState::LayerState() = default;
 LayerState::~LayerState() = default;
 
+void LayerState::set_device(Device d) {
+  if (d == device_) return;
+  bufs_.clear();
+  device_ = d;
+}
+
 void* LayerState::get(int slot, int64_t bytes) {
   if (size_t(slot) >= bufs_.size()) bufs_.resize(size_t(slot) + 1);
   Buf& b = bufs_[size_t(slot)];
   if (b.bytes < bytes) {
     const int64_t n = (bytes + 63) / 64 * 64;
-    b.p.reset(static_cast<char*>(std::aligned_alloc(64, size_t(n))));
-    if (!b.p) {
-      b.bytes = 0;
-      fail(ErrorCode::OOM, "TransformerLayer: out of memory allocating ", n, " bytes of activations");
+    b.p.reset();
+    b.bytes = 0;
+    if (device_ == Device::CPU) {
+      b.p = std::unique_ptr<void, BufFree>(std::aligned_alloc(64, size_t(n)), BufFree{device_});
+      if (!b.p) fail(ErrorCode::OOM, "TransformerLayer: out of memory allocating ", n, " bytes of activations");
+    } else {
+      b.p = std::unique_ptr<void, BufFree>(device_alloc(n, "TransformerLayer"), BufFree{device_});
     }
     b.bytes = n;
   }
@@ -94,6 +112,9 @@ enum Slot : int {
   kWork0, kWork1, kWork2, kWork3, kWork4, kWork5, kWork6,  // scratch within one call
   kQPre0, kQPre1, kQPre2,          // QAT: the q/k/v products' outputs before fake-quant (saved)
   kQx, kQw, kQClipW, kQdx,         // QAT scratch: a fake-quantized input, weight, its clips, an input gradient
+  kDclip,                          // QAT: a clip gradient nobody asked for (f32 [1])
+  kLen0, kLen1,                    // CUDA: the self / encoder kv lengths, i32 [B]
+  kHist,                           // CUDA histogram calibration: the counts, f64 [kLayerClips * bins]
 };
 
 struct Ctx {
@@ -104,7 +125,7 @@ struct Ctx {
   float* const* clip_grads = nullptr;  // backward
   int64_t T() const { return st.call.B * st.call.S; }
   int64_t Te() const { return st.call.B * st.call.Senc; }
-  void* buf(int slot, int64_t elems, int64_t size = 0) { return st.get(slot, elems * (size ? size : es)); }
+  void* buf(int slot, int64_t elems, int64_t size = 0) const { return st.get(slot, elems * (size ? size : es)); }
   void* at(int slot) const { return st.at(slot); }
 };
 
@@ -158,10 +179,9 @@ void fake_quant(const Ctx& k, const float* clip, const void* x, void* y, int64_t
 // PACT backward of fake_quant: dx = dy where |x| < clip, else 0 (dx may be dy); the rest is added
 // into the clip's gradient.
 void fake_quant_grad(const Ctx& k, LayerClip c, const void* x, const void* dy, void* dx, int64_t n) {
-  float unused = 0.0f;
   QuantArgs q = quant_args(k, QuantMode::FakeQuant, 1, n);
   q.x = x; q.dy = dy; q.dx = dx; q.clip = k.w.clip[c];
-  q.dclip = k.clip_grads && k.clip_grads[c] ? k.clip_grads[c] : &unused;
+  q.dclip = k.clip_grads && k.clip_grads[c] ? k.clip_grads[c] : static_cast<float*>(k.buf(kDclip, 1, 4));
   q.accumulate = true;
   quant_bwd(q);
 }
@@ -355,7 +375,7 @@ AttentionArgs attention_args(const Ctx& k, int blk) {
   a.scale = 1.0f / std::sqrt(float(a.D));
   a.causal = blk == 0 && k.c.causal;
   const std::vector<int32_t>& len = blk == 0 ? k.st.lengths : k.st.enc_lengths;
-  a.kv_lengths = len.empty() ? nullptr : len.data();
+  a.kv_lengths = len.empty() ? nullptr : k.c.device == Device::CPU ? len.data() : static_cast<const int32_t*>(k.at(kLen0 + blk));
   a.dropout = call.train ? k.c.attn_dropout : 0.0f;
   a.seed = site_seed(call.seed, blk == 0 ? kSiteAttn0 : kSiteAttn1);
   a.q = k.at(kQ0 + blk); a.k = k.at(kK0 + blk); a.v = k.at(kV0 + blk);
@@ -557,7 +577,25 @@ void transformer_layer_fwd(const TransformerLayerConfig& c, const TransformerLay
                            const TransformerLayerCall& call, LayerState& st) {
   st.call = call;
   st.has_forward = false;
-  Ctx k{c, w, st, dtype_size(c.dtype)};
+  st.set_device(c.device);
+  const bool host = c.device == Device::CPU;
+  // CUDA: the host-side inputs go to device buffers (lengths), histograms count on the device
+  TransformerLayerParams wd = w;
+  Ctx k{c, host ? w : wd, st, dtype_size(c.dtype)};
+  const char* op = "TransformerLayer.forward";
+  if (!host) {
+    for (int blk = 0; blk < 2; ++blk) {
+      const std::vector<int32_t>& len = blk == 0 ? st.lengths : st.enc_lengths;
+      if (!len.empty()) device_copy(k.buf(kLen0 + blk, call.B, 4), len.data(), call.B * 4, true, op);
+    }
+    if (call.calibrate == 2) {
+      const int64_t n = kLayerClips * w.hist_bins;
+      double* dev = static_cast<double*>(k.buf(kHist, n, 8));
+      device_zero(dev, n * 8, op);
+      for (int i = 0; i < kLayerClips; ++i)
+        if (w.hist[i]) wd.hist[i] = dev + i * w.hist_bins;
+    }
+  }
   const int64_t T = k.T(), Hd = c.hidden;
   copy(k, call.x, k.buf(kIn0, T * Hd), T * Hd);
   if (c.cross) copy(k, call.enc, k.buf(kEnc, k.Te() * Hd), k.Te() * Hd);
@@ -565,6 +603,13 @@ void transformer_layer_fwd(const TransformerLayerConfig& c, const TransformerLay
   block_fwd(k, 0, k.at(kIn0), k.buf(c.cross ? kIn1 : kIn2, T * Hd));
   if (c.cross) block_fwd(k, 1, k.at(kIn1), k.buf(kIn2, T * Hd));
   block_fwd(k, 2, k.at(kIn2), call.y);
+  if (!host && call.calibrate == 2) {  // add the device counts into the caller's
+    std::vector<double> counts(size_t(kLayerClips * w.hist_bins));
+    device_copy(counts.data(), k.at(kHist), int64_t(counts.size()) * 8, true, op);
+    for (int i = 0; i < kLayerClips; ++i)
+      if (w.hist[i])
+        for (int64_t b = 0; b < w.hist_bins; ++b) w.hist[i][b] += counts[size_t(i * w.hist_bins + b)];
+  }
   st.has_forward = !call.calibrate;  // a calibration forward saved no quantization inputs
 }
 

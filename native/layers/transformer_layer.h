@@ -36,7 +36,9 @@
 // residual stream stay f32, as the QAT forward they reproduce.
 // Memory: LayerState keeps what backward needs from the last forward (block inputs, normalized
 // inputs and statistics, q/k/v/attention output/lse, FFN pre-activation and activation) plus work
-// buffers, sized by the call and grown on demand: no sequence cap.
+// buffers, sized by the call and grown on demand: no sequence cap. They live on the config's
+// device (CUDA: from the caching allocator, core/device.h); host-side inputs (lengths, histogram
+// counts) are copied to and from the device by the layer.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -130,11 +132,13 @@ class LayerState {
  public:
   LayerState();
   ~LayerState();
+  // The device the buffers live on; a change frees them.
+  void set_device(Device d);
   // Buffer `slot` with at least `bytes`, kept (and grown) across calls.
   void* get(int slot, int64_t bytes);
   void* at(int slot) const;
   int64_t bytes() const;
-  // What the last forward was called with, for its backward.
+  // What the last forward was called with, for its backward (lengths: on the host).
   TransformerLayerCall call;
   std::vector<int32_t> lengths, enc_lengths;
   bool has_forward = false;
@@ -142,6 +146,7 @@ class LayerState {
  private:
   struct Buf;
   std::vector<Buf> bufs_;
+  Device device_ = Device::CPU;
 };
 
 }  // namespace seqfuse

@@ -57,13 +57,13 @@ void check_common(const char* op, Common& c, AttentionArgs& a) {
   }
 }
 
-// A checked copy of kvLengths: every value in [0, Sk].
-std::vector<int32_t> checked_lengths(const char* op, const int32_t* len, int64_t n, int64_t sk) {
-  std::vector<int32_t> v(len, len + n);
-  for (int64_t i = 0; i < n; ++i)
-    if (v[size_t(i)] < 0 || v[size_t(i)] > sk)
-      fail(ErrorCode::Arg, op, ": kvLengths[", i, "] = ", v[size_t(i)], " is out of range [0, Sk = ", sk, "]");
-  return v;
+// A checked copy of kvLengths (on a's device): every value in [0, Sk].
+IndexArg checked_lengths(const char* op, const AttentionArgs& a, const int32_t* len) {
+  std::vector<int32_t> v = host_i32(a.device, len, a.B, op);
+  for (int64_t i = 0; i < a.B; ++i)
+    if (v[size_t(i)] < 0 || v[size_t(i)] > a.Sk)
+      fail(ErrorCode::Arg, op, ": kvLengths[", i, "] = ", v[size_t(i)], " is out of range [0, Sk = ", a.Sk, "]");
+  return IndexArg(a.device, std::move(v), op);
 }
 
 // Runs fn(a) with a.kv_lengths pointing at a checked copy (on the thread that runs the op).
@@ -72,11 +72,8 @@ Napi::Value run_attention(const Napi::CallbackInfo& info, const char* op, bool a
                           const AttentionArgs& args, const int32_t* lengths_js, Fn fn) {
   return run_op(info, async, pins, [args, lengths_js, op, fn] {
     AttentionArgs a = args;
-    std::vector<int32_t> lengths;
-    if (lengths_js) {
-      lengths = checked_lengths(op, lengths_js, a.B, a.Sk);
-      a.kv_lengths = lengths.data();
-    }
+    const IndexArg lengths = lengths_js ? checked_lengths(op, a, lengths_js) : IndexArg(a.device, {}, op);
+    a.kv_lengths = lengths.data();
     fn(a);
   });
 }

@@ -1,7 +1,7 @@
 // native/napi/crossent.cc — bindings of crossEntropy / crossEntropyBackward (ops/crossent.h).
 // Targets are data, not shape: like embedding's ids and attention's kvLengths they are copied
 // and range-checked on the thread that runs the op (async included), before any output is
-// written, and the kernel reads only the checked copy.
+// written, and the kernel reads only the checked copy (on CUDA: a device copy of it).
 #include <vector>
 #include "napi/napi_util.h"
 #include "ops/crossent.h"
@@ -46,7 +46,7 @@ Napi::Value run_crossent(const Napi::CallbackInfo& info, const char* op, bool as
                          const CrossEntropyArgs& args, const int32_t* targets_js, Fn fn) {
   return run_op(info, async, pins, [args, targets_js, op, fn] {
     CrossEntropyArgs a = args;
-    std::vector<int32_t> targets(targets_js, targets_js + a.rows);
+    std::vector<int32_t> targets = host_i32(a.device, targets_js, a.rows, op);
     a.count = 0;
     for (int64_t i = 0; i < a.rows; ++i) {
       const int32_t y = targets[size_t(i)];
@@ -55,7 +55,8 @@ Napi::Value run_crossent(const Napi::CallbackInfo& info, const char* op, bool as
         fail(ErrorCode::Arg, op, ": targets[", i, "] = ", y, " is out of range [0, ", a.cols, ") and is not ignoreIndex = ", a.ignore_index);
       ++a.count;
     }
-    a.targets = targets.data();
+    const IndexArg checked(a.device, std::move(targets), op);
+    a.targets = checked.data();
     fn(a);
   });
 }

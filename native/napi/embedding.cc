@@ -1,7 +1,7 @@
 // native/napi/embedding.cc — bindings of embedding / embeddingBackward (ops/embedding.h).
 // ids are data, not shape: they are scanned and copied on the thread that runs the op, right
-// before the kernel, and the kernel reads the checked copy, so no id that JS writes while an
-// async call runs can send a read or write out of the table.
+// before the kernel, and the kernel reads the checked copy (on CUDA: a device copy of it), so no
+// id that JS writes while an async call runs can send a read or write out of the table.
 #include <cmath>
 #include <vector>
 #include "napi/napi_util.h"
@@ -15,13 +15,13 @@ static int64_t int_arg(const Napi::CallbackInfo& info, size_t i, const char* op,
   return int64_t(v);
 }
 
-// A checked copy of the ids: every id in [0, vocab).
-static std::vector<int32_t> checked_ids(const char* op, const int32_t* ids, int64_t n, int64_t vocab) {
-  std::vector<int32_t> v(ids, ids + n);
-  for (int64_t i = 0; i < n; ++i)
-    if (v[size_t(i)] < 0 || v[size_t(i)] >= vocab)
-      fail(ErrorCode::Arg, op, ": ids[", i, "] = ", v[size_t(i)], " is out of range [0, ", vocab, ")");
-  return v;
+// A checked copy of the ids (on a's device): every id in [0, vocab).
+static IndexArg checked_ids(const char* op, const EmbeddingArgs& a, const int32_t* ids) {
+  std::vector<int32_t> v = host_i32(a.device, ids, a.tokens, op);
+  for (int64_t i = 0; i < a.tokens; ++i)
+    if (v[size_t(i)] < 0 || v[size_t(i)] >= a.vocab)
+      fail(ErrorCode::Arg, op, ": ids[", i, "] = ", v[size_t(i)], " is out of range [0, ", a.vocab, ")");
+  return IndexArg(a.device, std::move(v), op);
 }
 
 // Checks shared by forward and backward. rows: [vocab, dim] tensor (table or dtable);
@@ -77,7 +77,7 @@ static Napi::Value embedding_fwd_js(const Napi::CallbackInfo& info) {
   a.table = table.data; a.positions = pos.data; a.out = out.data;
   const int32_t* ids_js = static_cast<const int32_t*>(ids.data);
   return run_op(info, async, {&ids, &table, &pos, &out}, [a, ids_js]() mutable {
-    std::vector<int32_t> checked = checked_ids("embedding", ids_js, a.tokens, a.vocab);
+    const IndexArg checked = checked_ids("embedding", a, ids_js);
     a.ids = checked.data();
     embedding_fwd(a);
   });
@@ -98,7 +98,7 @@ static Napi::Value embedding_bwd_js(const Napi::CallbackInfo& info) {
   a.dout = dout.data; a.dtable = dtable.data; a.dpositions = dpos.data;
   const int32_t* ids_js = static_cast<const int32_t*>(ids.data);
   return run_op(info, async, {&dout, &ids, &dtable, &dpos}, [a, ids_js]() mutable {
-    std::vector<int32_t> checked = checked_ids("embeddingBackward", ids_js, a.tokens, a.vocab);
+    const IndexArg checked = checked_ids("embeddingBackward", a, ids_js);
     a.ids = checked.data();
     embedding_bwd(a);
   });

@@ -170,8 +170,7 @@ std::vector<int32_t> lengths_arg(const Napi::CallbackInfo& info, size_t i, const
   if (!t.present) return {};
   check_dtype(op, t, DType::I32);
   check_vector(op, t, B);
-  const int32_t* p = static_cast<const int32_t*>(t.data);
-  std::vector<int32_t> v(p, p + B);
+  std::vector<int32_t> v = host_i32(t.device, static_cast<const int32_t*>(t.data), B, op);
   for (int64_t b = 0; b < B; ++b)
     if (v[size_t(b)] < 0 || v[size_t(b)] > n)
       fail(ErrorCode::Arg, op, ": ", name, "[", b, "] = ", v[size_t(b)], " is out of range [0, ", n, "]");
@@ -230,7 +229,7 @@ void int8_weights(const Napi::CallbackInfo& info, size_t i, const char* op, cons
   }
   for (int k = 0; k < kLayerClips; ++k) {
     if (!clips[size_t(k)].present) continue;
-    const float v = *static_cast<const float*>(clips[size_t(k)].data);
+    const float v = host_f32(clips[size_t(k)].device, static_cast<const float*>(clips[size_t(k)].data), op);
     if (!(v > 0.0f && v <= 3.4028234663852886e38f))
       fail(ErrorCode::Arg, op, ": expected ", kClipNames[k], " to be finite and > 0 but received ", v);
   }
@@ -340,7 +339,7 @@ Napi::Value layer_fwd_js(const Napi::CallbackInfo& info) {
     for (int k = 0; k < kLayerClips; ++k) {
       if (!clips[size_t(k)].present) continue;
       w.hist[k] = ha.Data() + k * w.hist_bins;
-      w.clip_value[k] = *static_cast<const float*>(clips[size_t(k)].data);
+      w.clip_value[k] = host_f32(clips[size_t(k)].device, static_cast<const float*>(clips[size_t(k)].data), op);
     }
   }
   if (cfg.int8) {
@@ -350,7 +349,7 @@ Napi::Value layer_fwd_js(const Napi::CallbackInfo& info) {
       w.wclip[p] = static_cast<const float*>(wclips[size_t(p)].data);
     }
     for (int k = 0; k < kLayerClips; ++k)
-      if (clips[size_t(k)].present) w.clip_value[k] = *static_cast<const float*>(clips[size_t(k)].data);
+      if (clips[size_t(k)].present) w.clip_value[k] = host_f32(clips[size_t(k)].device, static_cast<const float*>(clips[size_t(k)].data), op);
   }
   TransformerLayerConfig c = cfg;
   c.device = x.device;

@@ -125,8 +125,18 @@ TensorArg tensor_value(napi_env env, napi_value v, const char* op, const char* n
     numel *= t.shape[k];
   }
   t.numel = numel;
-  if (t.device != Device::CPU)
-    fail(ErrorCode::Backend, op, ": ", name, " is a CUDA tensor but this build of seqfuse has no CUDA backend");
+  if (t.device == Device::CUDA) {
+    device_require(op);
+    DeviceRef* ref = device_ref(env, data);
+    if (!ref) fail(ErrorCode::Arg, op, ": ", name, " is a CUDA tensor without a device buffer");
+    if (!*ref) fail(ErrorCode::Disposed, op, ": ", name, " was disposed");
+    if ((*ref)->bytes < numel * dtype_size(t.dtype))
+      fail(ErrorCode::Arg, op, ": ", name, " data does not match its dtype ", dtype_name(t.dtype), " and shape ", t.shape_str());
+    t.data = (*ref)->ptr;
+    t.holder = data;
+    t.present = true;
+    return t;
+  }
   if (napi_is_typedarray(env, data, &is_ta) != napi_ok || !is_ta) fail(ErrorCode::Arg, op, ": ", name, " has no typed-array data");
   napi_typedarray_type tt;
   size_t len = 0;
@@ -141,6 +151,56 @@ TensorArg tensor_value(napi_env env, napi_value v, const char* op, const char* n
   t.holder = data;
   t.present = true;
   return t;
+}
+
+namespace {
+constexpr napi_type_tag kDeviceBufferTag = {0x5eaf5e0dcafe1234ull, 0x9d2c5680a1b2c3d4ull};
+}
+
+Napi::Value device_buffer_new(Napi::Env env, int64_t bytes, const char* op) {
+  auto* ref = new DeviceRef(std::make_shared<DeviceBlock>());
+  try {
+    (*ref)->ptr = device_alloc(bytes, op);
+    (*ref)->bytes = bytes;
+  } catch (...) {
+    delete ref;
+    throw;
+  }
+  auto ext = Napi::External<DeviceRef>::New(env, ref, [](Napi::Env, DeviceRef* r) { delete r; });
+  ext.TypeTag(&kDeviceBufferTag);
+  return ext;
+}
+
+DeviceRef* device_ref(napi_env env, napi_value v) {
+  napi_valuetype vt;
+  if (napi_typeof(env, v, &vt) != napi_ok || vt != napi_external) return nullptr;
+  bool tagged = false;
+  if (napi_check_object_type_tag(env, v, &kDeviceBufferTag, &tagged) != napi_ok || !tagged) return nullptr;
+  void* p = nullptr;
+  napi_get_value_external(env, v, &p);
+  return static_cast<DeviceRef*>(p);
+}
+
+std::vector<int32_t> host_i32(Device device, const int32_t* p, int64_t n, const char* op) {
+  if (device == Device::CPU) return std::vector<int32_t>(p, p + n);
+  std::vector<int32_t> v(size_t(n > 0 ? n : 0));
+  device_copy(v.data(), p, n * 4, true, op);
+  return v;
+}
+
+IndexArg::IndexArg(Device device, std::vector<int32_t> host, const char* op) : host_(std::move(host)) {
+  if (device == Device::CPU || host_.empty()) return;
+  const int64_t bytes = int64_t(host_.size()) * 4;
+  dev_.ptr = device_alloc(bytes, op);
+  dev_.bytes = bytes;
+  device_copy(dev_.ptr, host_.data(), bytes, true, op);
+}
+
+float host_f32(Device device, const float* p, const char* op) {
+  if (device == Device::CPU) return *p;
+  float v = 0.0f;
+  device_copy(&v, p, 4, true, op);
+  return v;
 }
 
 double number_arg(const Napi::CallbackInfo& info, size_t i, const char* op, const char* name, double lo, double hi) {
@@ -226,7 +286,10 @@ class OpWorker : public Napi::AsyncWorker {
  public:
   OpWorker(Napi::Env env, std::function<void()> work)
       : Napi::AsyncWorker(env, "seqfuse"), work_(std::move(work)), deferred_(Napi::Promise::Deferred::New(env)) {}
-  void pin(napi_value v) { pins_.push_back(Napi::Persistent(Napi::Value(Env(), v).As<Napi::Object>())); }
+  void pin(napi_value v) {
+    pins_.push_back(Napi::Persistent(Napi::Value(Env(), v).As<Napi::Object>()));
+    if (DeviceRef* ref = device_ref(Env(), v)) blocks_.push_back(*ref);
+  }
   Napi::Promise promise() { return deferred_.Promise(); }
 
  protected:
@@ -234,6 +297,8 @@ class OpWorker : public Napi::AsyncWorker {
     try {
       apply_num_threads();
       work_();
+      // the promise resolves when a CUDA op's kernels are done (and their errors seen)
+      if (!blocks_.empty()) device_synchronize("async op");
     } catch (const Error& e) {
       code_ = e.code;
       SetError(e.message);
@@ -257,6 +322,7 @@ class OpWorker : public Napi::AsyncWorker {
   std::function<void()> work_;
   Napi::Promise::Deferred deferred_;
   std::vector<Napi::ObjectReference> pins_;
+  std::vector<DeviceRef> blocks_;  // CUDA memory of the pinned tensors, kept even if JS disposes them
   ErrorCode code_ = ErrorCode::Backend;
 };
 

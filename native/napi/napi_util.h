@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 #include <vector>
+#include "core/device.h"
 #include "core/dtype.h"
 #include "core/error.h"
 
@@ -30,7 +31,7 @@ struct TensorArg {
   int ndim = 0;
   int64_t shape[kMaxDims] = {};
   int64_t numel = 0;
-  napi_value holder = nullptr;  // the typed array, pinned by async calls
+  napi_value holder = nullptr;  // the typed array (CPU) or device buffer (CUDA), pinned by async calls
 
   int64_t dim(int i) const { return shape[i < 0 ? ndim + i : i]; }
   int64_t rows() const { return ndim == 0 ? 1 : numel / (shape[ndim - 1] ? shape[ndim - 1] : 1); }
@@ -45,6 +46,42 @@ TensorArg tensor_arg(const Napi::CallbackInfo& info, size_t i, const char* op, c
                      bool optional = false);
 // The same for any JS value (e.g. an element of an array argument).
 TensorArg tensor_value(napi_env env, napi_value v, const char* op, const char* name, bool optional = false);
+
+// A CUDA tensor's memory. JS holds it through a device buffer (an External made by
+// device_buffer_new; released at once by device_buffer_release, the tensor's dispose); an async op
+// holds it through its pins, so the block goes back to the allocator when the last holder lets go.
+struct DeviceBlock {
+  void* ptr = nullptr;
+  int64_t bytes = 0;
+  DeviceBlock() = default;
+  DeviceBlock(const DeviceBlock&) = delete;
+  DeviceBlock& operator=(const DeviceBlock&) = delete;
+  ~DeviceBlock() { device_free(ptr); }
+};
+using DeviceRef = std::shared_ptr<DeviceBlock>;
+Napi::Value device_buffer_new(Napi::Env env, int64_t bytes, const char* op);
+// The reference inside a device buffer (empty once released), or null when v is not one.
+DeviceRef* device_ref(napi_env env, napi_value v);
+
+// n int32 values at p as a host vector: a copy, through the stream when `device` is CUDA.
+std::vector<int32_t> host_i32(Device device, const int32_t* p, int64_t n, const char* op);
+// Index values (ids, targets, lengths) checked on the host, where the op's kernels read them: the
+// host vector on CPU, a device copy of it on CUDA (given back when this goes).
+class IndexArg {
+ public:
+  IndexArg(Device device, std::vector<int32_t> host, const char* op);
+  const int32_t* data() const {
+    return host_.empty() ? nullptr : dev_.ptr ? static_cast<const int32_t*>(dev_.ptr) : host_.data();
+  }
+  const std::vector<int32_t>& host() const { return host_; }
+
+ private:
+  std::vector<int32_t> host_;
+  DeviceBlock dev_;
+};
+
+// A float tensor element at p (device memory when `device` is CUDA) read on the host.
+float host_f32(Device device, const float* p, const char* op);
 
 // Numeric / boolean arguments with range checks (NaN is rejected).
 double number_arg(const Napi::CallbackInfo& info, size_t i, const char* op, const char* name,
