@@ -1,11 +1,13 @@
 #!/usr/bin/env node
-// npm run build:cuda — builds the CUDA kernels (cuda/*.cu, CMake target seqfuse_cuda) with nvcc
-// for $SEQFUSE_CUDA_ARCHS (default 80;86;89;90) into build-cuda/, keeps ptxas's resource report
-// (build-cuda/ptxas.txt, raw) and prints one line per kernel and arch: registers, shared memory,
-// stack, spill stores/loads. Exits 1 when nvcc or CMake is missing, the build fails, or any
-// kernel spills registers.
+// npm run build:cuda — builds the CUDA-enabled addon (build-cuda/Release/seqfuse.node, which lib/
+// loads when it exists: see lib/native.ts) through cmake-js, with the kernels (cuda/*.cu, CMake
+// target seqfuse_cuda) compiled by nvcc for $SEQFUSE_CUDA_ARCHS (default 80;86;89;90); keeps
+// ptxas's resource report (build-cuda/ptxas.txt, raw) and prints one line per kernel and arch:
+// registers, shared memory, stack, spill stores/loads. `-- --kernels-only` builds just the kernel
+// library (what CI checks on a machine without a GPU; the addon's C++ is built by the other builds).
+// Exits 1 when nvcc or CMake is missing, the build fails, or any kernel spills registers.
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -60,18 +62,33 @@ function main() {
     console.error('build:cuda: nvcc (the CUDA toolkit) is not on PATH; install it or set CUDACXX');
     return 1;
   }
-  mkdirSync(out, { recursive: true });
+  const kernelsOnly = process.argv.includes('--kernels-only');
+  // the kernel library alone builds in its own tree (plain CMake, no Node headers)
+  const dir = kernelsOnly ? path.join(out, 'kernels') : out;
+  mkdirSync(dir, { recursive: true });
   // Ninja buffers each command's output, so the ptxas lines of one file stay together.
-  const generator = onPath('ninja') ? ['-G', 'Ninja'] : [];
+  const ninja = onPath('ninja');
   const archs = process.env.SEQFUSE_CUDA_ARCHS ? [`-DSEQFUSE_CUDA_ARCHS=${process.env.SEQFUSE_CUDA_ARCHS}`] : [];
-  const conf = run('cmake', ['-S', '.', '-B', out, ...generator, '-DSEQFUSE_CUDA=ON', ...archs]);
-  if (!conf.ok) {
-    process.stderr.write(conf.text);
-    return 1;
+  // a fresh report every time: the kernels are rebuilt
+  rmSync(path.join(dir, 'CMakeFiles', 'seqfuse_cuda.dir'), { recursive: true, force: true });
+  let build;
+  if (kernelsOnly) {
+    const conf = run('cmake', ['-S', '.', '-B', dir, ...(ninja ? ['-G', 'Ninja'] : []), '-DSEQFUSE_CUDA=ON', ...archs]);
+    if (!conf.ok) {
+      process.stderr.write(conf.text);
+      return 1;
+    }
+    build = run('cmake', ['--build', dir, '--target', 'seqfuse_cuda', ...(ninja ? [] : ['-j', '1'])]);
+  } else {
+    const cmakeJs = path.join(root, 'node_modules', '.bin', 'cmake-js');
+    // cmake-js takes Node's headers from npm's nodedir (set by `npm run`), else downloads them:
+    // point it at this Node's own headers when they are installed
+    const nodeDir = path.join(path.dirname(process.execPath), '..');
+    if (!process.env.npm_config_nodedir && existsSync(path.join(nodeDir, 'include', 'node', 'node.h'))) process.env.npm_config_nodedir = nodeDir;
+    build = run(cmakeJs, ['compile', '--out', out, ...(ninja ? ['--generator', 'Ninja'] : []), '--CDSEQFUSE_CUDA=ON',
+      ...archs.map((a) => a.replace(/^-D/, '--CD'))]);
   }
-  // a fresh report every time: rebuild the kernels
-  const build = run('cmake', ['--build', out, '--target', 'seqfuse_cuda', '--clean-first', ...(generator.length ? [] : ['-j', '1'])]);
-  writeFileSync(path.join(out, 'ptxas.txt'), build.text);
+  writeFileSync(path.join(dir, 'ptxas.txt'), build.text);
   if (!build.ok) {
     process.stderr.write(build.text);
     console.error('build:cuda: the CUDA build failed');
@@ -87,7 +104,8 @@ function main() {
   const spills = rows.filter((k) => k.spillStores || k.spillLoads);
   const archSet = [...new Set(rows.map((k) => k.arch))].join(', ');
   console.log(`build:cuda: ${new Set(rows.map((k) => k.name)).size} kernels for ${archSet}; ${spills.length} spill` +
-    ` (raw report: ${path.relative(root, path.join(out, 'ptxas.txt'))}); library ${path.relative(root, path.join(out, 'libseqfuse_cuda.a'))}`);
+    ` (raw report: ${path.relative(root, path.join(dir, 'ptxas.txt'))}); ` +
+    (kernelsOnly ? `library ${path.relative(root, path.join(dir, 'libseqfuse_cuda.a'))}` : `addon ${path.relative(root, path.join(out, 'Release', 'seqfuse.node'))}`));
   if (spills.length) {
     console.error(`build:cuda: registers spill in: ${[...new Set(spills.map((k) => `${k.name} (${k.arch})`))].join('; ')}`);
     return 1;

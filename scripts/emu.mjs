@@ -11,10 +11,13 @@
 //       by npm run build:cuda, which CI runs; the kernel tests by test:gpu), prints one summary
 //       line; exit 1 on any failure.
 //       Without the CUDA toolkit's headers it prints a notice and exits 0.
+//       Then the op and layer suite on device 'cuda' (test/cuda/, vitest) with the emulated addon
+//       (build-emu/Release/seqfuse.node, `npm run build:emu`; missing: a failure that says so).
 //   node scripts/emu.mjs --gpu            (npm run test:gpu; needs an NVIDIA GPU)
 //       builds the same tests with nvcc for this machine's GPU (-arch=native, or the archs of
 //       $SEQFUSE_CUDA_ARCHS, e.g. "90") and runs them on it: the kernels against the CPU backend on
-//       real hardware; exit 1 on any failure.
+//       real hardware; then test/cuda/ with the CUDA-enabled addon (`npm run build:cuda`, which
+//       lib/ loads by itself); exit 1 on any failure.
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import os from 'node:os';
@@ -220,5 +223,28 @@ async function runGpuTests() {
   return failed.length ? 1 : 0;
 }
 
+// test/cuda/ (every op and layer on device 'cuda' against the CPU) through vitest, with `addon`
+// (SEQFUSE_ADDON; null: the addon lib/ picks). Returns the exit status.
+function runCudaSuite(label, addon) {
+  if (addon && !existsSync(addon)) {
+    console.error(`${label}: ${path.relative(root, addon)} is missing; build it first (npm run build:emu)`);
+    return 1;
+  }
+  const env = { ...process.env, SEQFUSE_TEST_CUDA: '1', ...(addon ? { SEQFUSE_ADDON: addon } : {}) };
+  const r = spawnSync(path.join(root, 'node_modules', '.bin', 'vitest'), ['run', '--reporter=default'], { cwd: root, env, stdio: 'inherit' });
+  console.log(`${label}: the op and layer suite on device 'cuda' ${r.status === 0 ? 'passed' : 'FAILED'}`);
+  return r.status === 0 ? 0 : 1;
+}
+
 const argv = process.argv.slice(2);
-process.exit(argv[0] === '--test' ? await runTests() : argv[0] === '--gpu' ? await runGpuTests() : await runOne(argv));
+if (argv[0] === '--test') {
+  const kernels = await runTests();
+  // without the CUDA headers runTests skipped everything, and there is no emulated addon either
+  const suite = cudaInclude() ? runCudaSuite('test:emu', path.join(root, 'build-emu', 'Release', 'seqfuse.node')) : 0;
+  process.exit(kernels || suite);
+}
+if (argv[0] === '--gpu') {
+  const kernels = await runGpuTests();
+  process.exit(kernels || runCudaSuite('test:gpu', null));
+}
+process.exit(await runOne(argv));

@@ -44,15 +44,18 @@ describe('build files', () => {
     for (const f of ['binding.gyp', 'CMakeLists.txt']) expect(readFileSync(join(root, f), 'utf8')).not.toContain('-march=native');
   });
 
-  it('the CMake-built addon loads and reports the same build', () => {
-    const cm = join(root, 'build-cmake/Release/seqfuse.node');
+  it('the CMake-built (emulated CUDA) addon loads and reports its build', () => {
+    const cm = join(root, 'build-emu/Release/seqfuse.node');
     if (!existsSync(cm)) {
-      // CI builds it (`npm run build:cmake` in .ci/run); a developer may not have.
-      console.warn('build-cmake/Release/seqfuse.node not built; run `npm run build:cmake` to check the CMake build');
+      // CI builds it (`npm run build:emu` in .ci/run, before the tests); a developer may not have.
+      console.warn('build-emu/Release/seqfuse.node not built; run `npm run build:emu` to check the CMake build');
       return;
     }
-    const info = execFileSync('node', ['-e', `const a = require(${JSON.stringify(cm)}); console.log(JSON.stringify(a.build_info()))`], { encoding: 'utf8' });
-    expect(JSON.parse(info).onednn).toMatch(/^\d+\.\d+\.\d+$/);
+    const script = `const a = require(${JSON.stringify(cm)}); console.log(JSON.stringify([a.build_info(), a.cuda_status()]))`;
+    const [info, status] = JSON.parse(execFileSync('node', ['-e', script], { encoding: 'utf8' }));
+    expect(info.onednn).toMatch(/^\d+\.\d+\.\d+$/);
+    expect(info.cuda).toBe(true);
+    expect(status).toMatchObject({ available: true, emulated: true });
   });
 });
 

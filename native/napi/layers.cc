@@ -313,6 +313,7 @@ Napi::Value layer_fwd_js(const Napi::CallbackInfo& info) {
   const bool async = bool_arg(info, 11, op, "async");
   check_device(op, {&x, &y, &enc});
   std::vector<TensorArg> clips = clip_list(info, 13, op, "clips", cfg, x, nullptr);
+  for (const TensorArg& t : clips) check_device_clips(op, t);
   std::vector<TensorArg> qweights, wclips;
   if (cfg.int8) int8_weights(info, 15, op, cfg, x, clips, &qweights, &wclips);
   std::vector<napi_value> pins = holders({&x, &y, &enc}, {&params, &clips, &qweights, &wclips});
@@ -407,6 +408,7 @@ Napi::Value layer_bwd_js(const Napi::CallbackInfo& info) {
   std::vector<TensorArg> params = param_list(info, 2, op, "params", cfg, dy);
   std::vector<TensorArg> grads = param_list(info, 3, op, "grads", cfg, dy);
   std::vector<TensorArg> clips = clip_list(info, 9, op, "clips", cfg, dy, nullptr);
+  for (const TensorArg& t : clips) check_device_clips(op, t);
   std::vector<TensorArg> clip_grads = clip_list(info, 10, op, "clipGrads", cfg, dy, &clips);
   check_device(op, {&dy, &dx, &denc});
   const std::vector<napi_value> pins = holders({&dy, &dx, &denc}, {&params, &grads, &clips, &clip_grads});

@@ -158,6 +158,7 @@ static Napi::Value linear_i8_js(const Napi::CallbackInfo& info) {
   CacheHandle* cache = cache_arg(info, 9, op);
   bool async = bool_arg(info, 10, op, "async");
   check_device(op, {&x, &w, &wclip, &bias, &res, &y});
+  check_device_clips(op, wclip);
   check_dtype(op, x, DType::I8);
   check_dtype(op, w, DType::I8);
   if (y.dtype != DType::I32 && y.dtype != DType::F32 && y.dtype != DType::I8)

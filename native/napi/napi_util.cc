@@ -181,13 +181,6 @@ DeviceRef* device_ref(napi_env env, napi_value v) {
   return static_cast<DeviceRef*>(p);
 }
 
-std::vector<int32_t> host_i32(Device device, const int32_t* p, int64_t n, const char* op) {
-  if (device == Device::CPU) return std::vector<int32_t>(p, p + n);
-  std::vector<int32_t> v(size_t(n > 0 ? n : 0));
-  device_copy(v.data(), p, n * 4, true, op);
-  return v;
-}
-
 IndexArg::IndexArg(Device device, std::vector<int32_t> host, const char* op) : host_(std::move(host)) {
   if (device == Device::CPU || host_.empty()) return;
   const int64_t bytes = int64_t(host_.size()) * 4;
@@ -196,11 +189,12 @@ IndexArg::IndexArg(Device device, std::vector<int32_t> host, const char* op) : h
   device_copy(dev_.ptr, host_.data(), bytes, true, op);
 }
 
-float host_f32(Device device, const float* p, const char* op) {
-  if (device == Device::CPU) return *p;
-  float v = 0.0f;
-  device_copy(&v, p, 4, true, op);
-  return v;
+void check_device_clips(const char* op, const TensorArg& clip) {
+  if (!clip.present || clip.device == Device::CPU) return;
+  const std::vector<float> v = host_copy(clip.device, static_cast<const float*>(clip.data), clip.numel, op);
+  for (size_t c = 0; c < v.size(); ++c)
+    if (!(v[c] > 0.0f && v[c] <= 3.4028234663852886e38f))
+      fail(ErrorCode::Arg, op, ": expected ", clip.name, "[", c, "] to be finite and > 0 but received ", v[c]);
 }
 
 double number_arg(const Napi::CallbackInfo& info, size_t i, const char* op, const char* name, double lo, double hi) {

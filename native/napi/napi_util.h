@@ -63,8 +63,20 @@ Napi::Value device_buffer_new(Napi::Env env, int64_t bytes, const char* op);
 // The reference inside a device buffer (empty once released), or null when v is not one.
 DeviceRef* device_ref(napi_env env, napi_value v);
 
-// n int32 values at p as a host vector: a copy, through the stream when `device` is CUDA.
-std::vector<int32_t> host_i32(Device device, const int32_t* p, int64_t n, const char* op);
+// n values at p as a host vector: a copy, through the stream when `device` is CUDA.
+template <class T>
+std::vector<T> host_copy(Device device, const T* p, int64_t n, const char* op) {
+  if (device == Device::CPU) return std::vector<T>(p, p + n);
+  std::vector<T> v(size_t(n > 0 ? n : 0));
+  device_copy(v.data(), p, n * int64_t(sizeof(T)), true, op);
+  return v;
+}
+inline std::vector<int32_t> host_i32(Device device, const int32_t* p, int64_t n, const char* op) {
+  return host_copy(device, p, n, op);
+}
+// A CUDA clip tensor's values checked on the host (finite and > 0), as the CPU kernels check
+// theirs, so both devices reject the same input with ERR_ARG (CPU tensors: nothing to do here).
+void check_device_clips(const char* op, const TensorArg& clip);
 // Index values (ids, targets, lengths) checked on the host, where the op's kernels read them: the
 // host vector on CPU, a device copy of it on CUDA (given back when this goes).
 class IndexArg {
@@ -81,7 +93,7 @@ class IndexArg {
 };
 
 // A float tensor element at p (device memory when `device` is CUDA) read on the host.
-float host_f32(Device device, const float* p, const char* op);
+inline float host_f32(Device device, const float* p, const char* op) { return host_copy(device, p, 1, op)[0]; }
 
 // Numeric / boolean arguments with range checks (NaN is rejected).
 double number_arg(const Napi::CallbackInfo& info, size_t i, const char* op, const char* name,

@@ -59,6 +59,7 @@ static Napi::Value quant_fwd_js(const Napi::CallbackInfo& info) {
   QuantArgs a;
   TensorArg clip = quant_layout(info, 2, op, x, a);
   check_device(op, {&x, &clip, &y});
+  check_device_clips(op, clip);
   if (mode == QuantMode::Dequantize) {
     check_dtype(op, x, DType::I8);
     check_float(op, y);
@@ -83,6 +84,7 @@ static Napi::Value quant_bwd_js(const Napi::CallbackInfo& info) {
   QuantArgs a;
   TensorArg clip = quant_layout(info, 2, op, x, a);
   check_device(op, {&dy, &x, &clip, &dx, &dclip});
+  check_device_clips(op, clip);
   check_float(op, dy);
   check_same_dtype(op, x, dy);
   check_same_dtype(op, dx, dy);

@@ -123,6 +123,19 @@ describe('CUDA tensors', () => {
     const ids = Tensor.from([0, 9], [2], { dtype: 'i32', device: 'cuda' });
     const table = Tensor.zeros([4, 3], { device: 'cuda' });
     expect(() => embedding(ids, table)).toThrow(expect.objectContaining({ code: 'ERR_ARG', message: expect.stringContaining('ids[1] = 9') }));
+    // clips are data on the device too: checked on the host as the CPU checks them
+    const x = Tensor.zeros([2, 3], { device: 'cuda' });
+    const clips = Tensor.from([1, -2], [2], { device: 'cuda' });
+    for (const f of [() => quantize(x, clips, { axis: 0 }), () => fakeQuant(x, clips, { axis: 0 }),
+      () => fakeQuantBackward(x, x, clips, { axis: 0 })])
+      expect(f).toThrow(expect.objectContaining({ code: 'ERR_ARG', message: expect.stringContaining('clipMax[1] to be finite and > 0') }));
+    const q = Tensor.zeros([2, 3], { dtype: 'i8', device: 'cuda' });
+    expect(() => linearInt8(q, q, 1, clips)).toThrow(expect.objectContaining({ code: 'ERR_ARG', message: expect.stringContaining('wClip[1]') }));
+    expect(() => fusedAttention(x.reshape([1, 1, 2, 3]), x.reshape([1, 1, 2, 3]), x.reshape([1, 1, 2, 3]), { kvLengths: Int32Array.of(3) }))
+      .toThrow(expect.objectContaining({ code: 'ERR_ARG', message: expect.stringContaining('kvLengths[0] = 3') }));
+    const logits = Tensor.zeros([2, 5], { device: 'cuda' });
+    expect(() => crossEntropy(logits, Int32Array.of(1, 5))).toThrow(expect.objectContaining({ code: 'ERR_ARG',
+      message: expect.stringContaining('targets[1] = 5') }));
   });
 
   it('keeps an async op\'s inputs alive when they are disposed while it runs', async () => {
