@@ -2,9 +2,9 @@
 // this machine's NVIDIA GPU. Builds bench/gpu/kernels.cu with every cuda/*.cu family (nvcc,
 // -arch=native or $SEQFUSE_CUDA_ARCHS), runs it (one JSON line per case: median ms of CUDA-event
 // timed loops), then bench/gpu_torch.py times PyTorch on the same cases (python3 on PATH, or
-// $BENCH_PYTHON; skipped when it has no CUDA torch). Prints a table (TFLOP/s for products, GB/s
-// of the minimum traffic for memory-bound ops, torch ms / ours: > 1 means seqfuse is faster) and
-// writes bench/results/gpu-<time>.json.
+// $BENCH_PYTHON; skipped when it has no CUDA torch). Prints a table (TFLOP/s for floating-point
+// products, TOP/s for integer ones (int8 linear), GB/s of the minimum traffic for memory-bound ops,
+// torch ms / ours: > 1 means seqfuse is faster) and writes bench/results/gpu-<time>.json.
 // Kernel-level: it calls the *_cuda entry points directly (the addon does not load the CUDA
 // backend yet, see cuda/README.md).
 import { spawn, spawnSync } from 'node:child_process';
@@ -19,6 +19,9 @@ const root = join(here, '..');
 function jsonLines(text) {
   return text.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
 }
+
+// A case's dtype (dtype_name in native/core/dtype.h) whose products are integer operations.
+const integerDtypes = new Set(['i8', 'i32', 'u8']);
 
 const key = (c) => `${c.op}|${c.dtype}|${c.shape.join('x')}|${JSON.stringify(c.params ?? {})}`;
 
@@ -73,7 +76,8 @@ export async function run(args) {
   }
   const rows = ours.map((o) => {
     const t = theirs.get(key(o));
-    const rate = o.flop ? `${fmt(o.flop / o.ms / 1e9, 1)} TFLOP/s` : `${fmt(o.bytes / o.ms / 1e6, 0)} GB/s`;
+    const ops = integerDtypes.has(o.dtype) ? 'TOP/s' : 'TFLOP/s';
+    const rate = o.flop ? `${fmt(o.flop / o.ms / 1e9, 1)} ${ops}` : `${fmt(o.bytes / o.ms / 1e6, 0)} GB/s`;
     return {
       case: `${o.op} ${o.dtype} [${o.shape.join(', ')}]${Object.keys(o.params).length ? ' ' + JSON.stringify(o.params) : ''}`,
       'ours ms': fmt(o.ms, 3),

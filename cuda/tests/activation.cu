@@ -13,7 +13,6 @@
 #define SF_ACT_MAX_BLOCKS 2
 #define SF_ACT_BWD_MAX_BLOCKS 40
 #include "../activation.cu"
-#include "../emu/tests/check.h"
 #include "compare.h"
 #include "core/threads.h"
 
@@ -22,16 +21,6 @@ namespace {
 using namespace cmp;
 using seqfuse::Activation;
 using seqfuse::BiasActArgs;
-
-double act_ref(Activation a, double z) {
-  switch (a) {
-    case Activation::Relu: return z > 0 ? z : 0.0;
-    case Activation::Gelu: return 0.5 * z * (1.0 + std::erf(z / std::sqrt(2.0)));
-    case Activation::GeluTanh: return 0.5 * z * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (z + 0.044715 * z * z * z)));
-    case Activation::Silu: return z / (1.0 + std::exp(-z));
-    default: return z;
-  }
-}
 
 }  // namespace
 

@@ -10,44 +10,12 @@
 // f16/bf16 1e-2 against the CPU. Also degenerate sizes (Sk = 0, Sq = 0) and NaN propagation.
 // emu-link: native/cpu/attention.cc native/cpu/attention_bwd.cc native/core/threads.cc
 #include "../attention.cu"
-#include "../emu/tests/check.h"
-#include <algorithm>
-#include <cmath>
-#include <cstring>
-#include <random>
-#include <vector>
+#include "compare.h"
 
 namespace {
 
+using namespace cmp;
 using seqfuse::AttentionArgs;
-using seqfuse::DType;
-
-size_t esize(DType t) { return t == DType::F32 ? 4 : 2; }
-
-float get(const void* p, DType t, int64_t i) {
-  if (t == DType::F32) return static_cast<const float*>(p)[i];
-  if (t == DType::F16) return __half2float(static_cast<const __half*>(p)[i]);
-  return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
-}
-
-void* random_buf(DType t, int64_t n, std::mt19937& g, float lo = -2.0f, float hi = 2.0f) {
-  void* p = managed<unsigned char>(size_t(n > 0 ? n : 1) * esize(t));
-  std::uniform_real_distribution<float> u(lo, hi);
-  for (int64_t i = 0; i < n; ++i) {
-    const float v = u(g);
-    if (t == DType::F32) static_cast<float*>(p)[i] = v;
-    else if (t == DType::F16) static_cast<__half*>(p)[i] = __float2half_rn(v);
-    else static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(v);
-  }
-  return p;
-}
-
-template <class U>
-U* poisoned(int64_t n, size_t el) {  // NaN in every dtype
-  void* p = managed<unsigned char>(size_t(n > 0 ? n : 1) * el);
-  std::memset(p, 0xff, size_t(n > 0 ? n : 1) * el);
-  return static_cast<U*>(p);
-}
 
 // The denominator has a floor, an RMS of `floor` per element: outputs that are zero in exact
 // arithmetic (one visible key: dS = P (dP - delta) = 0, so dq = dk = 0) are rounding noise on both
@@ -55,38 +23,14 @@ U* poisoned(int64_t n, size_t el) {  // NaN in every dtype
 // everything else 1e-3.
 double rms(const void* a, DType t, int64_t n) {
   double s = 0;
-  for (int64_t i = 0; i < n; ++i) s += double(get(a, t, i)) * get(a, t, i);
+  for (int64_t i = 0; i < n; ++i) s += get(a, t, i) * get(a, t, i);
   return n > 0 ? std::sqrt(s / double(n)) : 0.0;
 }
 
-// Relative L2 distance of a from b (positions where both are NaN, or both -inf, are skipped and
-// counted in `same`); any other NaN / inf mismatch gives +inf.
-double rel_l2(const void* a, DType ta, const void* b, DType tb, int64_t n, double floor = 1e-3) {
-  double num = 0, den = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    const double x = get(a, ta, i), y = get(b, tb, i);
-    if (std::isnan(x) || std::isnan(y) || std::isinf(x) || std::isinf(y)) {
-      if ((std::isnan(x) && std::isnan(y)) || x == y) continue;
-      return INFINITY;
-    }
-    num += (x - y) * (x - y);
-    den += y * y;
-  }
-  return std::sqrt(num / std::max(den, floor * floor * double(n)));
-}
-
-double rel_l2_d(const void* a, DType ta, const std::vector<double>& r, double floor = 1e-3) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < r.size(); ++i) {
-    const double x = get(a, ta, int64_t(i)), y = r[i];
-    if (std::isnan(x) || std::isnan(y) || std::isinf(x) || std::isinf(y)) {
-      if ((std::isnan(x) && std::isnan(y)) || x == y) continue;
-      return INFINITY;
-    }
-    num += (x - y) * (x - y);
-    den += y * y;
-  }
-  return std::sqrt(num / std::max(den, floor * floor * double(r.size())));
+// Relative L2 distance of got from want with that floor (positions where both are NaN, or both
+// -inf, are skipped; any other NaN / inf mismatch gives +inf).
+double rel_err(const void* got, DType t, const std::vector<double>& want, double floor = 1e-3) {
+  return rel_l2_sums(got, t, want, NonFinite::Agree).value_rms(floor);
 }
 
 // The contract in float64: out, lse, and (given dout) dq, dk, dv.
@@ -192,12 +136,11 @@ void run_case(const Shape& sh, DType t, bool causal, float drop, std::mt19937& g
   char desc[256];
   std::snprintf(desc, sizeof desc, "dtype %d B %ld H %ld Hkv %ld Sq %ld Sk %ld D %ld causal %d bias %d kvlen %d p %g", int(t),
                 long(B), long(H), long(Hkv), long(Sq), long(Sk), long(D), int(causal), sh.bias, int(sh.kvlen), double(drop));
-  const size_t el = esize(t);
   AttentionArgs a;
   a.dtype = t; a.B = B; a.H = H; a.Hkv = Hkv; a.Sq = Sq; a.Sk = Sk; a.D = D;
-  a.q = random_buf(t, nq, g);
-  a.k = random_buf(t, nk, g);
-  a.v = random_buf(t, nk, g);
+  a.q = random_buf(t, nq, g, -2.0f, 2.0f);
+  a.k = random_buf(t, nk, g, -2.0f, 2.0f);
+  a.v = random_buf(t, nk, g, -2.0f, 2.0f);
   a.scale = 1.0f / std::sqrt(float(D));
   a.causal = causal;
   a.dropout = drop;
@@ -228,25 +171,25 @@ void run_case(const Shape& sh, DType t, bool causal, float drop, std::mt19937& g
     a.bias = bias;
   }
   // forward
-  void* out_c = poisoned<void>(nq, el);
-  float* lse_c = poisoned<float>(nl, 4);
-  void* out_g = poisoned<void>(nq, el);
-  float* lse_g = poisoned<float>(nl, 4);
+  void* out_c = poisoned_buf(t, nq, 0xff);
+  float* lse_c = static_cast<float*>(poisoned_buf(DType::F32, nl, 0xff));
+  void* out_g = poisoned_buf(t, nq, 0xff);
+  float* lse_g = static_cast<float*>(poisoned_buf(DType::F32, nl, 0xff));
   forward_both(a, out_c, lse_c, out_g, lse_g);
   const double tol = t == DType::F32 ? 1e-5 : 1e-2;
   const int ti = t == DType::F32 ? 0 : t == DType::F16 ? 1 : 2;
-  const double eo = rel_l2(out_g, t, out_c, t, nq), el2 = rel_l2(lse_g, DType::F32, lse_c, DType::F32, nl);
+  const double eo = rel_err(out_g, t, values(out_c, t, nq)), el2 = rel_err(lse_g, DType::F32, values(lse_c, DType::F32, nl));
   check_err("forward out", eo, tol, desc);
   check_err("forward lse", el2, t == DType::F32 ? 1e-5 : 1e-3, desc);
   g_max_err[0][ti] = std::max({g_max_err[0][ti], eo, el2});
   // backward, from the CPU's out and lse
-  void* dout = random_buf(t, nq, g);
-  void* dq_c = poisoned<void>(nq, el);
-  void* dk_c = poisoned<void>(nk, el);
-  void* dv_c = poisoned<void>(nk, el);
-  void* dq_g = poisoned<void>(nq, el);
-  void* dk_g = poisoned<void>(nk, el);
-  void* dv_g = poisoned<void>(nk, el);
+  void* dout = random_buf(t, nq, g, -2.0f, 2.0f);
+  void* dq_c = poisoned_buf(t, nq, 0xff);
+  void* dk_c = poisoned_buf(t, nk, 0xff);
+  void* dv_c = poisoned_buf(t, nk, 0xff);
+  void* dq_g = poisoned_buf(t, nq, 0xff);
+  void* dk_g = poisoned_buf(t, nk, 0xff);
+  void* dv_g = poisoned_buf(t, nk, 0xff);
   a.out = out_c; a.lse = lse_c; a.dout = dout;
   a.device = seqfuse::Device::CPU;
   a.dq = dq_c; a.dk = dk_c; a.dv = dv_c;
@@ -257,15 +200,16 @@ void run_case(const Shape& sh, DType t, bool causal, float drop, std::mt19937& g
   device_sync("attention backward");
   const double btol = t == DType::F32 ? 1e-5 : 1e-2;
   const double fl = std::max(1e-3, 0.1 * rms(dv_c, t, nk));
-  const double eq = rel_l2(dq_g, t, dq_c, t, nq, fl), ek = rel_l2(dk_g, t, dk_c, t, nk, fl), ev = rel_l2(dv_g, t, dv_c, t, nk);
+  const double eq = rel_err(dq_g, t, values(dq_c, t, nq), fl), ek = rel_err(dk_g, t, values(dk_c, t, nk), fl),
+               ev = rel_err(dv_g, t, values(dv_c, t, nk));
   check_err("backward dq", eq, btol, desc);
   check_err("backward dk", ek, btol, desc);
   check_err("backward dv", ev, btol, desc);
   g_max_err[1][ti] = std::max({g_max_err[1][ti], eq, ek, ev});
   if (t == DType::F32) {
     const Ref r = reference(a, static_cast<const float*>(dout));
-    const double ro = rel_l2_d(out_g, t, r.out), rl = rel_l2_d(lse_g, DType::F32, r.lse);
-    const double rq = rel_l2_d(dq_g, t, r.dq, fl), rk = rel_l2_d(dk_g, t, r.dk, fl), rv = rel_l2_d(dv_g, t, r.dv);
+    const double ro = rel_err(out_g, t, r.out), rl = rel_err(lse_g, DType::F32, r.lse);
+    const double rq = rel_err(dq_g, t, r.dq, fl), rk = rel_err(dk_g, t, r.dk, fl), rv = rel_err(dv_g, t, r.dv);
     check_err("forward out vs float64", ro, 1e-5, desc);
     check_err("forward lse vs float64", rl, 1e-5, desc);
     check_err("backward dq vs float64", rq, 1e-5, desc);
@@ -286,7 +230,6 @@ void run_case(const Shape& sh, DType t, bool causal, float drop, std::mt19937& g
 // Degenerate sizes: Sk = 0 (out 0, lse -inf, dq 0) and Sq = 0 (dk = dv = 0), outputs poisoned.
 void degenerate(int& cases) {
   for (DType t : {DType::F32, DType::F16, DType::BF16}) {
-    const size_t el = esize(t);
     for (int form = 0; form < 2; ++form) {
       AttentionArgs a;
       a.device = seqfuse::Device::CUDA;
@@ -295,9 +238,11 @@ void degenerate(int& cases) {
       a.Sk = form == 0 ? 0 : 7;
       const int64_t nq = a.B * a.H * a.Sq * a.D, nk = a.B * a.Hkv * a.Sk * a.D, nl = a.B * a.H * a.Sq;
       std::mt19937 g(5);
-      a.q = random_buf(t, nq, g); a.k = random_buf(t, nk, g); a.v = random_buf(t, nk, g);
-      void* out = poisoned<void>(nq, el);
-      float* lse = poisoned<float>(nl, 4);
+      a.q = random_buf(t, nq, g, -2.0f, 2.0f);
+      a.k = random_buf(t, nk, g, -2.0f, 2.0f);
+      a.v = random_buf(t, nk, g, -2.0f, 2.0f);
+      void* out = poisoned_buf(t, nq, 0xff);
+      float* lse = static_cast<float*>(poisoned_buf(DType::F32, nl, 0xff));
       a.out = out; a.lse = lse;
       seqfuse::attention_fwd_cuda(a, seqfuse::Stream{});
       device_sync("attention forward, degenerate");
@@ -305,10 +250,10 @@ void degenerate(int& cases) {
       for (int64_t i = 0; i < nq; ++i) ok = ok && get(out, t, i) == 0.0f;
       for (int64_t i = 0; i < nl; ++i) ok = ok && lse[i] == -INFINITY;
       CHECK(ok, "degenerate forward Sq %ld Sk %ld dtype %d", long(a.Sq), long(a.Sk), int(t));
-      a.dout = random_buf(t, nq, g);
-      void* dq = poisoned<void>(nq, el);
-      void* dk = poisoned<void>(nk, el);
-      void* dv = poisoned<void>(nk, el);
+      a.dout = random_buf(t, nq, g, -2.0f, 2.0f);
+      void* dq = poisoned_buf(t, nq, 0xff);
+      void* dk = poisoned_buf(t, nk, 0xff);
+      void* dv = poisoned_buf(t, nk, 0xff);
       a.dq = dq; a.dk = dk; a.dv = dv;
       seqfuse::attention_bwd_cuda(a, seqfuse::Stream{});
       device_sync("attention backward, degenerate");
@@ -330,12 +275,14 @@ void nan_rows(int& cases) {
   AttentionArgs a;
   a.dtype = DType::F32; a.B = 1; a.H = 2; a.Hkv = 1; a.Sq = 9; a.Sk = 20; a.D = 16; a.scale = 0.25f;
   const int64_t nq = a.H * a.Sq * a.D, nk = a.Sk * a.D, nl = a.H * a.Sq;
-  a.q = random_buf(a.dtype, nq, g); a.k = random_buf(a.dtype, nk, g); a.v = random_buf(a.dtype, nk, g);
+  a.q = random_buf(a.dtype, nq, g, -2.0f, 2.0f);
+  a.k = random_buf(a.dtype, nk, g, -2.0f, 2.0f);
+  a.v = random_buf(a.dtype, nk, g, -2.0f, 2.0f);
   static_cast<float*>(const_cast<void*>(a.q))[3 * a.D + 5] = NAN;  // head 0, row 3
-  float* out_c = poisoned<float>(nq, 4);
-  float* lse_c = poisoned<float>(nl, 4);
-  float* out_g = poisoned<float>(nq, 4);
-  float* lse_g = poisoned<float>(nl, 4);
+  float* out_c = static_cast<float*>(poisoned_buf(DType::F32, nq, 0xff));
+  float* lse_c = static_cast<float*>(poisoned_buf(DType::F32, nl, 0xff));
+  float* out_g = static_cast<float*>(poisoned_buf(DType::F32, nq, 0xff));
+  float* lse_g = static_cast<float*>(poisoned_buf(DType::F32, nl, 0xff));
   forward_both(a, out_c, lse_c, out_g, lse_g);
   bool ok = true;
   for (int64_t r = 0; r < nl; ++r) {
@@ -344,7 +291,7 @@ void nan_rows(int& cases) {
     for (int64_t c = 0; c < a.D; ++c) ok = ok && std::isnan(out_g[r * a.D + c]) == want;
   }
   CHECK(ok, "NaN row: only row 3's out and lse are NaN");
-  CHECK(rel_l2(out_g, DType::F32, out_c, DType::F32, nq) <= 1e-5, "NaN case: the finite rows match the CPU");
+  CHECK(rel_err(out_g, DType::F32, values(out_c, DType::F32, nq)) <= 1e-5, "NaN case: the finite rows match the CPU");
   for (const void* p : {a.q, a.k, a.v, static_cast<const void*>(out_c), static_cast<const void*>(lse_c),
                         static_cast<const void*>(out_g), static_cast<const void*>(lse_g)})
     cudaFree(const_cast<void*>(p));

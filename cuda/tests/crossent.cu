@@ -11,30 +11,13 @@
 // value by value.
 // emu-link: native/cpu/crossent.cc native/core/threads.cc
 #include "../crossent.cu"
-#include "values.h"
-#include <algorithm>
-#include <cmath>
-#include <cstring>
-#include <random>
-#include <vector>
+#include "compare.h"
 
 namespace {
 
+using namespace cmp;
 using seqfuse::CrossEntropyArgs;
-using seqfuse::DType;
 using seqfuse::Reduction;
-
-// relative L2 of got against want over n values (want all zero: the L2 of got)
-struct RelL2 {
-  double num = 0, den = 0;
-  bool nan = false;
-  void add(double got, double want) {
-    if (got != got) nan = true;
-    num += (got - want) * (got - want);
-    den += want * want;
-  }
-  double value() const { return nan ? INFINITY : den > 0 ? std::sqrt(num / den) : std::sqrt(num); }
-};
 
 struct Outputs {
   float *lse, *losses, *weights, *dx;
@@ -59,15 +42,15 @@ Reference reference(const CrossEntropyArgs& a) {
   for (int64_t i = 0; i < a.rows; ++i) {
     if (a.targets[i] == a.ignore_index) continue;
     double mx = -INFINITY, sx = 0, s = 0;
-    for (int64_t j = 0; j < n; ++j) mx = std::max(mx, get_value(a.logits, a.dtype, i * n + j)), sx += get_value(a.logits, a.dtype, i * n + j);
-    for (int64_t j = 0; j < n; ++j) s += std::exp(get_value(a.logits, a.dtype, i * n + j) - mx);
+    for (int64_t j = 0; j < n; ++j) mx = std::max(mx, get(a.logits, a.dtype, i * n + j)), sx += get(a.logits, a.dtype, i * n + j);
+    for (int64_t j = 0; j < n; ++j) s += std::exp(get(a.logits, a.dtype, i * n + j) - mx);
     const double lse = mx + std::log(s), eps = a.smoothing;
     r.lse[size_t(i)] = lse;
-    const double nll = lse - get_value(a.logits, a.dtype, i * n + a.targets[i]);
+    const double nll = lse - get(a.logits, a.dtype, i * n + a.targets[i]);
     ce[size_t(i)] = eps > 0 ? (1 - eps) * nll + eps * (lse - sx / double(n)) : nll;
     double h = 0;
     for (int64_t j = 0; j < n; ++j) {
-      const double q = std::max(std::exp(get_value(a.logits, a.dtype, i * n + j) - lse), 1e-8);
+      const double q = std::max(std::exp(get(a.logits, a.dtype, i * n + j) - lse), 1e-8);
       h -= q * std::log(q);
     }
     w[size_t(i)] = a.mile ? std::pow(a.sigma + h, a.gamma) : 1.0;
@@ -88,7 +71,7 @@ Reference reference(const CrossEntropyArgs& a) {
     if (a.targets[i] == a.ignore_index) continue;
     const double c = scale * r.eff[size_t(i)];
     for (int64_t j = 0; j < n; ++j)
-      r.dx[size_t(i * n + j)] = c * (std::exp(get_value(a.logits, a.dtype, i * n + j) - r.lse[size_t(i)]) -
+      r.dx[size_t(i * n + j)] = c * (std::exp(get(a.logits, a.dtype, i * n + j) - r.lse[size_t(i)]) -
                                      (j == a.targets[i] ? 1 - double(a.smoothing) : 0.0) - double(a.smoothing) / double(n));
   }
   return r;
@@ -114,8 +97,8 @@ void run(CrossEntropyArgs a, Outputs& o, bool cuda, void* dx) {
   const double s1[2] = {o.stats[0], o.stats[1]};
   seqfuse::crossent_fwd_cuda(a, seqfuse::Stream{});
   device_sync("crossent forward again");
-  CHECK(std::memcmp(lse1.data(), o.lse, size_t(a.rows) * 4) == 0 && std::memcmp(s1, o.stats, 16) == 0 &&
-            std::memcmp(w1.data(), a.mile ? o.weights : o.lse, size_t(a.rows) * 4) == 0,
+  CHECK(same_bits(lse1.data(), o.lse, a.rows, DType::F32) && same_bytes(s1, o.stats, sizeof s1) &&
+            same_bits(w1.data(), a.mile ? o.weights : o.lse, a.rows, DType::F32),
         "forward twice: different bits (rows %ld cols %ld)", long(a.rows), long(a.cols));
   seqfuse::crossent_bwd_cuda(a, seqfuse::Stream{});
   device_sync("crossent backward");
@@ -145,7 +128,7 @@ int main() {
           a.reduction = Reduction(cases % 3);
           a.dloss = 0.75;
           void* x = managed<unsigned char>(size_t(n) * esize(t));
-          for (int64_t i = 0; i < n; ++i) set_value(x, t, i, i / cols == 2 ? 15.0f * u(g) : u(g));  // row 2: p below 1e-8
+          for (int64_t i = 0; i < n; ++i) put(x, t, i, i / cols == 2 ? 15.0f * u(g) : u(g));  // row 2: p below 1e-8
           int32_t* y = managed<int32_t>(size_t(rows));
           a.count = 0;
           for (int64_t i = 0; i < rows; ++i) {
@@ -162,7 +145,10 @@ int main() {
           run(a, og, true, dx_gpu);
           const Reference ref = reference(a);
           // per quantity: GPU vs CPU (c), GPU vs float64 (r), CPU vs float64 (o)
-          RelL2 lse_c, lse_r, lse_o, loss_c, loss_r, loss_o, w_c, w_r, w_o, dx_c, dx_r, dx_o;
+          // (a NaN in the first of the two gives +Inf)
+          const NonFinite nf = NonFinite::GotNaNFails;
+          RelL2 lse_c(nf), lse_r(nf), lse_o(nf), loss_c(nf), loss_r(nf), loss_o(nf), w_c(nf), w_r(nf), w_o(nf), dx_c(nf), dx_r(nf),
+              dx_o(nf);
           for (int64_t i = 0; i < rows; ++i) {
             lse_c.add(og.lse[i], oc.lse[i]), lse_r.add(og.lse[i], ref.lse[size_t(i)]), lse_o.add(oc.lse[i], ref.lse[size_t(i)]);
             if (a.losses)
@@ -172,7 +158,7 @@ int main() {
               w_c.add(og.weights[i], oc.weights[i]), w_r.add(og.weights[i], ref.eff[size_t(i)]), w_o.add(oc.weights[i], ref.eff[size_t(i)]);
           }
           for (int64_t i = 0; i < n; ++i) {
-            const double gv = get_value(dx_gpu, t, i), cv = get_value(dx_cpu, t, i);
+            const double gv = get(dx_gpu, t, i), cv = get(dx_cpu, t, i);
             dx_c.add(gv, cv), dx_r.add(gv, ref.dx[size_t(i)]), dx_o.add(cv, ref.dx[size_t(i)]);
           }
           const double tol = t == DType::F32 ? 1e-5 : 1e-2;
@@ -202,7 +188,7 @@ int main() {
           b.lse_in = og.lse; b.weights_in = og.weights; b.dlogits = x;
           seqfuse::crossent_bwd_cuda(b, seqfuse::Stream{});
           device_sync("crossent backward in place");
-          CHECK(std::memcmp(x, dx_gpu, size_t(n) * esize(t)) == 0, "in place backward differs: dtype %d [%ld, %ld]", int(t),
+          CHECK(same_bits(x, dx_gpu, n, t), "in place backward differs: dtype %d [%ld, %ld]", int(t),
                 long(rows), long(cols));
           free_outputs(oc);
           free_outputs(og);
@@ -219,11 +205,11 @@ int main() {
         CrossEntropyArgs a;
         a.dtype = t; a.rows = rows; a.cols = cols; a.smoothing = eps; a.mile = mile; a.gamma = 1.0; a.sigma = 1.0;
         void* x = managed<unsigned char>(size_t(n) * esize(t));
-        for (int64_t i = 0; i < n; ++i) set_value(x, t, i, u(g));
-        set_value(x, t, 2 * cols + 5, -INFINITY);
-        set_value(x, t, 3 * cols + 9, NAN);
-        for (int64_t j = 0; j < cols; ++j) set_value(x, t, 4 * cols + j, -INFINITY);
-        set_value(x, t, 5 * cols + 1, INFINITY);
+        for (int64_t i = 0; i < n; ++i) put(x, t, i, u(g));
+        put(x, t, 2 * cols + 5, -INFINITY);
+        put(x, t, 3 * cols + 9, NAN);
+        for (int64_t j = 0; j < cols; ++j) put(x, t, 4 * cols + j, -INFINITY);
+        put(x, t, 5 * cols + 1, INFINITY);
         int32_t* y = managed<int32_t>(size_t(rows));
         for (int64_t i = 0; i < rows; ++i) y[i] = i == 1 ? a.ignore_index : int32_t(i * 3);
         a.count = rows - 1;
@@ -241,10 +227,10 @@ int main() {
                 "special row %ld (dtype %d cols %ld eps %g mile %d): lse %g/%g loss %g/%g w %g/%g", long(i), int(t), long(cols), eps,
                 int(mile), og.lse[i], oc.lse[i], og.losses[i], oc.losses[i], mile ? og.weights[i] : 0.0f, mile ? oc.weights[i] : 0.0f);
           for (int64_t j = 0; j < cols; ++j)
-            CHECK(agree(get_value(dx_gpu, t, i * cols + j), get_value(dx_cpu, t, i * cols + j)) ||
-                      std::fabs(get_value(dx_gpu, t, i * cols + j) - get_value(dx_cpu, t, i * cols + j)) <= 2e-9,
-                  "special row %ld dx[%ld] (dtype %d eps %g): %g, cpu %g", long(i), long(j), int(t), eps, get_value(dx_gpu, t, i * cols + j),
-                  get_value(dx_cpu, t, i * cols + j));
+            CHECK(agree(get(dx_gpu, t, i * cols + j), get(dx_cpu, t, i * cols + j)) ||
+                      std::fabs(get(dx_gpu, t, i * cols + j) - get(dx_cpu, t, i * cols + j)) <= 2e-9,
+                  "special row %ld dx[%ld] (dtype %d eps %g): %g, cpu %g", long(i), long(j), int(t), eps, get(dx_gpu, t, i * cols + j),
+                  get(dx_cpu, t, i * cols + j));
         }
         CHECK(std::isnan(og.lse[3]) && std::isnan(og.lse[4]) && std::isnan(og.lse[5]) && std::isfinite(og.lse[2]),
               "special rows: NaN where the contract says");

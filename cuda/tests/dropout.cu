@@ -5,39 +5,13 @@
 // Random inputs, odd shapes, p in {0, 0.1, 0.5, 1}, offsets that start mid-Philox-call.
 // emu-link: native/cpu/dropout.cc native/core/threads.cc
 #include "../dropout.cu"
-#include "../emu/tests/check.h"
-#include <cstring>
-#include <random>
-#include <vector>
+#include "compare.h"
 #include "core/threads.h"
 
 namespace {
 
-using seqfuse::DType;
+using namespace cmp;
 using seqfuse::DropoutArgs;
-
-size_t esize(DType t) { return t == DType::F32 ? 4 : 2; }
-
-// n random values of dtype t in [-2, 2) (16-bit: f32 values rounded by the dtype's own conversion)
-void* random_buf(DType t, int64_t n, std::mt19937& g) {
-  void* p = managed<unsigned char>(size_t(n > 0 ? n : 1) * esize(t));
-  std::uniform_real_distribution<float> u(-2.0f, 2.0f);
-  for (int64_t i = 0; i < n; ++i) {
-    const float v = u(g);
-    if (t == DType::F32) static_cast<float*>(p)[i] = v;
-    else if (t == DType::F16) static_cast<__half*>(p)[i] = __float2half_rn(v);
-    else static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(v);
-  }
-  return p;
-}
-
-void* poisoned(DType t, int64_t n) {
-  void* p = managed<unsigned char>(size_t(n > 0 ? n : 1) * esize(t));
-  std::memset(p, 0x7f, size_t(n > 0 ? n : 1) * esize(t));
-  return p;
-}
-
-bool same_bits(const void* a, const void* b, int64_t n, DType t) { return std::memcmp(a, b, size_t(n) * esize(t)) == 0; }
 
 }  // namespace
 
@@ -56,11 +30,11 @@ int main() {
             const int64_t rows = sh[0], cols = sh[1], n = rows * cols;
             DropoutArgs a;
             a.dtype = t; a.rows = rows; a.cols = cols; a.p = p; a.seed = 0x1234567890abcdefull + uint64_t(cases); a.offset = off;
-            a.x = random_buf(t, n, g);
-            a.bias = form & 1 ? random_buf(t, cols, g) : nullptr;
-            a.residual = form & 2 ? random_buf(t, n, g) : nullptr;
-            void* y_cpu = poisoned(t, n);
-            void* y_gpu = poisoned(t, n);
+            a.x = random_buf(t, n, g, -2.0f, 2.0f);
+            a.bias = form & 1 ? random_buf(t, cols, g, -2.0f, 2.0f) : nullptr;
+            a.residual = form & 2 ? random_buf(t, n, g, -2.0f, 2.0f) : nullptr;
+            void* y_cpu = poisoned_buf(t, n);
+            void* y_gpu = poisoned_buf(t, n);
             a.y = y_cpu;
             seqfuse::dropout_fwd_cpu(a);
             a.device = seqfuse::Device::CUDA;
@@ -70,12 +44,12 @@ int main() {
             CHECK(same_bits(y_cpu, y_gpu, n, t), "forward: dtype %d [%ld, %ld] p %g offset %llu form %d", int(t), long(rows),
                   long(cols), double(p), (unsigned long long)off, form);
             // backward: dx = drop(dy), dbias = column sums (overwritten, then accumulated)
-            a.dy = random_buf(t, n, g);
+            a.dy = random_buf(t, n, g, -2.0f, 2.0f);
             const void* dy_keep = a.dy;
-            void* dx_cpu = poisoned(t, n);
-            void* dx_gpu = poisoned(t, n);
-            void* db_cpu = random_buf(t, cols, g);
-            void* db_gpu = poisoned(t, cols);
+            void* dx_cpu = poisoned_buf(t, n);
+            void* dx_gpu = poisoned_buf(t, n);
+            void* db_cpu = random_buf(t, cols, g, -2.0f, 2.0f);
+            void* db_gpu = poisoned_buf(t, cols);
             std::memcpy(db_gpu, db_cpu, size_t(cols) * esize(t));
             std::vector<unsigned char> db_orig(static_cast<unsigned char*>(db_cpu), static_cast<unsigned char*>(db_cpu) + cols * esize(t));
             a.accumulate = form & 1;

@@ -8,18 +8,12 @@
 // sort tile; ids from a small range (long runs of one id) and from a large one.
 // emu-link: native/cpu/embedding.cc native/core/threads.cc
 #include "../embedding.cu"
-#include "values.h"
-#include <cmath>
-#include <cstring>
-#include <random>
-#include <vector>
+#include "compare.h"
 
 namespace {
 
-using seqfuse::DType;
+using namespace cmp;
 using seqfuse::EmbeddingArgs;
-
-bool same_bits(const void* a, const void* b, int64_t n, DType t) { return std::memcmp(a, b, size_t(n) * esize(t)) == 0; }
 
 void* copy_of(const void* src, int64_t n, DType t) {
   void* p = poisoned_buf(t, n);
@@ -27,16 +21,6 @@ void* copy_of(const void* src, int64_t n, DType t) {
   return p;
 }
 
-double rel_l2(const void* got, DType t, const std::vector<double>& want) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    const double g = get_value(got, t, int64_t(i));
-    if (g != g) return INFINITY;
-    num += (g - want[i]) * (g - want[i]);
-    den += want[i] * want[i];
-  }
-  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
-}
 
 // keep factor of output element (t, j): 0, or the dropout scale (1 without dropout)
 double keep(const EmbeddingArgs& a, int64_t t, int64_t j) {
@@ -92,14 +76,15 @@ int main() {
           for (int64_t j = 0; j < sh.dim; ++j) {
             double v = 0;
             if (ids[i] != a.padding_idx) {
-              v = get_value(a.table, t, ids[i] * sh.dim + j) * double(a.scale);
-              if (a.positions) v += get_value(a.positions, t, (i % sh.seq + a.pos_offset) * sh.dim + j);
+              v = get(a.table, t, ids[i] * sh.dim + j) * double(a.scale);
+              if (a.positions) v += get(a.positions, t, (i % sh.seq + a.pos_offset) * sh.dim + j);
               v *= keep(a, i, j);
             }
             want[size_t(i * sh.dim + j)] = v;
           }
         const double tol = t == DType::F32 ? 1e-5 : 1e-2;
-        const double fe = rel_l2(out_gpu, t, want);
+        const NonFinite nf = NonFinite::GotNaNFails;  // a NaN in the output gives +Inf (the reference has none)
+        const double fe = rel_l2(out_gpu, t, want, 0, nf);
         CHECK(fe <= tol, "forward vs float64: dtype %d tokens %ld dim %ld form %d: %g", int(t), long(sh.tokens), long(sh.dim), form, fe);
         // backward: dtable and dpositions accumulate
         a.dout = random_buf(t, n, g, -1.0f, 1.0f);
@@ -108,12 +93,12 @@ int main() {
         void* dp_cpu = form & 1 ? random_buf(t, pn, g, -1.0f, 1.0f) : nullptr;
         void* dp_gpu = form & 1 ? copy_of(dp_cpu, pn, t) : nullptr;
         std::vector<double> want_dt(static_cast<size_t>(tn)), want_dp(static_cast<size_t>(pn));
-        for (int64_t i = 0; i < tn; ++i) want_dt[size_t(i)] = get_value(dt_cpu, t, i);
-        for (int64_t i = 0; i < pn; ++i) want_dp[size_t(i)] = get_value(dp_cpu, t, i);
+        for (int64_t i = 0; i < tn; ++i) want_dt[size_t(i)] = get(dt_cpu, t, i);
+        for (int64_t i = 0; i < pn; ++i) want_dp[size_t(i)] = get(dp_cpu, t, i);
         for (int64_t i = 0; i < sh.tokens; ++i) {
           if (ids[i] == a.padding_idx) continue;
           for (int64_t j = 0; j < sh.dim; ++j) {
-            const double gr = get_value(a.dout, t, i * sh.dim + j) * keep(a, i, j);
+            const double gr = get(a.dout, t, i * sh.dim + j) * keep(a, i, j);
             want_dt[size_t(ids[i] * sh.dim + j)] += gr * double(a.scale);
             if (dp_cpu) want_dp[size_t((i % sh.seq + a.pos_offset) * sh.dim + j)] += gr;
           }
@@ -130,7 +115,7 @@ int main() {
         if (dp_cpu)
           CHECK(same_bits(dp_cpu, dp_gpu, pn, t), "backward dpositions: dtype %d tokens %ld dim %ld form %d", int(t), long(sh.tokens),
                 long(sh.dim), form);
-        const double be = std::max(rel_l2(dt_gpu, t, want_dt), dp_gpu ? rel_l2(dp_gpu, t, want_dp) : 0.0);
+        const double be = std::max(rel_l2(dt_gpu, t, want_dt, 0, nf), dp_gpu ? rel_l2(dp_gpu, t, want_dp, 0, nf) : 0.0);
         CHECK(be <= tol, "backward vs float64: dtype %d tokens %ld dim %ld form %d: %g", int(t), long(sh.tokens), long(sh.dim), form, be);
         worst[t == DType::F32 ? 0 : 1] = std::max(worst[t == DType::F32 ? 0 : 1], std::max(fe, be));
         for (const void* p : {static_cast<const void*>(ids), a.table, a.positions, a.dout, static_cast<const void*>(out_cpu),

@@ -15,11 +15,7 @@
 // shapes, so each dtype and tile meets every form while one run stays well under a minute.
 // emu-link: native/cpu/linear_i8.cc
 #include "../matmul.cu"
-#include "../emu/tests/check.h"
-#include <cmath>
-#include <cstring>
-#include <random>
-#include <vector>
+#include "compare.h"
 
 namespace seqfuse::cpu {
 using LinearI8RowFn = void (*)(const LinearI8Args& a, const float* col_scale, const int32_t* acc, int64_t row);
@@ -29,79 +25,20 @@ LinearI8RowFn linear_i8_row_fn();
 namespace {
 
 using namespace seqfuse;
+using namespace cmp;
 
-size_t esize(DType t) { return t == DType::F32 || t == DType::I32 ? 4 : t == DType::I8 ? 1 : 2; }
-
-double get(DType t, const void* p, int64_t i) {
-  switch (t) {
-    case DType::F32: return static_cast<const float*>(p)[i];
-    case DType::F16: return __half2float(static_cast<const __half*>(p)[i]);
-    case DType::BF16: return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
-    case DType::I8: return static_cast<const int8_t*>(p)[i];
-    default: return static_cast<const int32_t*>(p)[i];
-  }
+// n values of dtype t, freed with B: uniform in [-1, 1), or integers in [-2, 2] (`integer`)
+void* operand(Buffers& B, DType t, int64_t n, std::mt19937& g, bool integer = false) {
+  return B.own(integer ? random_buf(t, n, g, std::uniform_int_distribution<int>(-2, 2)) : random_buf(t, n, g, -1.0f, 1.0f));
 }
 
-void put(DType t, void* p, int64_t i, float v) {
-  if (t == DType::F32) static_cast<float*>(p)[i] = v;
-  else if (t == DType::F16) static_cast<__half*>(p)[i] = __float2half_rn(v);
-  else static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(v);
-}
-
-std::vector<void*> g_bufs;
-void* alloc(DType t, int64_t n) {
-  void* p = managed<unsigned char>(size_t(n > 0 ? n : 1) * esize(t));
-  g_bufs.push_back(p);
-  return p;
-}
-void free_all() {
-  for (void* p : g_bufs) cudaFree(p);
-  g_bufs.clear();
-}
-
-// n values of dtype t: uniform in [-1, 1), or integers in [-2, 2] (`integer`)
-void* random_buf(DType t, int64_t n, std::mt19937& g, bool integer = false) {
-  void* p = alloc(t, n);
-  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-  std::uniform_int_distribution<int> ui(-2, 2);
-  for (int64_t i = 0; i < n; ++i) put(t, p, i, integer ? float(ui(g)) : u(g));
-  return p;
-}
-
-void* filled(DType t, int64_t n, unsigned char byte) {
-  void* p = alloc(t, n);
-  std::memset(p, byte, size_t(n > 0 ? n : 1) * esize(t));
-  return p;
-}
-
-double act_ref(Activation act, double z) {
-  switch (act) {
-    case Activation::Relu: return z > 0 ? z : 0;
-    case Activation::Gelu: return 0.5 * z * (1 + std::erf(z / std::sqrt(2.0)));
-    case Activation::GeluTanh: return 0.5 * z * (1 + std::tanh(std::sqrt(2 / M_PI) * (z + 0.044715 * z * z * z)));
-    case Activation::Silu: return z / (1 + std::exp(-z));
-    default: return z;
-  }
-}
-
-// relative L2 of out (dtype t) against ref; NaN gives +inf
-double rel_l2(DType t, const void* out, const std::vector<double>& ref) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    const double o = get(t, out, int64_t(i));
-    if (std::isnan(o)) return INFINITY;
-    num += (o - ref[i]) * (o - ref[i]);
-    den += ref[i] * ref[i];
-  }
-  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
-}
 
 // ref rounded once to t equals out bit for bit (integer-valued products: exact in f32)
 bool same_as_rounded(DType t, const void* out, const std::vector<double>& ref) {
   for (size_t i = 0; i < ref.size(); ++i) {
     unsigned char want[4];
-    put(t, want, 0, float(ref[i]));
-    if (std::memcmp(static_cast<const unsigned char*>(out) + i * esize(t), want, esize(t)) != 0) return false;
+    put(want, t, 0, float(ref[i]));
+    if (!same_bytes(static_cast<const unsigned char*>(out) + i * esize(t), want, esize(t))) return false;
   }
   return true;
 }
@@ -137,29 +74,30 @@ void gemm_cases(std::mt19937& g, Stats& st) {
           for (int form : {(tr + si) % 4, 4}) {  // 0 plain, 1 alpha beta c, 2 in place, 3 unread c, 4 integer
             const int64_t M = kShapes[si][0], N = kShapes[si][1], K = kShapes[si][2];
             const bool ta = tr & 1, tb = tr & 2, integer = form == 4;
+            Buffers B;
             GemmArgs a;
             a.device = Device::CUDA;
             a.dtype = t; a.m = M; a.n = N; a.k = K; a.trans_a = ta; a.trans_b = tb;
-            a.a = random_buf(t, M * K, g, integer);
-            a.b = random_buf(t, K * N, g, integer);
-            void* out = filled(t, M * N, 0x7f);
+            a.a = operand(B, t, M * K, g, integer);
+            a.b = operand(B, t, K * N, g, integer);
+            void* out = B.own(poisoned_buf(t, M * N, 0x7f));
             a.out = out;
-            if (form == 1) { a.alpha = 0.5f; a.beta = 1.5f; a.c = random_buf(t, M * N, g); }
+            if (form == 1) { a.alpha = 0.5f; a.beta = 1.5f; a.c = operand(B, t, M * N, g); }
             if (form == 2) {
               a.alpha = -1.0f; a.beta = 2.0f;
-              const void* c = random_buf(t, M * N, g);
+              const void* c = operand(B, t, M * N, g);
               std::memcpy(out, c, size_t(M * N) * esize(t));
               a.c = out;
             }
-            if (form == 3) { a.alpha = 2.0f; a.beta = 0.0f; a.c = filled(t, M * N, 0xff); }  // NaN: must not be read
+            if (form == 3) { a.alpha = 2.0f; a.beta = 0.0f; a.c = B.own(poisoned_buf(t, M * N, 0xff)); }  // NaN: must not be read
             std::vector<double> ref(size_t(M * N));
             for (int64_t i = 0; i < M; ++i)
               for (int64_t j = 0; j < N; ++j) {
                 double s = 0;
                 for (int64_t p = 0; p < K; ++p)
-                  s += get(t, a.a, ta ? p * M + i : i * K + p) * get(t, a.b, tb ? j * K + p : p * N + j);
+                  s += get(a.a, t, ta ? p * M + i : i * K + p) * get(a.b, t, tb ? j * K + p : p * N + j);
                 double v = a.alpha * s;
-                if (form == 1 || form == 2) v += double(a.beta) * get(t, form == 1 ? a.c : out, i * N + j);
+                if (form == 1 || form == 2) v += double(a.beta) * get(form == 1 ? a.c : out, t, i * N + j);
                 ref[size_t(i * N + j)] = v;
               }
             if (tile == 0) gemm_cuda(a, Stream{});
@@ -169,18 +107,17 @@ void gemm_cases(std::mt19937& g, Stats& st) {
               CHECK(same_as_rounded(t, out, ref), "gemm integer %s %lldx%lldx%lld tr %d tile %d: not exact", dname(t),
                     (long long)M, (long long)N, (long long)K, tr, tile);
             } else {
-              check_tol(t, rel_l2(t, out, ref), st, "gemm", M, N, K, form * 10 + tr);
+              check_tol(t, rel_l2(out, t, ref, 0, NonFinite::GotNaNFails), st, "gemm", M, N, K, form * 10 + tr);
             }
             if (form == 1) {  // determinism: again into a fresh poisoned buffer
-              void* again = filled(t, M * N, 0x7f);
+              void* again = B.own(poisoned_buf(t, M * N, 0x7f));
               a.out = again;
               if (tile == 0) gemm_cuda(a, Stream{});
               else gemm_tile(a, tile, nullptr);
               device_sync("gemm again");
-              CHECK(std::memcmp(out, again, size_t(M * N) * esize(t)) == 0, "gemm %s: two runs differ", dname(t));
+              CHECK(same_bits(out, again, M * N, t), "gemm %s: two runs differ", dname(t));
             }
             ++st.cases;
-            free_all();
           }
 }
 
@@ -192,17 +129,18 @@ void linear_cases(std::mt19937& g, Stats& st) {
         for (Activation act : acts) {
             const int form = (int(act) + si + tile) % 3;  // 0 bias + residual, 1 residual == y, 2 bias only
             const int64_t M = kShapes[si][0], N = kShapes[si][1], K = kShapes[si][2];
+            Buffers B;
             LinearArgs a;
             a.device = Device::CUDA;
             a.dtype = t; a.m = M; a.n = N; a.k = K; a.act = act;
-            a.x = random_buf(t, M * K, g);
-            a.w = random_buf(t, N * K, g);
-            void* y = filled(t, M * N, 0x7f);
+            a.x = operand(B, t, M * K, g);
+            a.w = operand(B, t, N * K, g);
+            void* y = B.own(poisoned_buf(t, M * N, 0x7f));
             a.y = y;
-            if (form != 1) a.bias = random_buf(t, N, g);
-            if (form == 0) a.residual = random_buf(t, M * N, g);
+            if (form != 1) a.bias = operand(B, t, N, g);
+            if (form == 0) a.residual = operand(B, t, M * N, g);
             if (form == 1) {
-              const void* r = random_buf(t, M * N, g);
+              const void* r = operand(B, t, M * N, g);
               std::memcpy(y, r, size_t(M * N) * esize(t));
               a.residual = y;
             }
@@ -210,26 +148,25 @@ void linear_cases(std::mt19937& g, Stats& st) {
             for (int64_t i = 0; i < M; ++i)
               for (int64_t j = 0; j < N; ++j) {
                 double s = 0;
-                for (int64_t p = 0; p < K; ++p) s += get(t, a.x, i * K + p) * get(t, a.w, j * K + p);
-                if (a.bias) s += get(t, a.bias, j);
+                for (int64_t p = 0; p < K; ++p) s += get(a.x, t, i * K + p) * get(a.w, t, j * K + p);
+                if (a.bias) s += get(a.bias, t, j);
                 s = act_ref(act, s);
-                if (a.residual) s += get(t, a.residual, i * N + j);
+                if (a.residual) s += get(a.residual, t, i * N + j);
                 ref[size_t(i * N + j)] = s;
               }
             if (tile == 0) linear_fwd_cuda(a, Stream{});
             else linear_tile(a, tile, nullptr);
             device_sync("linear");
-            check_tol(t, rel_l2(t, y, ref), st, "linear", M, N, K, int(act) * 10 + form);
+            check_tol(t, rel_l2(y, t, ref, 0, NonFinite::GotNaNFails), st, "linear", M, N, K, int(act) * 10 + form);
             if (form == 0) {
-              void* again = filled(t, M * N, 0x7f);
+              void* again = B.own(poisoned_buf(t, M * N, 0x7f));
               a.y = again;
               if (tile == 0) linear_fwd_cuda(a, Stream{});
               else linear_tile(a, tile, nullptr);
               device_sync("linear again");
-              CHECK(std::memcmp(y, again, size_t(M * N) * esize(t)) == 0, "linear %s: two runs differ", dname(t));
+              CHECK(same_bits(y, again, M * N, t), "linear %s: two runs differ", dname(t));
             }
             ++st.cases;
-            free_all();
           }
 }
 
@@ -305,7 +242,7 @@ void int8_cases(std::mt19937& g, int& cases) {
             if (tile == 0) linear_i8_cuda(a, Stream{});
             else linear_i8_tile(a, tile, nullptr);
             device_sync("linear_i8");
-            CHECK(std::memcmp(y, want.data(), size_t(M * N) * esize(out)) == 0,
+            CHECK(same_bits(y, want.data(), M * N, out),
                   "linear_i8 out %d fq %d act %d form %d %lldx%lldx%lld tile %d: not the CPU's bits", int(out), fq, int(act), form,
                   (long long)M, (long long)N, (long long)K, tile);
             ++cases;

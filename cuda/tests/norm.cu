@@ -13,7 +13,6 @@
 // sums add more partial rows than their 16 slices with test-sized inputs
 #define SF_NORM_BWD_MAX_BLOCKS 40
 #include "../norm.cu"
-#include "../emu/tests/check.h"
 #include "compare.h"
 #include "core/threads.h"
 

@@ -10,20 +10,11 @@
 // emu-link: native/cpu/optim.cc native/core/threads.cc
 #define SF_OPTIM_MAX_BLOCKS 3
 #include "../optim.cu"
-#include "values.h"
-#include <cmath>
-#include <cstring>
-#include <random>
-#include <vector>
+#include "compare.h"
 
 namespace {
 
-using seqfuse::DType;
-
-void fill(void* p, DType t, int64_t n, std::mt19937& g, float lo, float hi) {
-  std::uniform_real_distribution<float> u(lo, hi);
-  for (int64_t i = 0; i < n; ++i) set_value(p, t, i, u(g));
-}
+using namespace cmp;
 
 // One parameter's buffers on both backends (identical before the step).
 struct Param {
@@ -34,8 +25,6 @@ struct Param {
   void* grad;
   void* copy[2];
 };
-
-bool same(const void* a, const void* b, size_t bytes) { return std::memcmp(a, b, bytes) == 0; }
 
 int adamw_cases(std::mt19937& g) {
   const int64_t sizes[] = {1, 3, 17, 33, 130, 255, 1023, 1024, 1025, 4099, 13000};
@@ -58,8 +47,7 @@ int adamw_cases(std::mt19937& g) {
         q.p[b] = managed<float>(size_t(n1));
         q.m[b] = managed<float>(size_t(n1));
         q.v[b] = managed<float>(size_t(n1));
-        q.copy[b] = managed<unsigned char>(size_t(n1) * 2);
-        std::memset(q.copy[b], 0x7f, size_t(n1) * 2);
+        q.copy[b] = poisoned_buf(q.ct, q.n);
       }
       fill(q.p[0], DType::F32, q.n, g, -1.0f, 1.0f);
       fill(q.m[0], DType::F32, q.n, g, -0.1f, 0.1f);
@@ -68,8 +56,7 @@ int adamw_cases(std::mt19937& g) {
       std::memcpy(q.p[1], q.p[0], size_t(q.n) * 4);
       std::memcpy(q.m[1], q.m[0], size_t(q.n) * 4);
       std::memcpy(q.v[1], q.v[0], size_t(q.n) * 4);
-      q.grad = managed<unsigned char>(size_t(n1) * esize(q.gt));
-      fill(q.grad, q.gt, q.n, g, -3.0f, 3.0f);
+      q.grad = random_buf(q.gt, q.n, g, -3.0f, 3.0f);
       if (q.n > 0) std::memset(q.grad, 0, esize(q.gt));
     }
     struct Opt { double lr, wd, gs; int64_t step; double beta1, beta2, eps; };
@@ -79,7 +66,7 @@ int adamw_cases(std::mt19937& g) {
       std::vector<double> want_p;  // float64 AdamW of the f32 param (from the state before the step)
       for (const Param& q : ps)
         for (int64_t j = 0; j < q.n; ++j) {
-          const double gr = get_value(q.grad, q.gt, j) * double(float(o.gs));
+          const double gr = get(q.grad, q.gt, j) * double(float(o.gs));
           const double p = q.p[0][j] * (q.decay ? 1.0 - o.lr * o.wd : 1.0);
           const double m = o.beta1 * q.m[0][j] + (1 - o.beta1) * gr;
           const double v = o.beta2 * q.v[0][j] + (1 - o.beta2) * gr * gr;
@@ -107,22 +94,20 @@ int adamw_cases(std::mt19937& g) {
           device_sync("adamw");
         }
       }
-      double num = 0, den = 0;
+      RelL2 err(NonFinite::GotNaNFails);  // the new param against float64
       size_t k = 0;
       for (const Param& q : ps) {
-        CHECK(same(q.p[0], q.p[1], size_t(q.n) * 4), "adamw param: list %d n %ld grad %d lr %g", list, long(q.n), int(q.gt), o.lr);
-        CHECK(same(q.m[0], q.m[1], size_t(q.n) * 4), "adamw m: list %d n %ld grad %d", list, long(q.n), int(q.gt));
-        CHECK(same(q.v[0], q.v[1], size_t(q.n) * 4), "adamw v: list %d n %ld grad %d", list, long(q.n), int(q.gt));
-        if (q.has_copy) CHECK(same(q.copy[0], q.copy[1], size_t(q.n) * 2), "adamw copy: list %d n %ld copy %d", list, long(q.n), int(q.ct));
+        CHECK(same_bits(q.p[0], q.p[1], q.n, DType::F32), "adamw param: list %d n %ld grad %d lr %g", list, long(q.n), int(q.gt), o.lr);
+        CHECK(same_bits(q.m[0], q.m[1], q.n, DType::F32), "adamw m: list %d n %ld grad %d", list, long(q.n), int(q.gt));
+        CHECK(same_bits(q.v[0], q.v[1], q.n, DType::F32), "adamw v: list %d n %ld grad %d", list, long(q.n), int(q.gt));
+        if (q.has_copy) CHECK(same_bits(q.copy[0], q.copy[1], q.n, q.ct), "adamw copy: list %d n %ld copy %d", list, long(q.n), int(q.ct));
         else CHECK(static_cast<unsigned char*>(q.copy[1])[0] == 0x7f, "adamw wrote a copy that is not there: list %d", list);
         for (int64_t j = 0; j < q.n; ++j, ++k) {
-          const double d = q.p[1][j] - want_p[k];
           CHECK(std::isfinite(q.p[1][j]), "adamw param not finite: list %d n %ld", list, long(q.n));
-          num += d * d;
-          den += want_p[k] * want_p[k];
+          err.add(q.p[1][j], want_p[k]);
         }
       }
-      CHECK(std::sqrt(num / den) <= 1e-5, "adamw against float64: list %d lr %g: rel L2 %g", list, o.lr, std::sqrt(num / den));
+      CHECK(err.value() <= 1e-5, "adamw against float64: list %d lr %g: rel L2 %g", list, o.lr, err.value());
       ++cases;
     }
     for (Param& q : ps) {
@@ -148,13 +133,12 @@ int norm_cases(std::mt19937& g) {
       seqfuse::NormTensor t;
       t.numel = sizes[i];
       t.dtype = i % 3 == 0 ? DType::F32 : i % 3 == 1 ? DType::BF16 : DType::F16;
-      void* p = managed<unsigned char>(size_t(t.numel > 0 ? t.numel : 1) * esize(t.dtype));
-      fill(p, t.dtype, t.numel, g, -4.0f, 4.0f);
+      void* p = random_buf(t.dtype, t.numel, g, -4.0f, 4.0f);
       if (list >= 3 && i == 5) {
         const float bad = list == 3 ? NAN : INFINITY;
-        set_value(p, t.dtype, 7, bad);
+        put(p, t.dtype, 7, bad);
       }
-      for (int64_t j = 0; j < t.numel; ++j) want += (long double)get_value(p, t.dtype, j) * get_value(p, t.dtype, j);
+      for (int64_t j = 0; j < t.numel; ++j) want += (long double)get(p, t.dtype, j) * get(p, t.dtype, j);
       t.data = p;
       ts.push_back(t);
     }
@@ -174,7 +158,7 @@ int norm_cases(std::mt19937& g) {
     a.sumsq = &host;
     seqfuse::norm_sumsq_cuda(a, seqfuse::Stream{});
     device_sync("norm_sumsq to host memory");
-    CHECK(same(&out[0], &out[1], 8) && same(&out[0], &host, 8), "norm_sumsq list %d not deterministic: %.17g %.17g %.17g", list,
+    CHECK(same_bytes(&out[0], &out[1], sizeof(double)) && same_bytes(&out[0], &host, sizeof(double)), "norm_sumsq list %d not deterministic: %.17g %.17g %.17g", list,
           out[0], out[1], host);
     if (list == 3) {
       CHECK(std::isnan(out[0]) && std::isnan(cpu), "norm_sumsq NaN: gpu %g cpu %g", out[0], cpu);

@@ -10,38 +10,19 @@
 // reduction unit (4096 elements) and one grid; f32, f16, bf16.
 // emu-link: native/cpu/quant.cc native/core/threads.cc
 #include "../quant.cu"
-#include "../emu/tests/check.h"
-#include <cmath>
-#include <cstring>
-#include <random>
-#include <vector>
+#include "compare.h"
 #include "core/threads.h"
 
 namespace {
 
-using seqfuse::DType;
+using namespace cmp;
 using seqfuse::QuantArgs;
 using seqfuse::QuantMode;
-
-size_t esize(DType t) { return t == DType::F32 ? 4 : 2; }
-
-void* alloc(size_t bytes) { return managed<unsigned char>(bytes ? bytes : 1); }
-
-void put(DType t, void* p, int64_t i, float v) {
-  if (t == DType::F32) static_cast<float*>(p)[i] = v;
-  else if (t == DType::F16) static_cast<__half*>(p)[i] = __float2half_rn(v);
-  else static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(v);
-}
-float get(DType t, const void* p, int64_t i) {
-  if (t == DType::F32) return static_cast<const float*>(p)[i];
-  if (t == DType::F16) return __half2float(static_cast<const __half*>(p)[i]);
-  return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
-}
 
 // x [outer, C, inner] around channel clips `clip`: random in +-1.5 clip, and 1 in 8 a special value.
 void* make_x(DType t, const QuantArgs& a, const std::vector<float>& clip, std::mt19937& g) {
   const int64_t n = a.outer * a.channels * a.inner;
-  void* p = alloc(size_t(n) * esize(t));
+  void* p = poisoned_buf(t, n);
   std::uniform_real_distribution<float> u(-1.5f, 1.5f);
   std::uniform_int_distribution<int> k(-130, 130), pick(0, 15);
   for (int64_t i = 0; i < n; ++i) {
@@ -56,17 +37,9 @@ void* make_x(DType t, const QuantArgs& a, const std::vector<float>& clip, std::m
       case 5: v = (pick(g) & 1) ? NAN : -NAN; break;
       default: break;
     }
-    put(t, p, i, v);
+    put(p, t, i, v);
   }
   return p;
-}
-
-bool same(const void* a, const void* b, size_t bytes) { return std::memcmp(a, b, bytes) == 0; }
-
-int64_t first_diff(const void* a, const void* b, int64_t n, size_t es) {
-  for (int64_t i = 0; i < n; ++i)
-    if (std::memcmp(static_cast<const char*>(a) + i * es, static_cast<const char*>(b) + i * es, es)) return i;
-  return -1;
 }
 
 // C-style rounding reference of quantize: round(clamp(f32(x * inv))) half away from zero, NaN -> 0.
@@ -108,56 +81,54 @@ void run_case(DType t, int64_t outer, int64_t C, int64_t inner, bool clip_tensor
 
   // quantize
   {
-    int8_t* q_cpu = static_cast<int8_t*>(alloc(size_t(n)));
-    int8_t* q_gpu = static_cast<int8_t*>(alloc(size_t(n)));
+    int8_t* q_cpu = static_cast<int8_t*>(poisoned_buf(DType::I8, n));
+    int8_t* q_gpu = static_cast<int8_t*>(poisoned_buf(DType::I8, n));
     a.mode = QuantMode::Quantize; a.x = x;
     fwd_both(a, q_cpu, q_gpu, size_t(n), "quantize");
-    const int64_t d = first_diff(q_cpu, q_gpu, n, 1);
+    const int64_t d = first_diff(q_cpu, q_gpu, n, DType::I8);
     CHECK(d < 0, "quantize %s [%ld, %ld, %ld] clip tensor %d: element %ld cpu %d gpu %d (x %g)", tn, long(outer), long(C),
-          long(inner), int(clip_tensor), long(d), d < 0 ? 0 : q_cpu[d], d < 0 ? 0 : q_gpu[d], d < 0 ? 0.0 : double(get(t, x, d)));
+          long(inner), int(clip_tensor), long(d), d < 0 ? 0 : q_cpu[d], d < 0 ? 0 : q_gpu[d], d < 0 ? 0.0 : get(x, t, d));
     int bad = 0;
-    for (int64_t i = 0; i < n; ++i) bad += q_gpu[i] != quantize_ref(get(t, x, i), clipv[size_t((i / inner) % C)]);
+    for (int64_t i = 0; i < n; ++i) bad += q_gpu[i] != quantize_ref(float(get(x, t, i)), clipv[size_t((i / inner) % C)]);
     CHECK(bad == 0, "quantize %s [%ld, %ld, %ld]: %d elements differ from round-half-away", tn, long(outer), long(C), long(inner), bad);
 
     // dequantize of the codes (and of -128, which quantize never makes)
     for (int64_t i = 0; i < n; i += 7) q_cpu[i] = -128;
-    void* y_cpu = alloc(fb);
-    void* y_gpu = alloc(fb);
+    void* y_cpu = poisoned_buf(t, n);
+    void* y_gpu = poisoned_buf(t, n);
     a.mode = QuantMode::Dequantize; a.x = q_cpu;
     fwd_both(a, y_cpu, y_gpu, fb, "dequantize");
-    CHECK(same(y_cpu, y_gpu, fb), "dequantize %s [%ld, %ld, %ld] clip tensor %d", tn, long(outer), long(C), long(inner), int(clip_tensor));
+    CHECK(same_bits(y_cpu, y_gpu, n, t), "dequantize %s [%ld, %ld, %ld] clip tensor %d", tn, long(outer), long(C), long(inner), int(clip_tensor));
     for (void* p : {static_cast<void*>(q_cpu), static_cast<void*>(q_gpu), y_cpu, y_gpu}) cudaFree(p);
   }
   // fake-quant, out of place and in place
   {
-    void* y_cpu = alloc(fb);
-    void* y_gpu = alloc(fb);
+    void* y_cpu = poisoned_buf(t, n);
+    void* y_gpu = poisoned_buf(t, n);
     a.mode = QuantMode::FakeQuant; a.x = x;
     fwd_both(a, y_cpu, y_gpu, fb, "fakeQuant");
-    const int64_t d = first_diff(y_cpu, y_gpu, n, esize(t));
+    const int64_t d = first_diff(y_cpu, y_gpu, n, t);
     CHECK(d < 0, "fakeQuant %s [%ld, %ld, %ld] clip tensor %d: element %ld cpu %g gpu %g", tn, long(outer), long(C), long(inner),
-          int(clip_tensor), long(d), d < 0 ? 0.0 : double(get(t, y_cpu, d)), d < 0 ? 0.0 : double(get(t, y_gpu, d)));
+          int(clip_tensor), long(d), d < 0 ? 0.0 : get(y_cpu, t, d), d < 0 ? 0.0 : get(y_gpu, t, d));
     std::memcpy(y_gpu, x, fb);
     a.x = y_gpu;
     seqfuse::quant_fwd_cuda(a, seqfuse::Stream{});
     device_sync("fakeQuant in place");
-    CHECK(same(y_cpu, y_gpu, fb), "fakeQuant in place %s [%ld, %ld, %ld]", tn, long(outer), long(C), long(inner));
+    CHECK(same_bits(y_cpu, y_gpu, n, t), "fakeQuant in place %s [%ld, %ld, %ld]", tn, long(outer), long(C), long(inner));
     a.x = x;
     cudaFree(y_cpu);
     cudaFree(y_gpu);
   }
   // PACT backward: dx bits; dclip written and accumulated, out of place and in place (dx = dy)
   for (int acc = 0; acc < 2; ++acc) {
-    void* dy = alloc(fb);
+    void* dy = poisoned_buf(t, n);
     std::uniform_real_distribution<float> ug(-1.0f, 1.0f);
     for (int64_t i = 0; i < n; ++i) {  // a NaN gradient where it passes to dx (saturated, it would make dclip NaN)
-      const float v = get(t, x, i);
-      put(t, dy, i, i % 13 == 5 && std::fabs(v) < clipv[size_t((i / inner) % C)] ? NAN : ug(g));
+      const float v = float(get(x, t, i));
+      put(dy, t, i, i % 13 == 5 && std::fabs(v) < clipv[size_t((i / inner) % C)] ? NAN : ug(g));
     }
-    void* dx_cpu = alloc(fb);
-    void* dx_gpu = alloc(fb);
-    std::memset(dx_cpu, 0x7f, fb);
-    std::memset(dx_gpu, 0x7e, fb);
+    void* dx_cpu = poisoned_buf(t, n);
+    void* dx_gpu = poisoned_buf(t, n, 0x7e);
     float* dc_cpu = managed<float>(size_t(C));
     float* dc_gpu = managed<float>(size_t(C));
     std::vector<float> dc0(static_cast<size_t>(C));
@@ -168,13 +139,13 @@ void run_case(DType t, int64_t outer, int64_t C, int64_t inner, bool clip_tensor
     a.device = seqfuse::Device::CUDA; a.dx = dx_gpu; a.dclip = dc_gpu;
     seqfuse::quant_bwd_cuda(a, seqfuse::Stream{});
     device_sync("fakeQuantBackward");
-    CHECK(same(dx_cpu, dx_gpu, fb), "backward dx %s [%ld, %ld, %ld] clip tensor %d", tn, long(outer), long(C), long(inner), int(clip_tensor));
+    CHECK(same_bits(dx_cpu, dx_gpu, n, t), "backward dx %s [%ld, %ld, %ld] clip tensor %d", tn, long(outer), long(C), long(inner), int(clip_tensor));
     // float64 reference of dclip, and the scale of its rounding error (sum of |terms|)
     std::vector<double> ref(static_cast<size_t>(C)), mag(static_cast<size_t>(C));
     for (int64_t c = 0; c < C; ++c) ref[size_t(c)] = dc0[size_t(c)], mag[size_t(c)] = std::fabs(dc0[size_t(c)]);
     for (int64_t i = 0; i < n; ++i) {
       const int64_t c = (i / inner) % C;
-      const double v = get(t, x, i), gv = get(t, dy, i), cl = clipv[size_t(c)];
+      const double v = get(x, t, i), gv = get(dy, t, i), cl = clipv[size_t(c)];
       if (v >= cl) ref[size_t(c)] += gv, mag[size_t(c)] += std::fabs(gv);
       else if (-v >= cl) ref[size_t(c)] -= gv, mag[size_t(c)] += std::fabs(gv);
     }
@@ -192,8 +163,8 @@ void run_case(DType t, int64_t outer, int64_t C, int64_t inner, bool clip_tensor
     a.dy = dx_gpu;
     seqfuse::quant_bwd_cuda(a, seqfuse::Stream{});
     device_sync("fakeQuantBackward in place");
-    CHECK(same(dx_cpu, dx_gpu, fb), "backward in place dx %s [%ld, %ld, %ld]", tn, long(outer), long(C), long(inner));
-    CHECK(same(dc_first.data(), dc_gpu, size_t(C) * 4), "backward dclip run to run %s [%ld, %ld, %ld]", tn, long(outer), long(C), long(inner));
+    CHECK(same_bits(dx_cpu, dx_gpu, n, t), "backward in place dx %s [%ld, %ld, %ld]", tn, long(outer), long(C), long(inner));
+    CHECK(same_bits(dc_first.data(), dc_gpu, C, DType::F32), "backward dclip run to run %s [%ld, %ld, %ld]", tn, long(outer), long(C), long(inner));
     a.accumulate = false;
     for (void* p : {dy, dx_cpu, dx_gpu, static_cast<void*>(dc_cpu), static_cast<void*>(dc_gpu)}) cudaFree(p);
   }
@@ -210,7 +181,7 @@ void run_case(DType t, int64_t outer, int64_t C, int64_t inner, bool clip_tensor
     a.device = seqfuse::Device::CUDA; a.y = y_gpu;
     seqfuse::quant_fwd_cuda(a, seqfuse::Stream{});
     device_sync("maxClip");
-    CHECK(same(y_cpu, y_gpu, size_t(C) * 4), "maxClip %s [%ld, %ld, %ld] accumulate %d: channel 0 cpu %g gpu %g", tn, long(outer),
+    CHECK(same_bits(y_cpu, y_gpu, C, DType::F32), "maxClip %s [%ld, %ld, %ld] accumulate %d: channel 0 cpu %g gpu %g", tn, long(outer),
           long(C), long(inner), acc, double(y_cpu[0]), double(y_gpu[0]));
     a.accumulate = false; a.clip_scale = 1.0f;
     cudaFree(y_cpu);
@@ -230,11 +201,11 @@ void run_case(DType t, int64_t outer, int64_t C, int64_t inner, bool clip_tensor
     h.device = seqfuse::Device::CUDA; h.hist = h_gpu;
     seqfuse::quant_fwd_cuda(h, seqfuse::Stream{});
     device_sync("histogram");
-    CHECK(same(h_cpu, h_gpu, size_t(bins) * 8), "histogram %s [%ld, %ld, %ld] bins %ld", tn, long(outer), long(C), long(inner), long(bins));
+    CHECK(same_bytes(h_cpu, h_gpu, size_t(bins) * sizeof(double)), "histogram %s [%ld, %ld, %ld] bins %ld", tn, long(outer), long(C), long(inner), long(bins));
     double counted = 0;
     for (int64_t b = 0; b < bins; ++b) counted += h_gpu[b] - double(b % 3);
     int64_t finite_or_inf = 0;
-    for (int64_t i = 0; i < n; ++i) finite_or_inf += get(t, x, i) == get(t, x, i);
+    for (int64_t i = 0; i < n; ++i) finite_or_inf += get(x, t, i) == get(x, t, i);
     CHECK(counted == double(finite_or_inf), "histogram %s bins %ld: counted %g of %ld non-NaN", tn, long(bins), counted, long(finite_or_inf));
     cudaFree(h_cpu);
     cudaFree(h_gpu);

@@ -11,30 +11,13 @@
 // 10000, 2^20 (decode positions); base 10000 and 500000; forward and inverse; f32, f16, bf16.
 // emu-link: native/cpu/rope.cc native/core/threads.cc
 #include "../rope.cu"
-#include "../emu/tests/check.h"
-#include <cmath>
-#include <cstring>
-#include <random>
-#include <vector>
+#include "compare.h"
 #include "core/threads.h"
 
 namespace {
 
-using seqfuse::DType;
+using namespace cmp;
 using seqfuse::RopeArgs;
-
-size_t esize(DType t) { return t == DType::F32 ? 4 : 2; }
-
-void put(DType t, void* p, int64_t i, float v) {
-  if (t == DType::F32) static_cast<float*>(p)[i] = v;
-  else if (t == DType::F16) static_cast<__half*>(p)[i] = __float2half_rn(v);
-  else static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(v);
-}
-double get(DType t, const void* p, int64_t i) {
-  if (t == DType::F32) return static_cast<const float*>(p)[i];
-  if (t == DType::F16) return __half2float(static_cast<const __half*>(p)[i]);
-  return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
-}
 // Bits of element i as a monotone integer (sign-magnitude -> two's complement order).
 int64_t ordered(DType t, const void* p, int64_t i) {
   if (t == DType::F32) {
@@ -70,11 +53,9 @@ int main() {
             a.inverse = inverse;
             const int64_t n = a.B * a.H * a.S * a.D;
             const size_t bytes = size_t(n) * esize(t);
-            void* x0 = managed<unsigned char>(bytes);
-            void* x_cpu = managed<unsigned char>(bytes);
-            void* x_gpu = managed<unsigned char>(bytes);
-            std::uniform_real_distribution<float> u(-2.0f, 2.0f);
-            for (int64_t i = 0; i < n; ++i) put(t, x0, i, u(g));
+            void* x0 = random_buf(t, n, g, -2.0f, 2.0f);
+            void* x_cpu = poisoned_buf(t, n);
+            void* x_gpu = poisoned_buf(t, n);
             std::memcpy(x_cpu, x0, bytes);
             std::memcpy(x_gpu, x0, bytes);
             a.x = x_cpu;
@@ -84,25 +65,25 @@ int main() {
             device_sync("rope");
             // float64 reference, and the comparison with the CPU
             const int64_t half = a.rot / 2;
-            double e2 = 0, r2 = 0, c2 = 0, d2 = 0;
+            RelL2 to_ref(NonFinite::GotNaNFails), to_cpu(NonFinite::GotNaNFails);
             int far = 0, untouched_bad = 0;
             for (int64_t row = 0; row < a.B * a.H * a.S; ++row) {
               const int64_t s = row % a.S;
               for (int64_t d = 0; d < a.D; ++d) {
                 const int64_t i = row * a.D + d;
-                const double got = get(t, x_gpu, i), cpu = get(t, x_cpu, i);
+                const double got = get(x_gpu, t, i), cpu = get(x_cpu, t, i);
                 if (d >= 2 * half) {
-                  untouched_bad += std::memcmp(static_cast<char*>(x_gpu) + i * esize(t), static_cast<char*>(x0) + i * esize(t), esize(t)) != 0;
+                  untouched_bad += !same_at(x_gpu, x0, i, t);
                   continue;
                 }
                 const int64_t k = d % half, lo = row * a.D + k;
                 const double th = double(s + off) * std::pow(base, -2.0 * double(k) / double(a.rot)) * (inverse ? -1.0 : 1.0);
-                const double uu = get(t, x0, lo), vv = get(t, x0, lo + half);
+                const double uu = get(x0, t, lo), vv = get(x0, t, lo + half);
                 const double want = d < half ? uu * std::cos(th) - vv * std::sin(th) : uu * std::sin(th) + vv * std::cos(th);
-                e2 += (got - want) * (got - want), r2 += want * want;
-                d2 += (got - cpu) * (got - cpu), c2 += cpu * cpu;
+                to_ref.add(got, want);
+                to_cpu.add(got, cpu);
                 ++total;
-                if (std::memcmp(static_cast<char*>(x_gpu) + i * esize(t), static_cast<char*>(x_cpu) + i * esize(t), esize(t))) {
+                if (!same_at(x_gpu, x_cpu, i, t)) {
                   ++differing;
                   if (t == DType::F32) {
                     const double mag = std::fabs(uu) + std::fabs(vv);
@@ -117,7 +98,7 @@ int main() {
               }
             }
             const double tol_ref = t == DType::F32 ? 1e-6 : 1e-2;
-            const double rel_ref = std::sqrt(e2 / (r2 > 0 ? r2 : 1)), rel_cpu = std::sqrt(d2 / (c2 > 0 ? c2 : 1));
+            const double rel_ref = to_ref.value(), rel_cpu = to_cpu.value();
             CHECK(far == 0 && untouched_bad == 0 && rel_cpu <= (t == DType::F32 ? 1e-6 : 1e-2) && rel_ref <= tol_ref,
                   "rope %s [%ld, %ld, %ld, %ld] rot %ld offset %ld base %g inverse %d: %d far from the CPU, %d untouched dims "
                   "changed, rel L2 %.3g to the CPU, %.3g to f64",
@@ -129,7 +110,7 @@ int main() {
               seqfuse::rope_cuda(a, seqfuse::Stream{});
               device_sync("rope inverse");
               double m = 0;
-              for (int64_t i = 0; i < n; ++i) m = std::fmax(m, std::fabs(get(t, x_gpu, i) - get(t, x0, i)));
+              for (int64_t i = 0; i < n; ++i) m = std::fmax(m, std::fabs(get(x_gpu, t, i) - get(x0, t, i)));
               CHECK(m < 1e-5, "rope inverse after forward: max error %g", m);
             }
             for (void* p : {x0, x_cpu, x_gpu}) cudaFree(p);

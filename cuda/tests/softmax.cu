@@ -9,7 +9,6 @@
 // GPU call runs again in place (y = x, dx = dy) and must give the same bits.
 // emu-link: native/cpu/softmax.cc native/core/threads.cc
 #include "../softmax.cu"
-#include "../emu/tests/check.h"
 #include "compare.h"
 #include "core/threads.h"
 

@@ -11,23 +11,17 @@
 //   the columns outside the heads kept.
 // emu-link: native/cpu/tensor_ops.cc native/core/threads.cc
 #include "../tensor_ops.cu"
-#include "../emu/tests/check.h"
-#include <cmath>
-#include <cstring>
-#include <random>
-#include <vector>
+#include "compare.h"
 #include "core/threads.h"
 
 namespace {
 
-using seqfuse::DType;
+using namespace cmp;
 
 const DType kAll[] = {DType::F32, DType::F16, DType::BF16, DType::I8, DType::I32, DType::U8};
 
-void* buf(DType t, int64_t n) { return managed<unsigned char>(size_t(n > 0 ? n : 1) * size_t(seqfuse::dtype_size(t))); }
-
 // n values of dtype t: random bits and random magnitudes, with the edge cases first.
-void fill(DType t, void* p, int64_t n, std::mt19937& g) {
+void fill_with_edges(DType t, void* p, int64_t n, std::mt19937& g) {
   std::uniform_real_distribution<float> mag(-40.0f, 40.0f);
   std::uniform_int_distribution<uint32_t> bits;
   const float edges[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, -NAN, 0.5f, -0.5f, 1.5f, 2.5f, -2.5f, 127.5f, -128.5f,
@@ -47,14 +41,6 @@ void fill(DType t, void* p, int64_t n, std::mt19937& g) {
   }
 }
 
-bool same(const void* a, const void* b, size_t bytes) { return std::memcmp(a, b, bytes) == 0; }
-
-float as_f32(DType t, const void* p, int64_t i) {
-  if (t == DType::F32) return static_cast<const float*>(p)[i];
-  if (t == DType::F16) return seqfuse::f16_to_f32(static_cast<const seqfuse::f16_t*>(p)[i]);
-  return seqfuse::bf16_to_f32(static_cast<const seqfuse::bf16_t*>(p)[i]);
-}
-
 int cases = 0;
 
 void test_cast(std::mt19937& g) {
@@ -63,10 +49,10 @@ void test_cast(std::mt19937& g) {
       for (DType d : kAll) {
         seqfuse::CastArgs a;
         a.src_dtype = s; a.dst_dtype = d; a.n = n;
-        void* src = buf(s, n);
-        fill(s, src, n, g);
-        void* out_cpu = buf(d, n);
-        void* out_gpu = buf(d, n);
+        void* src = poisoned_buf(s, n);
+        fill_with_edges(s, src, n, g);
+        void* out_cpu = poisoned_buf(d, n);
+        void* out_gpu = poisoned_buf(d, n);
         const size_t bytes = size_t(n * seqfuse::dtype_size(d));
         std::memset(out_cpu, 0x5a, bytes);
         std::memset(out_gpu, 0xa5, bytes);
@@ -75,10 +61,7 @@ void test_cast(std::mt19937& g) {
         a.device = seqfuse::Device::CUDA; a.dst = out_gpu;
         seqfuse::cast_cuda(a, seqfuse::Stream{});
         device_sync("cast");
-        int64_t bad = -1;
-        const int64_t es = seqfuse::dtype_size(d);
-        for (int64_t i = 0; i < n && bad < 0; ++i)
-          if (std::memcmp(static_cast<char*>(out_cpu) + i * es, static_cast<char*>(out_gpu) + i * es, size_t(es))) bad = i;
+        const int64_t bad = first_diff(out_cpu, out_gpu, n, d);
         CHECK(bad < 0, "cast %s -> %s n %ld: element %ld differs", seqfuse::dtype_name(s), seqfuse::dtype_name(d), long(n), long(bad));
         for (void* p : {src, out_cpu, out_gpu}) cudaFree(p);
         ++cases;
@@ -101,8 +84,8 @@ void test_random() {
             a.kind = normal ? seqfuse::RandomKind::Normal : seqfuse::RandomKind::Uniform;
             a.a = normal ? 0.5f : -1.5f; a.b = normal ? 2.0f : 3.25f;
             const int64_t es = seqfuse::dtype_size(t);
-            unsigned char* cpu = static_cast<unsigned char*>(buf(t, n + 1));
-            unsigned char* gpu = static_cast<unsigned char*>(buf(t, n + 1));
+            unsigned char* cpu = static_cast<unsigned char*>(poisoned_buf(t, n + 1));
+            unsigned char* gpu = static_cast<unsigned char*>(poisoned_buf(t, n + 1));
             std::memset(cpu, 0x7f, size_t((n + 1) * es));
             std::memset(gpu, 0x7e, size_t((n + 1) * es));
             a.out = cpu + shift * es;
@@ -112,16 +95,16 @@ void test_random() {
             device_sync("random");
             const unsigned char *c = cpu + shift * es, *q = gpu + shift * es;
             if (!normal) {
-              CHECK(same(c, q, size_t(n * es)), "uniform %s n %ld offset %llu shift %d", seqfuse::dtype_name(t), long(n),
+              CHECK(same_bits(c, q, n, t), "uniform %s n %ld offset %llu shift %d", seqfuse::dtype_name(t), long(n),
                     (unsigned long long)off, shift);
             } else {
               int far = 0;
               for (int64_t i = 0; i < n; ++i) {
                 ++normal_total;
-                if (!std::memcmp(c + i * es, q + i * es, size_t(es))) continue;
+                if (same_at(c, q, i, t)) continue;
                 ++normal_differing;
                 if (t == DType::F32) {
-                  const double d = std::fabs(double(as_f32(t, c, i)) - double(as_f32(t, q, i)));
+                  const double d = std::fabs(get(c, t, i) - get(q, t, i));
                   normal_max_f32 = std::fmax(normal_max_f32, d);
                   far += !(d <= 4e-6 * (std::fabs(a.a) + 6 * std::fabs(a.b)));
                 } else {
@@ -181,9 +164,9 @@ void test_heads(std::mt19937& g) {
         a.dtype = t; a.B = sh.B; a.S = sh.S; a.H = sh.H; a.D = sh.D; a.ld = sh.ld; a.col0 = sh.col0; a.to_heads = to_heads;
         const int64_t es = seqfuse::dtype_size(t), nrows = sh.B * sh.S * sh.ld, nheads = sh.B * sh.H * sh.S * sh.D;
         const int64_t nsrc = to_heads ? nrows : nheads, ndst = to_heads ? nheads : nrows;
-        unsigned char* src = static_cast<unsigned char*>(buf(t, nsrc));
-        unsigned char* cpu = static_cast<unsigned char*>(buf(t, ndst));
-        unsigned char* gpu = static_cast<unsigned char*>(buf(t, ndst));
+        unsigned char* src = static_cast<unsigned char*>(poisoned_buf(t, nsrc));
+        unsigned char* cpu = static_cast<unsigned char*>(poisoned_buf(t, ndst));
+        unsigned char* gpu = static_cast<unsigned char*>(poisoned_buf(t, ndst));
         for (int64_t i = 0; i < nsrc * es; ++i) src[i] = uint8_t(g());
         for (int64_t i = 0; i < ndst * es; ++i) cpu[i] = gpu[i] = uint8_t(g());  // columns outside the heads must be kept
         if (to_heads) std::memset(gpu, 0xee, size_t(ndst * es)), std::memset(cpu, 0xdd, size_t(ndst * es));
@@ -192,7 +175,7 @@ void test_heads(std::mt19937& g) {
         a.device = seqfuse::Device::CUDA; a.dst = gpu;
         seqfuse::heads_copy_cuda(a, seqfuse::Stream{});
         device_sync("heads_copy");
-        CHECK(same(cpu, gpu, size_t(ndst * es)), "heads_copy %s B %ld S %ld H %ld D %ld ld %ld col0 %ld to_heads %d",
+        CHECK(same_bits(cpu, gpu, ndst, t), "heads_copy %s B %ld S %ld H %ld D %ld ld %ld col0 %ld to_heads %d",
               seqfuse::dtype_name(t), long(sh.B), long(sh.S), long(sh.H), long(sh.D), long(sh.ld), long(sh.col0), to_heads);
         for (void* p : {static_cast<void*>(src), static_cast<void*>(cpu), static_cast<void*>(gpu)}) cudaFree(p);
         ++cases;
