@@ -83,9 +83,9 @@ inline void* random_buf(DType t, int64_t n, std::mt19937& g, float lo, float hi)
 struct Buffers {
   std::vector<void*> owned;
   // n elements of t after `shift` elements (shift > 0: misaligned for vector accesses), poisoned
-  // (0x7f), with one element to spare
+  // (0x7f); exactly that size, so AddressSanitizer sees a kernel that runs past the end
   void* get(DType t, int64_t n, int shift = 0) {
-    const size_t bytes = (size_t(n > 0 ? n : 0) + size_t(shift) + 1) * esize(t);
+    const size_t bytes = (size_t(n > 0 ? n : 0) + size_t(shift)) * esize(t);
     unsigned char* p = managed<unsigned char>(bytes);
     owned.push_back(p);
     std::memset(p, 0x7f, bytes);

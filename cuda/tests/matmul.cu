@@ -190,8 +190,8 @@ void int8_cases(std::mt19937& g, int& cases) {
             LinearI8Args a;
             a.device = Device::CUDA;
             a.out = out; a.m = M; a.n = N; a.k = K; a.act = act;
-            int8_t* x = managed<int8_t>(size_t(M * K + 1));
-            int8_t* w = managed<int8_t>(size_t(N * K + 1));
+            int8_t* x = managed<int8_t>(size_t(M * K));
+            int8_t* w = managed<int8_t>(size_t(N * K));
             for (int64_t i = 0; i < M * K; ++i) x[i] = int8_t(ub(g));
             for (int64_t i = 0; i < N * K; ++i) w[i] = int8_t(ub(g));
             a.x = x; a.w = w;
@@ -210,7 +210,7 @@ void int8_cases(std::mt19937& g, int& cases) {
               if (form == 0 || (form == 1 && out == DType::I8)) a.residual = res;
               if (out == DType::I8 || fq) a.out_clip = 1.0f + 2.0f * uc(g);
             }
-            void* y = managed<unsigned char>(size_t(M * N) * esize(out) + 1);
+            void* y = managed<unsigned char>(size_t(M * N) * esize(out));
             std::memset(y, 0x7f, size_t(M * N) * esize(out));
             const bool alias = out == DType::F32 && form == 1;
             if (alias) {

@@ -138,7 +138,7 @@ void test_random() {
     seqfuse::RandomArgs a;
     a.device = seqfuse::Device::CUDA; a.n = n; a.seed = 42; a.out = x;
     a.kind = normal ? seqfuse::RandomKind::Normal : seqfuse::RandomKind::Uniform;
-    a.a = normal ? 0.0f : 0.0f; a.b = 1.0f;
+    a.a = 0.0f; a.b = 1.0f;  // uniform [0, 1) and standard normal
     seqfuse::random_cuda(a, seqfuse::Stream{});
     device_sync("random moments");
     double m = 0, v = 0;
