@@ -20,7 +20,7 @@ export { adamw, type AdamWOpOptions, gradNorm, type GradNormResult } from './ops
 export { AdamW, type AdamWOptions, type AdamWState, type AdamWStepOptions, type AdamWStepResult } from './train/adamw.js';
 export { DynamicLossScaler, type DynamicLossScalerOptions, type DynamicLossScalerState } from './train/loss-scaler.js';
 export { inverseSqrt, type InverseSqrtOptions, type Schedule, warmupCosine, type WarmupCosineOptions } from './train/schedules.js';
-export { Embedding, type EmbeddingConfig, Norm } from './layers/embedding.js';
+export { Embedding, type EmbeddingConfig, Norm, type NormConfig } from './layers/embedding.js';
 export { type CalibrateOptions, type GenerateOptions, type LossOptions, type LossResult } from './models/base.js';
 export { type LMForwardOptions, TransformerLM, type TransformerLMConfig } from './models/lm.js';
 export { exportInt8 } from './models/export.js';

@@ -2,13 +2,14 @@
 // with positions and dropout, the final norm), owning parameters and accumulated gradients like
 // the fused layers. Their backward passes are stateless (the caller passes the forward's inputs),
 // so one instance can serve several inputs per step (a seq2seq model's source and target).
+import type { Device } from '../dtype.js';
 import { fail } from '../errors.js';
 import { biasDropoutResidual } from '../ops/dropout.js';
 import { embedding, embeddingBackward } from '../ops/embedding.js';
 import { layerNorm, layerNormBackward, rmsNorm, rmsNormBackward } from '../ops/norm.js';
 import { enumOpt, intOpt, numberOpt, optionsArg, seedOpt } from '../ops/common.js';
 import { Tensor } from '../tensor.js';
-import { loadNamed } from './parameters.js';
+import { loadNamed, onDevice } from './parameters.js';
 
 type FloatDType = 'f32' | 'bf16' | 'f16';
 
@@ -26,6 +27,8 @@ export interface EmbeddingConfig {
   /** Tokens with this id give zero rows and no gradient. */
   paddingIdx?: number;
   dtype?: FloatDType;
+  /** Where the parameters and gradients live (default 'cpu'); one seed gives the same weights on every device. */
+  device?: Device;
   /** Initial weights N(0, initStd²) (default 0.02; learned positions half of it). */
   initStd?: number;
   seed?: number | bigint;
@@ -75,15 +78,18 @@ export class Embedding {
     this.paddingIdx = c.paddingIdx === undefined ? undefined : intOpt(c.paddingIdx, op, 'paddingIdx', NaN, 0, this.vocabSize - 1);
     const dtype = enumOpt<FloatDType>(c.dtype, op, 'dtype', 'f32', ['f32', 'bf16', 'f16']);
     const std = numberOpt(c.initStd, op, 'initStd', 0.02, 0, 1e3);
+    const device = enumOpt<Device>(c.device, op, 'device', 'cpu', ['cpu', 'cuda']);
     const seed = BigInt(c.seed === undefined ? Math.floor(Math.random() * 2 ** 52) : seedOpt(c.seed, op, true));
-    this.weight = Tensor.randn([this.vocabSize, this.hiddenSize], { dtype, std, seed });
-    if (this.paddingIdx !== undefined) this.weight.data.fill(0, this.paddingIdx * this.hiddenSize, (this.paddingIdx + 1) * this.hiddenSize);
+    const weight = Tensor.randn([this.vocabSize, this.hiddenSize], { dtype, std, seed });
+    if (this.paddingIdx !== undefined) weight.data.fill(0, this.paddingIdx * this.hiddenSize, (this.paddingIdx + 1) * this.hiddenSize);
+    this.weight = onDevice(weight, device);
     this._learned = positions === 'learned';
     const shape = [this.maxSeqLen, this.hiddenSize];
-    this._pos = positions === 'learned'
+    const pos = positions === 'learned'
       ? Tensor.randn(shape, { dtype, std: std / 2, seed: BigInt.asUintN(64, seed + 1n) })
       : positions === 'sinusoidal' ? Tensor.from(sinusoid(this.maxSeqLen, this.hiddenSize), shape, { dtype }) : null;
-    for (const [k, t] of this.parameters()) this._grads.set(k, Tensor.zeros(t.shape, { dtype: t.dtype }));
+    this._pos = pos && onDevice(pos, device);
+    for (const [k, t] of this.parameters()) this._grads.set(k, Tensor.zeros(t.shape, { dtype: t.dtype, device }));
   }
 
   parameters(): Map<string, Tensor> {
@@ -97,7 +103,7 @@ export class Embedding {
   }
 
   zeroGrad(): void {
-    for (const g of this._grads.values()) g.data.fill(0);
+    for (const g of this._grads.values()) g._zero();
   }
 
   loadParameters(params: Map<string, Tensor>): void {
@@ -137,6 +143,15 @@ export class Embedding {
   }
 }
 
+export interface NormConfig {
+  hiddenSize: number;
+  norm?: 'layernorm' | 'rmsnorm';
+  eps?: number;
+  dtype?: FloatDType;
+  /** Where the parameters and gradients live (default 'cpu'). */
+  device?: Device;
+}
+
 /** LayerNorm or RMSNorm over the last dim with parameters `weight` (and `bias`). */
 export class Norm {
   readonly weight: Tensor;
@@ -144,16 +159,17 @@ export class Norm {
   readonly eps: number;
   private readonly _grads = new Map<string, Tensor>();
 
-  constructor(config: { hiddenSize: number; norm?: 'layernorm' | 'rmsnorm'; eps?: number; dtype?: FloatDType }) {
+  constructor(config: NormConfig) {
     const op = 'Norm';
-    const c = optionsArg<{ hiddenSize: number; norm?: 'layernorm' | 'rmsnorm'; eps?: number; dtype?: FloatDType }>(config, op);
+    const c = optionsArg<NormConfig>(config, op);
     const H = intOpt(c.hiddenSize, op, 'hiddenSize', NaN, 1, 2 ** 24);
     const kind = enumOpt<'layernorm' | 'rmsnorm'>(c.norm, op, 'norm', 'layernorm', ['layernorm', 'rmsnorm']);
     const dtype = enumOpt<FloatDType>(c.dtype, op, 'dtype', 'f32', ['f32', 'bf16', 'f16']);
+    const device = enumOpt<Device>(c.device, op, 'device', 'cpu', ['cpu', 'cuda']);
     this.eps = numberOpt(c.eps, op, 'eps', 1e-5, Number.MIN_VALUE, 0.5);
-    this.weight = Tensor.from(new Float32Array(H).fill(1), [H], { dtype });
-    this.bias = kind === 'layernorm' ? Tensor.zeros([H], { dtype }) : null;
-    for (const [k, t] of this.parameters()) this._grads.set(k, Tensor.zeros(t.shape, { dtype: t.dtype }));
+    this.weight = Tensor.from(new Float32Array(H).fill(1), [H], { dtype, device });
+    this.bias = kind === 'layernorm' ? Tensor.zeros([H], { dtype, device }) : null;
+    for (const [k, t] of this.parameters()) this._grads.set(k, Tensor.zeros(t.shape, { dtype: t.dtype, device }));
   }
 
   parameters(): Map<string, Tensor> {
@@ -167,7 +183,7 @@ export class Norm {
   }
 
   zeroGrad(): void {
-    for (const g of this._grads.values()) g.data.fill(0);
+    for (const g of this._grads.values()) g._zero();
   }
 
   forward(x: Tensor): Promise<Tensor> {

@@ -1,7 +1,21 @@
 // Shared by layers and models: copying named parameters in with every check done first.
 import { describe, fail } from '../errors.js';
 import { tensorArg } from '../ops/common.js';
+import type { Device } from '../dtype.js';
 import type { Tensor } from '../tensor.js';
+
+/**
+ * `t` (made on the CPU, e.g. drawn from a seed) on `device`: t itself on 'cpu', else a copy there
+ * with t disposed, so one seed gives the same initial parameters on every device.
+ */
+export function onDevice(t: Tensor, device: Device): Tensor {
+  if (device === 'cpu') return t;
+  try {
+    return t.to(device);
+  } finally {
+    t.dispose();
+  }
+}
 
 /**
  * Copies `params` into `mine` by name. Every name must exist on both sides and shapes must match

@@ -10,7 +10,7 @@ import { weightCache, written } from '../ops/matmul.js';
 import { maxClip, quantize } from '../ops/quant.js';
 import { boolOpt, enumOpt, F32_MAX, intOpt, numberOpt, optionsArg, seedOpt, tensorArg } from '../ops/common.js';
 import { Tensor } from '../tensor.js';
-import { loadNamed } from './parameters.js';
+import { loadNamed, onDevice } from './parameters.js';
 
 export type LayerActivation = 'gelu' | 'gelu_tanh' | 'relu' | 'silu';
 export type LayerNormKind = 'layernorm' | 'rmsnorm';
@@ -223,14 +223,7 @@ abstract class TransformerLayerBase {
         if (name.endsWith('.bias')) return track(Tensor.zeros(shape, { dtype, device }));
         if (name.includes('norm')) return track(Tensor.from(new Float32Array(shape[0]!).fill(1), shape, { dtype, device }));
         const seed = BigInt.asUintN(64, seed0 * 0x100000001b3n + BigInt(i + 1));
-        // drawn on the CPU and moved: the same weights on every device
-        const w = Tensor.randn(shape, { dtype, std: initStd, seed });
-        if (device === 'cpu') return track(w);
-        try {
-          return track(w.to(device));
-        } finally {
-          w.dispose();
-        }
+        return track(onDevice(Tensor.randn(shape, { dtype, std: initStd, seed }), device));
       });
       this._grads = shapes.map((shape) => (shape ? track(Tensor.zeros(shape, { dtype, device })) : null));
     } catch (e) {

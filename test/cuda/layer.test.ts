@@ -1,9 +1,10 @@
 // The Transformer layers on device 'cuda' against the same layers on 'cpu' (same seed, so the same
 // weights and dropout masks): encoder and decoder (cross-attention, causal), forward + backward in
-// training mode with every dropout on, kvLengths, rotary, GQA, QAT and int8 export, and AdamW steps.
+// training mode with every dropout on, kvLengths, rotary, GQA, QAT, AdamW steps, and the Embedding and
+// Norm layers.
 // Runs on an addon with the CUDA backend (npm run test:emu: the emulated one).
 import { beforeAll, describe, expect, it } from 'vitest';
-import { AdamW, cudaStatus, memory, Tensor, TransformerDecoderLayer, TransformerEncoderLayer } from '../../lib/index.js';
+import { AdamW, cudaStatus, Embedding, memory, Norm, Tensor, TransformerDecoderLayer, TransformerEncoderLayer } from '../../lib/index.js';
 import { freshSeed, rng } from '../helpers.js';
 import { relL2 } from '../tolerance.js';
 
@@ -126,5 +127,28 @@ describe('TransformerLayer on CUDA matches the CPU layer', () => {
     x.dispose();
     y.dispose();
     expect(memory().cuda).toEqual(before);
+  });
+});
+
+describe('Embedding and Norm on CUDA match the CPU layers', () => {
+  it('embedding with learned positions and dropout, then the final norm: forward and backward', async () => {
+    const ecfg = { vocabSize: 41, hiddenSize: 24, maxSeqLen: 12, dropout: 0.2, paddingIdx: 0, seed: 8 };
+    const ec = new Embedding(ecfg), eg = new Embedding({ ...ecfg, device: 'cuda' });
+    const nc = new Norm({ hiddenSize: 24 }), ng = new Norm({ hiddenSize: 24, device: 'cuda' });
+    const ids = Tensor.from(Int32Array.from({ length: 2 * 9 }, (_, i) => (i * 7) % 41), [2, 9], { dtype: 'i32' });
+    const idsG = ids.to('cuda');
+    const h = await ec.forward(ids, { train: true, seed: 4 }), hg = await eg.forward(idsG, { train: true, seed: 4 });
+    expectClose('embedding out', hg, h, LIMIT.f32);
+    const y = await nc.forward(h), yg = await ng.forward(hg);
+    expectClose('norm out', yg, y, LIMIT.f32);
+    const dy = rand([2, 9, 24]);
+    const dh = await nc.backward(dy, h), dhg = await ng.backward(dy.to('cuda'), hg);
+    expectClose('norm dx', dhg, dh, LIMIT.f32);
+    await ec.backward(dh, ids, { train: true, seed: 4 });
+    await eg.backward(dhg, idsG, { train: true, seed: 4 });
+    for (const [a, b] of [[ec, eg], [nc, ng]] as const)
+      for (const [name, g] of a.gradients()) expectClose(`grad ${name}`, b.gradients().get(name)!, g, LIMIT.f32);
+    eg.zeroGrad();
+    expect(Array.from(eg.gradients().get('weight')!.toArray()).every((v) => v === 0)).toBe(true);
   });
 });
