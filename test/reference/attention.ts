@@ -33,6 +33,14 @@ export interface AttnRefOptions {
    * sum_j P_ij dP_ij.
    */
   deltaOut?: ArrayLike<number>;
+  /**
+   * Backward only: instead of the gradients, the magnitudes of the terms they are sums of, each
+   * product and difference taken in absolute value: dS_ij = P_ij (sum_d |dout_id v_jd| +
+   * sum_d |dout_id out_id|) (out from deltaOut; without it the bound sum_j P_ij sum_d |dout_id v_jd|), dq_i = scale sum_j dS_ij |k_j|,
+   * dk_j = scale sum_i dS_ij |q_i|, dv_j = sum_i P_ij |dout_i|. Rounding in f32 arithmetic errs by
+   * a few units of f32 roundoff of these, however much the signed sums cancel (test floors).
+   */
+  magnitude?: boolean;
 }
 
 export interface AttnForward {
@@ -164,6 +172,8 @@ export function attentionBackwardRef(s: AttnShape, q64: ArrayLike<number>, k64: 
   const { B, H, Hkv, Sq, Sk, D } = s;
   const [q, k, v, dout] = [f64(q64), f64(k64), f64(v64), f64(dout64)];
   const deltaOut = o.deltaOut ? f64(o.deltaOut) : null;
+  const mag = o.magnitude === true;
+  const abs = mag ? Math.abs : exact;
   const round = o.round ?? exact;
   const scale = o.scale ?? 1 / Math.sqrt(D);
   const dq = new Float64Array(B * H * Sq * D);
@@ -193,28 +203,28 @@ export function attentionBackwardRef(s: AttnShape, q64: ArrayLike<number>, k64: 
           hiddenKeys[(b * Hkv + kh) * Sk + j] = 0;
           const vo = ((b * Hkv + kh) * Sk + j) * D;
           let dp = 0;
-          for (let d = 0; d < D; d++) dp += dout[qo + d]! * v[vo + d]!;
+          for (let d = 0; d < D; d++) dp += abs(dout[qo + d]! * v[vo + d]!);
           dp = round(dp);
           const f = drop ? drop[i * Sk + j]! : 1;
           if (drop) dp = round(f * dp);
           const pd = drop ? round(f * pij) : pij;
-          for (let d = 0; d < D; d++) dvh[j * D + d] += pd * dout[qo + d]!;
+          for (let d = 0; d < D; d++) dvh[j * D + d] += pd * abs(dout[qo + d]!);
           dS[j] = dp;
-          delta += pij * dp;
+          delta += pij * dp;  // magnitude: sum_j P_ij sum_d |dout_id v_jd| >= sum_d |dout_id out_id|
         }
         if (deltaOut) {
           delta = 0;
-          for (let d = 0; d < D; d++) delta += dout[qo + d]! * deltaOut[qo + d]!;
+          for (let d = 0; d < D; d++) delta += abs(dout[qo + d]! * deltaOut[qo + d]!);
         }
         acc.fill(0);
         for (let j = 0; j < Sk; j++) {
           const pij = P[i * Sk + j]!;
           if (pij === 0) continue;
-          const ds = round(pij * (dS[j]! - delta));
+          const ds = round(pij * (mag ? dS[j]! + delta : dS[j]! - delta));
           const ko = ((b * Hkv + kh) * Sk + j) * D;
           for (let d = 0; d < D; d++) {
-            acc[d] += ds * k[ko + d]!;
-            dkh[j * D + d] += ds * q[qo + d]!;
+            acc[d] += ds * abs(k[ko + d]!);
+            dkh[j * D + d] += ds * abs(q[qo + d]!);
           }
         }
         for (let d = 0; d < D; d++) dq[qo + d] = round(scale * acc[d]!);
