@@ -7,7 +7,8 @@ import { loadNamed } from '../layers/parameters.js';
 import { crossEntropy, crossEntropyBackward, type MileOptions } from '../ops/crossent.js';
 import { gemm, linear } from '../ops/matmul.js';
 import { boolOpt, enumOpt, intOpt, numberOpt, optionsArg, tensorArg } from '../ops/common.js';
-import type { Tensor } from '../tensor.js';
+import { Tensor } from '../tensor.js';
+import type { Device } from '../dtype.js';
 import { loadSafetensors, saveSafetensors } from '../io/safetensors.js';
 
 /** Anything with named parameters and accumulated gradients. */
@@ -76,6 +77,13 @@ function isQuantizable(m: Module): m is Quantizable {
 
 /** The smallest normal f32: where calibration starts every clip. */
 const CLIP_FLOOR = 1.1754943508222875e-38;
+
+/** t (f32 [1], a clip) = v, on any device. */
+function setScalar(t: Tensor, v: number): void {
+  const one = Tensor.from([v], [1]);
+  t._copyFrom(one);
+  one.dispose();
+}
 
 /** The upper edge of the bin of `hist` (over [0, range)) where the running count reaches pct% of the total. */
 function percentileEdge(hist: Float64Array, pct: number, range: number): number {
@@ -196,12 +204,12 @@ export abstract class ModelBase {
     const bins = intOpt(o.bins, op, 'bins', 2048, 1, 1 << 20);
     if (this._calibrating) fail('ERR_ARG', `${op}: a calibration is already running`);
     const clips = [...this.parameters()].filter(([n]) => /\.(input|output)_clip$/.test(n));  // activation clips
-    for (const [, t] of clips) t.data.fill(CLIP_FLOOR);
+    for (const [, t] of clips) setScalar(t, CLIP_FLOOR);
     const layers = this._modules().map(([, m]) => m).filter(isQuantizable);
     this._calibrating = true;
     try {
       await run();
-      const unseen = clips.filter(([, t]) => t.data[0] === CLIP_FLOOR).map(([n]) => n);
+      const unseen = clips.filter(([, t]) => t.toArray()[0] === CLIP_FLOOR).map(([n]) => n);
       if (unseen.length) fail('ERR_ARG', `${op}: the forwards run by the callback never reached ${unseen.join(', ')}`);
       if (method === 'percentile') {
         for (const l of layers) l._calibHist = new Float64Array(LAYER_CLIP_NAMES.length * bins);
@@ -210,7 +218,7 @@ export abstract class ModelBase {
           const named = l.parameters();
           LAYER_CLIP_NAMES.forEach((name, c) => {
             const clip = named.get(name);
-            if (clip) clip.data[0] = percentileEdge(l._calibHist!.subarray(c * bins, (c + 1) * bins), pct, clip.data[0]!);
+            if (clip) setScalar(clip, percentileEdge(l._calibHist!.subarray(c * bins, (c + 1) * bins), pct, clip.toArray()[0]!));
           });
         }
       }
@@ -258,11 +266,14 @@ export abstract class ModelBase {
     this.dispose();
   }
 
-  /** Builds a model of this class from a file written by save(): its config, then its parameters. */
-  static async fromFile<M extends ModelBase>(this: new (config: never) => M, path: string): Promise<M> {
+  /**
+   * Builds a model of this class from a file written by save(): its config, then its parameters,
+   * on `device` (default 'cpu'; files do not record a device).
+   */
+  static async fromFile<M extends ModelBase>(this: new (config: never) => M, path: string, opts: { device?: Device } = {}): Promise<M> {
     const { config, quant, int8, tensors } = await readModelFile(this.name, path);
     try {
-      const m = new this(config as never);
+      const m = new this({ ...(config as object), ...(opts.device ? { device: opts.device } : {}) } as never);
       if (quant) m.enableQuant(quant);
       if (int8) m._toInt8();
       m.loadParameters(tensors);
@@ -272,10 +283,15 @@ export abstract class ModelBase {
     }
   }
 
-  /** The config the model was built from, saved with its parameters (less the seed, which may be a bigint). */
+  /** The config the model was built from, saved with its parameters (less the seed, which may be a bigint, and the device). */
   protected _config(): object {
-    const { seed: _, ...rest } = (this as unknown as { config: Record<string, unknown> }).config;
+    const { seed: _, device: __, ...rest } = (this as unknown as { config: Record<string, unknown> }).config;
     return rest;
+  }
+
+  /** Where the model's parameters live (its config's `device`, default 'cpu'); its inputs go there too. */
+  get device(): Device {
+    return ((this as unknown as { config: { device?: Device } }).config.device) ?? 'cpu';
   }
 
   /** Frees what the last forward kept for its backward. */

@@ -38,7 +38,7 @@ export function stackEmbedding(op: string, c: TransformerLMConfig, p: { hidden: 
   return new Embedding({
     vocabSize, hiddenSize: p.hidden, maxSeqLen, positions: p.positions === 'rotary' ? 'none' : p.positions as 'learned' | 'sinusoidal',
     scale: c.embedScale, dropout: numberOpt(c.embedDropout, op, 'embedDropout', c.hiddenDropout ?? 0, 0, 1), dtype: c.dtype,
-    initStd: p.std, seed: mixSeed(seed, 0),
+    device: c.device, initStd: p.std, seed: mixSeed(seed, 0),
   });
 }
 
@@ -55,13 +55,13 @@ export function stackParts(op: string, c: TransformerLMConfig, seed: number | bi
       const w = l.parameters().get(name);
       if (!w) continue;
       const fresh = Tensor.randn(w.shape, { dtype: w.dtype, std: std / Math.sqrt(2 * numLayers), seed: mixSeed(seed, 10_000 + 4 * (base + i) + name.length) });
-      w.data.set(fresh.data);
+      w._copyFrom(fresh);  // drawn on the CPU: the same weights on every device
       fresh.dispose();
     }
     return l;
   });
   const preLN = boolOpt(c.preLayerNorm, op, 'preLayerNorm', true);
-  const norm = preLN ? new Norm({ hiddenSize: hidden, norm: c.norm, eps: c.layerNormEps, dtype: c.dtype }) : null;
+  const norm = preLN ? new Norm({ hiddenSize: hidden, norm: c.norm, eps: c.layerNormEps, dtype: c.dtype, device: c.device }) : null;
   return { hidden, positions, std, layers, norm, preLN };
 }
 
@@ -157,7 +157,7 @@ export class TransformerLM extends ModelBase {
     const V = this.config.vocabSize;
     return this._sample(op, opts, V, promptArg(op, prompt, V), async (seq) => {
       const ctx = seq.slice(-this.config.maxSeqLen);
-      const ids = Tensor.from(Int32Array.from(ctx), [1, ctx.length], { dtype: 'i32' });
+      const ids = Tensor.from(Int32Array.from(ctx), [1, ctx.length], { dtype: 'i32', device: this.device });
       const logits = await this.forward(ids, { train: false });
       const last = (logits.toArray() as Float32Array).slice((ctx.length - 1) * V);
       logits.dispose();

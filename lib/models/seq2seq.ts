@@ -114,7 +114,7 @@ export class Seq2SeqTransformer extends ModelBase {
     dl.dispose();
     if (this._decNorm) dx = await this._normBack(this._decNorm, dx, s.decLast, B * St);
     dx = reshaped(dx, [B, St, H]);
-    const dMem = Tensor.zeros([B, Ss, H], { dtype: dx.dtype });
+    const dMem = Tensor.zeros([B, Ss, H], { dtype: dx.dtype, device: dx.device });
     await this._runAndEmbedBackward(this.embed, s.tgt, this.decoder, dx, s.train, s.seed, 1, { dEncoderOut: dMem });
     const de = this._encNorm ? await this._normBack(this._encNorm, reshaped(dMem, [B * Ss, H]), s.encLast, B * Ss) : dMem;
     await this._runAndEmbedBackward(this.embed, s.src, this.encoder, reshaped(de, [B, Ss, H]), s.train, s.seed, 0, {});
@@ -137,11 +137,11 @@ export class Seq2SeqTransformer extends ModelBase {
     this._check(op);
     const V = this.config.vocabSize;
     const s = promptArg(op, src, V);
-    const srcT = Tensor.from(Int32Array.from(s), [1, s.length], { dtype: 'i32' });
+    const srcT = Tensor.from(Int32Array.from(s), [1, s.length], { dtype: 'i32', device: this.device });
     try {
       return await this._sample(op, opts, V, promptArg(op, start, V), async (seq) => {
         const ctx = seq.slice(-this.config.maxSeqLen);
-        const tgt = Tensor.from(Int32Array.from(ctx), [1, ctx.length], { dtype: 'i32' });
+        const tgt = Tensor.from(Int32Array.from(ctx), [1, ctx.length], { dtype: 'i32', device: this.device });
         const logits = await this.forward(srcT, tgt, { train: false });
         const last = (logits.toArray() as Float32Array).slice((ctx.length - 1) * V);
         logits.dispose();
