@@ -10,7 +10,9 @@
 // per-round ratios against f32 measured in the same rounds) and % of the measured peak of the unit
 // the dtype computes on (bench/native: f32 FMA, int8 dot, bf16 dot where the CPU has one).
 // A dtype is one entry of GEMM_DTYPES / MODEL_DTYPES. Writes JSON and an SVG chart under bench/results/.
-// Flags: --quick (fewer shapes and rounds), --threads N[,N...] (default 2).
+// Flags: --quick (fewer shapes and rounds), --threads N[,N...] (default 2), --device cuda (the same
+// workloads on device 'cuda': every timed call waits for the GPU; no onnxruntime peers and no CPU
+// peaks there; needs the CUDA-enabled addon, npm run build:cuda).
 import { writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import ort from 'onnxruntime-node';
@@ -53,28 +55,35 @@ export async function int8Layer(f32, weightBits, calibrate) {
 
 // --- the dtypes ----------------------------------------------------------------------------------
 
+/** The device of this run (--device), and a call made synchronous on it (a CUDA op only queues work). */
+let device = 'cpu';
+const synced = (fn) => (device === 'cpu' ? fn : () => {
+  fn();
+  sf.cudaSynchronize();
+});
+
 /** A `linear` (no bias, weights cached) or gemmInt8 case: { run() } or { unavailable }. */
 function floatGemm(dtype) {
   return (M, N, K) => {
-    const x = Tensor.randn([M, K], { seed: 11, dtype });
-    const w = Tensor.randn([N, K], { seed: 12, std: 0.05, dtype });
-    const out = Tensor.empty([M, N], { dtype });
-    return { run: () => sf.linear(x, w, null, { out }), dispose: () => [x, w, out].forEach((t) => t.dispose()) };
+    const x = Tensor.randn([M, K], { seed: 11, dtype, device });
+    const w = Tensor.randn([N, K], { seed: 12, std: 0.05, dtype, device });
+    const out = Tensor.empty([M, N], { dtype, device });
+    return { run: synced(() => sf.linear(x, w, null, { out })), dispose: () => [x, w, out].forEach((t) => t.dispose()) };
   };
 }
 
 function int8Gemm(M, N, K) {
   if (typeof sf.gemmInt8 !== 'function') return { unavailable: 'n/a (gemmInt8 not in this build)' };
   const q = (shape, seed) => {
-    const f = Tensor.randn(shape, { seed });
+    const f = Tensor.randn(shape, { seed, device });
     const t = sf.quantize(f, 3);
     f.dispose();
     return t;
   };
   const a = q([M, K], 21);
   const b = q([N, K], 22);
-  const out = Tensor.empty([M, N], { dtype: 'i32' });
-  return { run: () => sf.gemmInt8(a, b, { out }), dispose: () => [a, b, out].forEach((t) => t.dispose()) };
+  const out = Tensor.empty([M, N], { dtype: 'i32', device });
+  return { run: synced(() => sf.gemmInt8(a, b, { out })), dispose: () => [a, b, out].forEach((t) => t.dispose()) };
 }
 
 // unit: the peak a dtype's products run on (f16 is converted to f32 before the product on CPUs
@@ -163,10 +172,10 @@ function rowsOf(m, entries, base, extra) {
   });
 }
 
-/** Fills in each timed row's % of the peak of its unit. */
+/** Fills in each timed row's % of the peak of its unit (none on a GPU: its peaks are not measured here). */
 function withPeaks(rows, pk) {
   for (const r of rows) {
-    if (!r.bar) continue;
+    if (!r.bar || !pk) continue;
     const { unit, peak } = unitPeak(pk, r.bar.unit);
     r['% of peak'] = `${fmt((100 * r.bar.gops) / peak, 0)} (${unit})`;
   }
@@ -211,7 +220,7 @@ async function ourEntries(dtypes, f32, inputs, check, tol) {
 
 async function layerWorkload(threads, quick, state) {
   const { entries, ortGraphs, xv } = state;
-  const ortSet = await ortPeers(ortGraphs, xv, [LAYER.B, LAYER.S, LAYER.H], threads);
+  const ortSet = ortGraphs ? await ortPeers(ortGraphs, xv, [LAYER.B, LAYER.S, LAYER.H], threads) : { peers: [], release: async () => {} };
   const ortEntries = ortSet.peers.map((p) => ({ name: p.name, unit: p.name.includes('int8') ? 'int8' : 'f32', peer: p, ok: state.ortOk[p.name] }));
   const all = [...entries, ...ortEntries];
   const peers = all.filter((e) => e.ok && (e.module || e.peer)).map((e) => e.peer ?? peerOf(e.name, async () => (await e.module.forward(e.x)).dispose()));
@@ -247,17 +256,24 @@ async function outputF32(module, input) {
 
 async function layerState() {
   const make = (dtype) => new TransformerEncoderLayer({ hiddenSize: LAYER.H, numHeads: LAYER.heads, ffnSize: LAYER.F, activation: 'gelu',
-    preLayerNorm: false, layerNormEps: LAYER.eps, dtype, seed: 1 });
+    preLayerNorm: false, layerNormEps: LAYER.eps, dtype, device, seed: 1 });
   const f32 = make('f32');
   const params = benchParameters([...f32.parameters()].map(([n, t]) => [n, t.shape]));
   f32.loadParameters(params);
   const state = toTorchTransformerLayer(params, 'encoder');
   const w = Object.fromEntries([...state].map(([n, t]) => [n, t.toArray()]));
   for (const t of [...params.values(), ...state.values()]) t.dispose();
-  const x = Tensor.randn([LAYER.B, LAYER.S, LAYER.H], { seed: 1 });
+  const x = Tensor.randn([LAYER.B, LAYER.S, LAYER.H], { seed: 1, device });
   const inputs = { f32: x, f16: x.to('f16'), bf16: x.to('bf16') };
   const calibrate = async (m) => (await m.forward(x, { calibrate: true })).dispose();
   const ours = await ourEntries(modelDtypes(make, calibrate), f32, inputs, outputF32, (n) => TOL[n.startsWith('int8') ? 'int8' : n]);
+  const dispose = () => {
+    for (const e of ours.entries) if (e.module && e.module !== f32) e.module.dispose();
+    f32.dispose();
+    for (const t of new Set(Object.values(inputs))) t.dispose();
+  };
+  // onnxruntime-node runs on the CPU: a peer of the CPU rows only
+  if (device !== 'cpu') return { entries: ours.entries, checks: ours.checks, ortGraphs: null, ortOk: {}, xv: null, dispose };
   const xv = x.toArray();
   const names = { 'ORT f32': 'f32', 'ORT f32 Attention': 'f32Attention', 'ORT int8 MatMulInteger': 'int8MatMulInteger',
     'ORT int8 DynamicQuantizeMatMul': 'int8DynamicQuantizeMatMul', 'ORT int8 QAttention': 'int8QAttention' };
@@ -271,22 +287,18 @@ async function layerState() {
     ortOk[p.name] = checks[p.name] <= (p.name.includes('int8') ? TOL.int8 : TOL.f32);
   }
   await set.release();
-  return { entries: ours.entries, checks, ortGraphs, ortOk, xv, dispose: () => {
-    for (const e of ours.entries) if (e.module && e.module !== f32) e.module.dispose();
-    f32.dispose();
-    for (const t of new Set(Object.values(inputs))) t.dispose();
-  } };
+  return { entries: ours.entries, checks, ortGraphs, ortOk, xv, dispose };
 }
 
 async function lmState() {
-  const make = (dtype) => new TransformerLM({ ...LM, dtype, seed: 1 });
+  const make = (dtype) => new TransformerLM({ ...LM, dtype, device, seed: 1 });
   const f32 = make('f32');
   const tokens = (n, seed) => {
     let s = seed;
     return Int32Array.from({ length: n }, () => ((s = (s * 1103515245 + 12345) >>> 0) >>> 16) % LM.vocabSize);
   };
-  const ids = Tensor.from(tokens(LM_BATCH.B * LM_BATCH.S, 5), [LM_BATCH.B, LM_BATCH.S], { dtype: 'i32' });
-  const ids1 = Tensor.from(tokens(LM_BATCH.S, 6), [1, LM_BATCH.S], { dtype: 'i32' });
+  const ids = Tensor.from(tokens(LM_BATCH.B * LM_BATCH.S, 5), [LM_BATCH.B, LM_BATCH.S], { dtype: 'i32', device });
+  const ids1 = Tensor.from(tokens(LM_BATCH.S, 6), [1, LM_BATCH.S], { dtype: 'i32', device });
   const inputs = { f32: ids, f16: ids, bf16: ids };
   // checked on the batch-1 logits: the smaller forward
   const calibrate = (m) => m.calibrate(async () => (await m.forward(ids)).dispose());
@@ -318,14 +330,35 @@ function bars(rows) {
   return rows.filter((r) => r.bar).map((r) => ({ workload: `${workload[r.workload]}${r.threads ? `, ${r.threads} thr` : ''}`, case: r.case, ...r.bar }));
 }
 
+/** --device cpu|cuda (default cpu); cuda must be available. */
+function deviceArg(args) {
+  const i = args.findIndex((a) => a === '--device' || a.startsWith('--device='));
+  if (i < 0) return 'cpu';
+  const v = args[i].includes('=') ? args[i].split('=')[1] : args[i + 1];
+  if (v !== 'cpu' && v !== 'cuda') {
+    console.error(`dtypes: expected --device cpu or cuda but received '${v}'`);
+    process.exit(2);
+  }
+  const s = sf.cudaStatus();
+  if (v === 'cuda' && !s.available) {
+    console.error(`dtypes: device 'cuda' is not available: ${s.reason}`);
+    process.exit(2);
+  }
+  return v;
+}
+
 export async function run(args) {
   const quick = args.includes('--quick');
-  const threadList = threadsArg(args);
+  device = deviceArg(args);
+  // on a GPU the CPU threads only launch work: one pass
+  const threadList = device === 'cpu' ? threadsArg(args) : [threadsArg(args)[0]];
   const flags = cpuFlags();
   const commit = gitCommit();
-  const info = { seqfuse: commit, isa: sf.getIsa().active, onnxruntime: ort.env.versions.node, loadBefore: loadavg()[0],
+  const info = { seqfuse: commit, device, gpu: device === 'cpu' ? null : sf.cudaStatus().device, isa: sf.getIsa().active,
+    onnxruntime: ort.env.versions.node, loadBefore: loadavg()[0],
     cpuUnits: flags.filter((f) => /vnni|bf16|fp16|amx/.test(f)), gemmInt8: typeof sf.gemmInt8 === 'function' };
-  console.log(`dtypes: seqfuse ${commit} (${info.isa}), onnxruntime-node ${info.onnxruntime}, threads ${threadList.join(', ')}${quick ? ', --quick' : ''}`);
+  console.log(`dtypes: seqfuse ${commit} (${info.isa}), onnxruntime-node ${info.onnxruntime}, threads ${threadList.join(', ')}${quick ? ', --quick' : ''}` +
+    (info.gpu ? `, device cuda: ${info.gpu}` : ''));
   sf.setNumThreads(2);
   const layer = await layerState();
   const lm = await lmState();
@@ -337,7 +370,7 @@ export async function run(args) {
   try {
     for (const threads of threadList) {
       sf.setNumThreads(threads);
-      const before = peaks(threads);
+      const before = device === 'cpu' ? peaks(threads) : null;
       const part = [];
       part.push(...await gemmWorkload(quick ? GEMM_QUICK : GEMM, quick));
       await sleep(IDLE_MS);
@@ -346,7 +379,7 @@ export async function run(args) {
       await sleep(IDLE_MS);
       // the peak is what the cores can do, and a neighbour's load only takes from it: the best of the
       // measurements before and after the workloads
-      const pk = peaks(threads, before);
+      const pk = device === 'cpu' ? peaks(threads, before) : null;
       withPeaks(part, pk);
       rows.push(...part.map((r) => ({ threads, ...r })));
       results.push({ threads, peaks: pk, rows: part });
@@ -385,8 +418,9 @@ export async function run(args) {
   }
   printTable(`issue 5 speed targets (printed, not enforced): against our f32, the int8 row's speed-up; against onnxruntime, the
 quotient of the two rows' speed-ups over f32`, ['threads', 'target', 'speedup', 'want', 'met'], targets);
-  const pkLine = results.map(({ threads, peaks: p }) => `${threads} thr: f32 ${fmt(p.f32)} GFLOP/s, int8 ${fmt(p.int8)} GOP/s (${p.isa.int8})${
-    p.bf16 ? `, bf16 ${fmt(p.bf16)} GFLOP/s (${p.isa.bf16})` : ', no bf16 dot unit (bf16 rows use the f32 peak)'}`).join('; ');
+  const pkLine = device !== 'cpu' ? `not measured on ${sf.cudaStatus().device} (--device ${device})`
+    : results.map(({ threads, peaks: p }) => `${threads} thr: f32 ${fmt(p.f32)} GFLOP/s, int8 ${fmt(p.int8)} GOP/s (${p.isa.int8})${
+      p.bf16 ? `, bf16 ${fmt(p.bf16)} GFLOP/s (${p.isa.bf16})` : ', no bf16 dot unit (bf16 rows use the f32 peak)'}`).join('; ');
   info.loadAfter = loadavg()[0];
   console.log(`
 speed-up vs f32 = f32 ms / row ms of the same case, median of the per-round ratios (min-max); every figure is a median of

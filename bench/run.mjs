@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // npm run bench -- <suite...> [--quick]   (default: every CPU suite). Suites: ops, attention, layers
-// (`layers --check`: its correctness checks only, no timing), dtypes (`--threads N[,N...]`, default 2),
+// (`layers --check`: its correctness checks only, no timing), dtypes (`--threads N[,N...]`, default 2;
+// `--device cuda`: on the GPU),
 // gpu (the CUDA kernels against PyTorch on an NVIDIA GPU; needs nvcc; also npm run bench:gpu).
 // Also `npx seqfuse bench <suite...>` (bin/seqfuse.mjs).
 // Each suite prints a table and writes JSON under bench/results/.
@@ -13,7 +14,7 @@ const suites = {
 };
 
 // options that take the next argument as their value (else it would read as a suite name)
-const VALUED = new Set(['--threads']);
+const VALUED = new Set(['--threads', '--device']);
 const args = process.argv.slice(2);
 const wanted = args.filter((a, i) => !a.startsWith('-') && !VALUED.has(args[i - 1]));
 const names = wanted.length ? wanted : Object.keys(suites).filter((n) => n !== 'gpu');
