@@ -487,6 +487,11 @@ export const CASES: Record<string, Case[]> = {
   getIsa: [],
   lossCurveSvg: [['not an array', () => [{ step: 1 }], 'ERR_ARG']],
   buildInfo: [],
+  cudaStatus: [],
+  cudaMemory: [],
+  cudaEmptyCache: [],
+  // the default (CPU-only) addon: nothing to wait for, and no CUDA to wait on
+  cudaSynchronize: [['without a CUDA backend', () => [], 'ERR_BACKEND']],
 };
 
 // Tensor's static and instance methods are covered in test/tensor.test.ts; the other classes
