@@ -185,32 +185,42 @@ void device_free(void* p) noexcept {
   r.live.erase(it);
 }
 
-void device_copy(void* dst, const void* src, int64_t bytes, bool wait, const char* op) {
-  Runtime& r = rt();
+// The stream after the usability check (the lock is not held while the host waits on it: a
+// finalizer freeing a block on the JS thread must not wait for an async op's kernels).
+static cudaStream_t usable_stream(Runtime& r, const char* op) {
   std::lock_guard<std::mutex> lock(r.mu);
   require_locked(r, op);
+  return r.stream;
+}
+
+[[noreturn]] static void fail_cuda(Runtime& r, cudaError_t e, const char* op, const char* what) {
+  std::lock_guard<std::mutex> lock(r.mu);
+  raise_locked(r, e, op, what);
+}
+
+void device_copy(void* dst, const void* src, int64_t bytes, bool wait, const char* op) {
+  Runtime& r = rt();
+  cudaStream_t stream = usable_stream(r, op);
   if (bytes <= 0) return;
-  cudaError_t e = cudaMemcpyAsync(dst, src, size_t(bytes), cudaMemcpyDefault, r.stream);
-  if (e == cudaSuccess && wait) e = cudaStreamSynchronize(r.stream);
-  if (e != cudaSuccess) raise_locked(r, e, op, "copying between host and device");
+  cudaError_t e = cudaMemcpyAsync(dst, src, size_t(bytes), cudaMemcpyDefault, stream);
+  if (e == cudaSuccess && wait) e = cudaStreamSynchronize(stream);
+  if (e != cudaSuccess) fail_cuda(r, e, op, "copying between host and device");
 }
 
 void device_zero(void* p, int64_t bytes, const char* op) {
   Runtime& r = rt();
-  std::lock_guard<std::mutex> lock(r.mu);
-  require_locked(r, op);
+  cudaStream_t stream = usable_stream(r, op);
   if (bytes <= 0) return;
-  const cudaError_t e = cudaMemsetAsync(p, 0, size_t(bytes), r.stream);
-  if (e != cudaSuccess) raise_locked(r, e, op, "cudaMemsetAsync");
+  const cudaError_t e = cudaMemsetAsync(p, 0, size_t(bytes), stream);
+  if (e != cudaSuccess) fail_cuda(r, e, op, "cudaMemsetAsync");
 }
 
 void device_synchronize(const char* op) {
   Runtime& r = rt();
-  std::lock_guard<std::mutex> lock(r.mu);
-  require_locked(r, op);
-  cudaError_t e = cudaStreamSynchronize(r.stream);
+  cudaStream_t stream = usable_stream(r, op);
+  cudaError_t e = cudaStreamSynchronize(stream);
   if (e == cudaSuccess) e = cudaGetLastError();
-  if (e != cudaSuccess) raise_locked(r, e, op, "a CUDA kernel failed");
+  if (e != cudaSuccess) fail_cuda(r, e, op, "a CUDA kernel failed");
 }
 
 CudaMemoryStats device_memory() {
