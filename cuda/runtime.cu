@@ -7,6 +7,7 @@
 // keyed by size and serves a later request whose rounded size it exceeds by at most a quarter. All work is ordered on the one stream, so a block freed after its last use was
 // enqueued may be handed out at once. When cudaMalloc fails, the cache is returned to the driver
 // (after a stream sync) and the allocation retried once; then ERR_OOM.
+#include <atomic>
 #include <map>
 #include <mutex>
 #include <unordered_map>
@@ -22,6 +23,9 @@ struct Runtime {
   std::mutex mu;
   bool initialized = false;
   CudaStatus status;
+  // available and not lost: device_require's check without the lock (it runs for every CUDA
+  // tensor argument)
+  std::atomic<bool> usable{false};
   cudaStream_t stream = nullptr;
   std::multimap<size_t, void*> free_blocks;    // size -> block
   std::unordered_map<void*, size_t> live;      // block -> size
@@ -56,6 +60,7 @@ const char* kLostHint = "the CUDA backend is lost until the process restarts (CP
     fail(ErrorCode::OOM, op, ": ", what, ": out of CUDA memory");
   }
   if (sticky(e)) {
+    r.usable = false;
     r.status.lost = std::string(op) + ": " + what + ": " + cudaGetErrorString(e);
     fail(ErrorCode::Backend, op, ": ", what, ": ", cudaGetErrorString(e), "; ", kLostHint);
   }
@@ -99,6 +104,7 @@ void init_locked(Runtime& r) {
   s.emulated = true;
 #endif
   s.available = true;
+  r.usable = true;
 }
 
 // Called with r.mu held.
@@ -138,6 +144,7 @@ CudaStatus cuda_status() {
 
 void device_require(const char* op) {
   Runtime& r = rt();
+  if (r.usable.load(std::memory_order_acquire)) return;
   std::lock_guard<std::mutex> lock(r.mu);
   require_locked(r, op);
 }

@@ -1,11 +1,10 @@
 // fusedAttention and its backward (native/ops/attention.h): block-wise scaled-dot-product
 // attention with online softmax; nothing of size Sq x Sk is ever allocated.
-import type { Device } from '../dtype.js';
 import { describe, fail } from '../errors.js';
 import { native, type NativeTensor } from '../native.js';
 import { Tensor } from '../tensor.js';
 import { dropoutSettings } from './dropout.js';
-import { boolOpt, defineOp, int32Arg, numberOpt, optionsArg, optTensorArg, outArg, type Prepared, tensorArg } from './common.js';
+import { boolOpt, defineOp, numberOpt, optionsArg, optTensorArg, outArg, type Prepared, tensorArg } from './common.js';
 
 export interface FusedAttentionOptions {
   /**
@@ -55,16 +54,16 @@ export interface FusedAttentionGrads {
 
 type Lengths = NativeTensor | Tensor | null;
 
-function lengthsArg(v: unknown, op: string, device: Device, temps: Tensor[]): Lengths {
+// kvLengths are read on the host (range-checked there), so an Int32Array serves every device
+function lengthsArg(v: unknown, op: string): Lengths {
   if (v === undefined || v === null) return null;
-  if (v instanceof Int32Array) return int32Arg(v, device, temps);
+  if (v instanceof Int32Array) return Tensor._wrapTemp(v, [v.length], 'i32');
   if (v instanceof Tensor) return tensorArg(v, op, 'kvLengths');
   return fail('ERR_ARG', `${op}: expected kvLengths to be an Int32Array or an i32 Tensor but received ${describe(v)}`);
 }
 
 interface Common {
   kvLengths: Lengths;
-  temps: Tensor[];
   attnBias: Tensor | null;
   causal: boolean;
   scale: number;
@@ -75,10 +74,8 @@ interface Common {
 function commonOpts(o: Partial<FusedAttentionOptions & FusedAttentionBackwardOptions>, q: Tensor, op: string): Common {
   const d = q.shape.length === 4 ? q.shape[3]! : 0;
   const { p, seed } = dropoutSettings(o.dropout, o.seed, undefined, op);
-  const temps: Tensor[] = [];
   return {
-    kvLengths: lengthsArg(o.kvLengths, op, q.device, temps),
-    temps,
+    kvLengths: lengthsArg(o.kvLengths, op),
     attnBias: optTensorArg(o.attnBias, op, 'attnBias'),
     causal: boolOpt(o.causal, op, 'causal', false),
     scale: numberOpt(o.scale, op, 'scale', d > 0 ? 1 / Math.sqrt(d) : 1, -3.4e38, 3.4e38),
@@ -102,7 +99,6 @@ const attentionOp = defineOp((q: Tensor, k: Tensor, v: Tensor, opts?: FusedAtten
     run: (a) => native.attention_fwd(q, k, v, c.kvLengths, c.attnBias, out, lse, c.scale, c.causal, c.p, c.seed, a),
     result: lse ? { out, lse } : out,
     fresh,
-    temps: c.temps,
   };
 });
 
@@ -146,7 +142,6 @@ export const fusedAttentionBackward = defineOp(
         native.attention_bwd(dOut, q, k, v, out, lse, c.kvLengths, c.attnBias, dq, dk, dv, c.scale, c.causal, c.p, c.seed, a),
       result: { dq, dk, dv },
       fresh,
-      temps: c.temps,
     };
   },
 );

@@ -3,7 +3,6 @@
 // checked once, in C++, with messages in the same style.
 import type { Device, DType } from '../dtype.js';
 import { describe, fail } from '../errors.js';
-import type { NativeTensor } from '../native.js';
 import { Tensor } from '../tensor.js';
 
 /** The largest finite f32: the bound of scalar options that kernels take in f32. */
@@ -14,14 +13,12 @@ export type Op<A extends unknown[], R> = ((...args: A) => R) & { async: (...args
 
 /**
  * What a prepared call needs: the native call and the result; `fresh` are outputs we allocated;
- * `temps` (optional) are inputs we made for the call, disposed when it ends;
  * `done` (optional) fills the result's plain fields from what the native call wrote.
  */
 export interface Prepared<R> {
   run: (async: boolean) => undefined | Promise<void>;
   result: R;
   fresh: Tensor[];
-  temps?: Tensor[];
   done?: () => void;
 }
 
@@ -33,8 +30,6 @@ export function defineOp<A extends unknown[], R>(prepare: (...args: A) => Prepar
     } catch (e) {
       for (const t of p.fresh) t.dispose();
       throw e;
-    } finally {
-      for (const t of p.temps ?? []) t.dispose();
     }
     p.done?.();
     return p.result;
@@ -46,8 +41,6 @@ export function defineOp<A extends unknown[], R>(prepare: (...args: A) => Prepar
     } catch (e) {
       for (const t of p.fresh) t.dispose();
       throw e;
-    } finally {
-      for (const t of p.temps ?? []) t.dispose();
     }
     p.done?.();
     return p.result;
@@ -130,17 +123,6 @@ export function outArg(out: unknown, op: string, shape: readonly number[], dtype
   if (out !== undefined) return tensorArg(out, op, name);
   const t = Tensor.empty(shape, { dtype, device });
   fresh.push(t);
-  return t;
-}
-
-/**
- * An Int32Array of indices (lengths, targets) as i32 [n] for the addon on `device`: a descriptor of
- * the array itself on CPU; on CUDA a copy in device memory, listed in `temps`.
- */
-export function int32Arg(v: Int32Array, device: Device, temps: Tensor[]): NativeTensor | Tensor {
-  if (device === 'cpu') return Tensor._wrapTemp(v, [v.length], 'i32');
-  const t = Tensor.from(v, [v.length], { dtype: 'i32', device });
-  temps.push(t);
   return t;
 }
 

@@ -1,11 +1,10 @@
 // crossEntropy and its backward (native/ops/crossent.h): fused log-softmax + NLL over the last
 // dim with label smoothing, an ignored target index and MiLe weighting (REFERENCES.md §4).
-import type { Device } from '../dtype.js';
 import { describe, fail } from '../errors.js';
 import type { NativeTensor } from '../native.js';
 import { native } from '../native.js';
 import { Tensor } from '../tensor.js';
-import { defineOp, enumOpt, int32Arg, intOpt, numberOpt, optionsArg, outArg, type Prepared, tensorArg } from './common.js';
+import { defineOp, enumOpt, intOpt, numberOpt, optionsArg, outArg, type Prepared, tensorArg } from './common.js';
 
 const INT32_MIN = -2147483648;
 const INT32_MAX = 2147483647;
@@ -57,8 +56,9 @@ export interface CrossEntropyBackwardOptions {
 
 type Targets = NativeTensor | Tensor;
 
-function targetsArg(v: unknown, op: string, device: Device, temps: Tensor[]): Targets {
-  if (v instanceof Int32Array) return int32Arg(v, device, temps);
+// targets are read on the host (range-checked there), so an Int32Array serves every device
+function targetsArg(v: unknown, op: string): Targets {
+  if (v instanceof Int32Array) return Tensor._wrapTemp(v, [v.length], 'i32');
   if (v instanceof Tensor) return tensorArg(v, op, 'targets');
   return fail('ERR_ARG', `${op}: expected targets to be an Int32Array or an i32 Tensor but received ${describe(v)}`);
 }
@@ -87,8 +87,7 @@ const REDUCTIONS: readonly CrossEntropyReduction[] = ['mean', 'sum', 'none'];
 export const crossEntropy = defineOp((logits: Tensor, targets: Tensor | Int32Array, opts?: CrossEntropyOptions): Prepared<CrossEntropyResult> => {
   const op = 'crossEntropy';
   tensorArg(logits, op, 'logits');
-  const temps: Tensor[] = [];
-  const tg = targetsArg(targets, op, logits.device, temps);
+  const tg = targetsArg(targets, op);
   const o = optionsArg<CrossEntropyOptions>(opts, op);
   const labelSmoothing = smoothingOpt(o.labelSmoothing, op);
   const ignoreIndex = intOpt(o.ignoreIndex, op, 'ignoreIndex', -100, INT32_MIN, INT32_MAX);
@@ -111,7 +110,6 @@ export const crossEntropy = defineOp((logits: Tensor, targets: Tensor | Int32Arr
       REDUCTIONS.indexOf(reduction), a),
     result,
     fresh,
-    temps,
     done: () => {
       result.loss = stats[0]!;
       result.count = stats[1]!;
@@ -145,8 +143,7 @@ export const crossEntropyBackward = defineOp(
   (logits: Tensor, targets: Tensor | Int32Array, result: CrossEntropyResult, opts?: CrossEntropyBackwardOptions): Prepared<Tensor> => {
     const op = 'crossEntropyBackward';
     tensorArg(logits, op, 'logits');
-    const temps: Tensor[] = [];
-    const tg = targetsArg(targets, op, logits.device, temps);
+    const tg = targetsArg(targets, op);
     const r = resultArg(result, op);
     const o = optionsArg<CrossEntropyBackwardOptions>(opts, op);
     const dLoss = numberOpt(o.dLoss, op, 'dLoss', 1, -3.4e38, 3.4e38);
@@ -157,7 +154,6 @@ export const crossEntropyBackward = defineOp(
         dLoss, a),
       result: out,
       fresh,
-      temps,
     };
   },
 );

@@ -3,10 +3,10 @@
 // cache); it is dropped when the storage's version moves, i.e. after `w.data` was read or an op
 // wrote w, so the next call reorders the new values. Writes through a typed array taken from
 // `w.data` before the last linear call are not seen: read `w.data` again to write.
-import type { Device, DType } from '../dtype.js';
+import { type Device, type DType, DTYPE_SIZE } from '../dtype.js';
 import { describe, fail } from '../errors.js';
 import { native, type NativeTensor } from '../native.js';
-import { dropCache, Tensor } from '../tensor.js';
+import { type DeviceBuffer, dropCache, Tensor } from '../tensor.js';
 import { boolOpt, defineOp, enumOpt, F32_MAX, numberOpt, optionsArg, optTensorArg, outArg, type Prepared, tensorArg } from './common.js';
 
 export type LinearActivation = 'none' | 'relu' | 'gelu' | 'gelu_tanh' | 'silu';
@@ -86,14 +86,27 @@ function view(t: Tensor, rows: number, cols: number): NativeTensor {
   return Tensor._wrapTemp(t._data!, [rows, cols], t.dtype, t.device);
 }
 
-/** [rows, 1] of ones in `dtype` on `device` (a temp of the call): db = onesᵀ · dy is a gemm. */
-function ones(rows: number, dtype: DType, device: Device, temps: Tensor[]): NativeTensor {
+/** The ones of ones() on CUDA, per dtype: one device buffer, grown when a call needs more rows. */
+const deviceOnes = new Map<DType, { buf: DeviceBuffer; rows: number }>();
+
+/**
+ * [rows, 1] of ones in `dtype` on `device`: db = onesᵀ · dy is a gemm. On CUDA a view of a kept
+ * buffer (no upload and wait per call; an op in flight holds the buffer it was given).
+ */
+function ones(rows: number, dtype: DType, device: Device): NativeTensor {
   const one = dtype === 'bf16' ? 0x3f80 : dtype === 'f16' ? 0x3c00 : 1;
-  const data = dtype === 'f32' ? new Float32Array(rows).fill(1) : new Uint16Array(rows).fill(one);
-  if (device === 'cpu') return Tensor._wrapTemp(data, [rows, 1], dtype);
-  const t = Tensor.from(data, [rows, 1], { dtype, device });
-  temps.push(t);
-  return t;
+  const fill = (n: number) => (dtype === 'f32' ? new Float32Array(n).fill(1) : new Uint16Array(n).fill(one));
+  if (device === 'cpu') return Tensor._wrapTemp(fill(rows), [rows, 1], dtype);
+  let kept = deviceOnes.get(dtype);
+  if (!kept || kept.rows < rows) {
+    const n = Math.max(rows, 2 * (kept?.rows ?? 0));
+    const buf = native.device_buffer(n * DTYPE_SIZE[dtype], 'linearBackward');
+    native.copy(Tensor._wrapTemp(fill(n), [n], dtype), Tensor._wrapTemp(buf, [n], dtype, device));
+    if (kept) native.device_buffer_release(kept.buf);
+    kept = { buf, rows: n };
+    deviceOnes.set(dtype, kept);
+  }
+  return Tensor._wrapTemp(kept.buf, [rows, 1], dtype, device);
 }
 
 /** Our output writes to `t`: caches derived from its data (e.g. when it is a weight) go stale. */
@@ -250,12 +263,11 @@ function prepareLinearBackward(dy: Tensor, x: Tensor, w: Tensor, opts: LinearBac
     (as: boolean) => native.gemm(dy2, w, null, view(dx, m, k), false, false, 1, 0, as),
     (as: boolean) => native.gemm(dy2, x2, null, dw, true, false, 1, 0, as),
   ];
-  const temps: Tensor[] = [];
   if (db) {
-    const ones1 = ones(m, x.dtype, x.device, temps);
+    const ones1 = ones(m, x.dtype, x.device);
     calls.push((as: boolean) => native.gemm(ones1, dy2, null, view(db, 1, n), true, false, 1, 0, as));
   }
-  return { run: (as) => sequence(calls, as), result: db ? { dx, dw, db } : { dx, dw }, fresh, temps };
+  return { run: (as) => sequence(calls, as), result: db ? { dx, dw, db } : { dx, dw }, fresh };
 }
 
 function prepareGemmBackward(dOut: Tensor, a: Tensor, b: Tensor, opts: GemmBackwardOptions | undefined): Prepared<GemmGrads> {

@@ -58,8 +58,8 @@ void check_common(const char* op, Common& c, AttentionArgs& a) {
 }
 
 // A checked copy of kvLengths (on a's device): every value in [0, Sk].
-IndexArg checked_lengths(const char* op, const AttentionArgs& a, const int32_t* len) {
-  std::vector<int32_t> v = host_i32(a.device, len, a.B, op);
+IndexArg checked_lengths(const char* op, const AttentionArgs& a, const IndexSource& len) {
+  std::vector<int32_t> v = len.read(op);
   for (int64_t i = 0; i < a.B; ++i)
     if (v[size_t(i)] < 0 || v[size_t(i)] > a.Sk)
       fail(ErrorCode::Arg, op, ": kvLengths[", i, "] = ", v[size_t(i)], " is out of range [0, Sk = ", a.Sk, "]");
@@ -69,10 +69,10 @@ IndexArg checked_lengths(const char* op, const AttentionArgs& a, const int32_t* 
 // Runs fn(a) with a.kv_lengths pointing at a checked copy (on the thread that runs the op).
 template <class Fn>
 Napi::Value run_attention(const Napi::CallbackInfo& info, const char* op, bool async, std::initializer_list<const TensorArg*> pins,
-                          const AttentionArgs& args, const int32_t* lengths_js, Fn fn) {
+                          const AttentionArgs& args, const IndexSource& lengths_js, Fn fn) {
   return run_op(info, async, pins, [args, lengths_js, op, fn] {
     AttentionArgs a = args;
-    const IndexArg lengths = lengths_js ? checked_lengths(op, a, lengths_js) : IndexArg(a.device, {}, op);
+    const IndexArg lengths = lengths_js.data ? checked_lengths(op, a, lengths_js) : IndexArg(a.device, {}, op);
     a.kv_lengths = lengths.data();
     fn(a);
   });
@@ -92,7 +92,7 @@ static Napi::Value attention_fwd_js(const Napi::CallbackInfo& info) {
   a.dropout = float(number_arg(info, 9, op, "dropout", 0, 1));
   a.seed = seed_arg(info, 10, op, "seed");
   bool async = bool_arg(info, 11, op, "async");
-  check_device(op, {&c.q, &c.k, &c.v, &c.kvlen, &c.bias, &out, &lse});
+  check_device(op, {&c.q, &c.k, &c.v, &c.bias, &out, &lse});  // kvLengths: on either device (IndexSource)
   check_common(op, c, a);
   check_same_dtype(op, out, c.q);
   check_same_shape(op, out, c.q);
@@ -103,7 +103,7 @@ static Napi::Value attention_fwd_js(const Napi::CallbackInfo& info) {
   }
   a.out = out.data;
   a.lse = static_cast<float*>(lse.data);
-  const int32_t* len = c.kvlen.present ? static_cast<const int32_t*>(c.kvlen.data) : nullptr;
+  const IndexSource len = index_source(c.kvlen, a.B);
   return run_attention(info, op, async, {&c.q, &c.k, &c.v, &c.kvlen, &c.bias, &out, &lse}, a, len,
                        [](const AttentionArgs& x) { attention_fwd(x); });
 }
@@ -122,7 +122,7 @@ static Napi::Value attention_bwd_js(const Napi::CallbackInfo& info) {
   a.dropout = float(number_arg(info, 13, op, "dropout", 0, 1));
   a.seed = seed_arg(info, 14, op, "seed");
   bool async = bool_arg(info, 15, op, "async");
-  check_device(op, {&dout, &c.q, &c.k, &c.v, &out, &lse, &c.kvlen, &c.bias, &dq, &dk, &dv});
+  check_device(op, {&dout, &c.q, &c.k, &c.v, &out, &lse, &c.bias, &dq, &dk, &dv});  // kvLengths: on either device
   check_common(op, c, a);
   for (const TensorArg* t : {&dout, &out, &dq}) {
     check_same_dtype(op, *t, c.q);
@@ -137,7 +137,7 @@ static Napi::Value attention_bwd_js(const Napi::CallbackInfo& info) {
   check_shape(op, lse, want, 3);
   a.dout = dout.data; a.out = out.data; a.lse = static_cast<float*>(lse.data);
   a.dq = dq.data; a.dk = dk.data; a.dv = dv.data;
-  const int32_t* len = c.kvlen.present ? static_cast<const int32_t*>(c.kvlen.data) : nullptr;
+  const IndexSource len = index_source(c.kvlen, a.B);
   return run_attention(info, op, async, {&dout, &c.q, &c.k, &c.v, &out, &lse, &c.kvlen, &c.bias, &dq, &dk, &dv}, a, len,
                        [](const AttentionArgs& x) { attention_bwd(x); });
 }

@@ -43,10 +43,10 @@ int32_t ignore_arg(const Napi::CallbackInfo& info, size_t i, const char* op) {
 // the op): every target in [0, V) or equal to ignoreIndex.
 template <class Fn>
 Napi::Value run_crossent(const Napi::CallbackInfo& info, const char* op, bool async, std::initializer_list<const TensorArg*> pins,
-                         const CrossEntropyArgs& args, const int32_t* targets_js, Fn fn) {
+                         const CrossEntropyArgs& args, const IndexSource& targets_js, Fn fn) {
   return run_op(info, async, pins, [args, targets_js, op, fn] {
     CrossEntropyArgs a = args;
-    std::vector<int32_t> targets = host_i32(a.device, targets_js, a.rows, op);
+    std::vector<int32_t> targets = targets_js.read(op);
     a.count = 0;
     for (int64_t i = 0; i < a.rows; ++i) {
       const int32_t y = targets[size_t(i)];
@@ -84,7 +84,7 @@ static Napi::Value crossent_fwd_js(const Napi::CallbackInfo& info) {
   a.sigma = number_arg(info, 10, op, "mile.sigma", 4.9e-324, 3.4e38);
   a.reduction = Reduction(int32_t(number_arg(info, 11, op, "reduction", 0, 2)));
   bool async = bool_arg(info, 12, op, "async");
-  check_device(op, {&logits, &targets, &lse, &losses, &weights});
+  check_device(op, {&logits, &lse, &losses, &weights});  // targets: on either device (IndexSource)
   check_common(op, logits, targets, {&lse, &losses, &weights}, a);
   if (a.mile != weights.present) fail(ErrorCode::Arg, op, ": weights must be given exactly when mile is on");
   a.lse = static_cast<float*>(lse.data);
@@ -92,7 +92,7 @@ static Napi::Value crossent_fwd_js(const Napi::CallbackInfo& info) {
   a.weights = static_cast<float*>(weights.data);
   a.stats = static_cast<double*>(stats.data);
   return run_crossent(info, op, async, {&logits, &targets, &lse, &losses, &weights, &stats}, a,
-                      static_cast<const int32_t*>(targets.data), [](const CrossEntropyArgs& x) { crossent_fwd(x); });
+                      index_source(targets, a.rows), [](const CrossEntropyArgs& x) { crossent_fwd(x); });
 }
 
 // crossent_bwd(logits, targets, lse, weights?, dlogits, ignoreIndex, labelSmoothing, mean, dLoss, async)
@@ -107,7 +107,7 @@ static Napi::Value crossent_bwd_js(const Napi::CallbackInfo& info) {
   a.reduction = bool_arg(info, 7, op, "mean") ? Reduction::Mean : Reduction::Sum;
   a.dloss = number_arg(info, 8, op, "dLoss", -3.4e38, 3.4e38);
   bool async = bool_arg(info, 9, op, "async");
-  check_device(op, {&logits, &targets, &lse, &weights, &dlogits});
+  check_device(op, {&logits, &lse, &weights, &dlogits});  // targets: on either device
   check_common(op, logits, targets, {&lse, &weights}, a);
   check_same_dtype(op, dlogits, logits);
   check_same_shape(op, dlogits, logits);
@@ -115,7 +115,7 @@ static Napi::Value crossent_bwd_js(const Napi::CallbackInfo& info) {
   a.weights_in = static_cast<const float*>(weights.data);
   a.dlogits = dlogits.data;
   return run_crossent(info, op, async, {&logits, &targets, &lse, &weights, &dlogits}, a,
-                      static_cast<const int32_t*>(targets.data), [](const CrossEntropyArgs& x) { crossent_bwd(x); });
+                      index_source(targets, a.rows), [](const CrossEntropyArgs& x) { crossent_bwd(x); });
 }
 
 void register_crossent(Napi::Object exports) {

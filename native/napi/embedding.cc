@@ -16,8 +16,8 @@ static int64_t int_arg(const Napi::CallbackInfo& info, size_t i, const char* op,
 }
 
 // A checked copy of the ids (on a's device): every id in [0, vocab).
-static IndexArg checked_ids(const char* op, const EmbeddingArgs& a, const int32_t* ids) {
-  std::vector<int32_t> v = host_i32(a.device, ids, a.tokens, op);
+static IndexArg checked_ids(const char* op, const EmbeddingArgs& a, const IndexSource& ids) {
+  std::vector<int32_t> v = ids.read(op);
   for (int64_t i = 0; i < a.tokens; ++i)
     if (v[size_t(i)] < 0 || v[size_t(i)] >= a.vocab)
       fail(ErrorCode::Arg, op, ": ids[", i, "] = ", v[size_t(i)], " is out of range [0, ", a.vocab, ")");
@@ -28,7 +28,7 @@ static IndexArg checked_ids(const char* op, const EmbeddingArgs& a, const int32_
 // grad: out or dout [...ids.shape, dim]; pos: positions or dpositions.
 static void check_common(const char* op, const TensorArg& ids, const TensorArg& rows, const TensorArg& pos,
                          const TensorArg& grad, const char* rows_name) {
-  check_device(op, {&ids, &rows, &pos, &grad});
+  check_device(op, {&rows, &pos, &grad});  // ids: on either device (IndexSource)
   check_dtype(op, ids, DType::I32);
   check_min_dims(op, ids, 1);
   check_float(op, rows);
@@ -75,7 +75,7 @@ static Napi::Value embedding_fwd_js(const Napi::CallbackInfo& info) {
   scalar_args(info, 4, op, pos, a);
   bool async = bool_arg(info, 10, op, "async");
   a.table = table.data; a.positions = pos.data; a.out = out.data;
-  const int32_t* ids_js = static_cast<const int32_t*>(ids.data);
+  const IndexSource ids_js = index_source(ids, a.tokens);
   return run_op(info, async, {&ids, &table, &pos, &out}, [a, ids_js]() mutable {
     const IndexArg checked = checked_ids("embedding", a, ids_js);
     a.ids = checked.data();
@@ -96,7 +96,7 @@ static Napi::Value embedding_bwd_js(const Napi::CallbackInfo& info) {
   scalar_args(info, 4, op, dpos, a);
   bool async = bool_arg(info, 10, op, "async");
   a.dout = dout.data; a.dtable = dtable.data; a.dpositions = dpos.data;
-  const int32_t* ids_js = static_cast<const int32_t*>(ids.data);
+  const IndexSource ids_js = index_source(ids, a.tokens);
   return run_op(info, async, {&dout, &ids, &dtable, &dpos}, [a, ids_js]() mutable {
     const IndexArg checked = checked_ids("embeddingBackward", a, ids_js);
     a.ids = checked.data();

@@ -14,6 +14,7 @@
 //   weights [N, K] and their clips f32 [N] at the weight slots (null elsewhere).
 // The TS layer runs one call at a time per state (lib/layers), so a state is never shared by two
 // running calls; the lengths are checked and copied here, on the JS thread.
+#include <array>
 #include <cmath>
 #include <string>
 #include "layers/transformer_layer.h"
@@ -163,6 +164,20 @@ std::vector<TensorArg> clip_list(const Napi::CallbackInfo& info, size_t i, const
   return out;
 }
 
+// The values of the present clips (0 where absent), read once (from the device on CUDA). On CUDA
+// they are checked here (finite and > 0), as the CPU ops check them where they use them.
+std::array<float, kLayerClips> clip_values(const char* op, const std::vector<TensorArg>& clips) {
+  std::array<float, kLayerClips> v{};
+  for (int k = 0; k < kLayerClips; ++k) {
+    const TensorArg& t = clips[size_t(k)];
+    if (!t.present) continue;
+    v[size_t(k)] = host_f32(t.device, static_cast<const float*>(t.data), op);
+    if (t.device != Device::CPU && !(v[size_t(k)] > 0.0f && v[size_t(k)] <= 3.4028234663852886e38f))
+      fail(ErrorCode::Arg, op, ": expected ", kClipNames[k], " to be finite and > 0 but received ", v[size_t(k)]);
+  }
+  return v;
+}
+
 // A checked copy of an i32 [B] lengths tensor, each value in [0, n].
 std::vector<int32_t> lengths_arg(const Napi::CallbackInfo& info, size_t i, const char* op, const char* name, int64_t B,
                                  int64_t n) {
@@ -170,7 +185,7 @@ std::vector<int32_t> lengths_arg(const Napi::CallbackInfo& info, size_t i, const
   if (!t.present) return {};
   check_dtype(op, t, DType::I32);
   check_vector(op, t, B);
-  std::vector<int32_t> v = host_i32(t.device, static_cast<const int32_t*>(t.data), B, op);
+  std::vector<int32_t> v = index_source(t, B).read(op);
   for (int64_t b = 0; b < B; ++b)
     if (v[size_t(b)] < 0 || v[size_t(b)] > n)
       fail(ErrorCode::Arg, op, ": ", name, "[", b, "] = ", v[size_t(b)], " is out of range [0, ", n, "]");
@@ -196,9 +211,10 @@ void check_tokens(const char* op, const TensorArg& t, int64_t hidden) {
 
 // An int8 layer's weights (argument i: qweights, i + 1: wclips, arrays of kLayerParams): at each
 // weight slot of the config an i8 [N, K] tensor and an f32 [N] clip tensor, null elsewhere; every
-// product's input clip must be present and all clips finite and > 0 (their values are read here).
+// product's input clip must be present and all clips (values: clip_values) finite and > 0.
 void int8_weights(const Napi::CallbackInfo& info, size_t i, const char* op, const TransformerLayerConfig& c, const TensorArg& ref,
-                  const std::vector<TensorArg>& clips, std::vector<TensorArg>* qw, std::vector<TensorArg>* wc) {
+                  const std::vector<TensorArg>& clips, const std::array<float, kLayerClips>& values, std::vector<TensorArg>* qw,
+                  std::vector<TensorArg>* wc) {
   for (size_t j = 0; j < 2; ++j)
     if (!info[i + j].IsArray() || info[i + j].As<Napi::Array>().Length() != kLayerParams)
       fail(ErrorCode::Arg, op, ": expected ", j ? "wclips" : "qweights", " to be an array of ", int(kLayerParams), " entries");
@@ -229,7 +245,7 @@ void int8_weights(const Napi::CallbackInfo& info, size_t i, const char* op, cons
   }
   for (int k = 0; k < kLayerClips; ++k) {
     if (!clips[size_t(k)].present) continue;
-    const float v = host_f32(clips[size_t(k)].device, static_cast<const float*>(clips[size_t(k)].data), op);
+    const float v = values[size_t(k)];
     if (!(v > 0.0f && v <= 3.4028234663852886e38f))
       fail(ErrorCode::Arg, op, ": expected ", kClipNames[k], " to be finite and > 0 but received ", v);
   }
@@ -313,9 +329,9 @@ Napi::Value layer_fwd_js(const Napi::CallbackInfo& info) {
   const bool async = bool_arg(info, 11, op, "async");
   check_device(op, {&x, &y, &enc});
   std::vector<TensorArg> clips = clip_list(info, 13, op, "clips", cfg, x, nullptr);
-  for (const TensorArg& t : clips) check_device_clips(op, t);
+  const std::array<float, kLayerClips> clip_value = clip_values(op, clips);
   std::vector<TensorArg> qweights, wclips;
-  if (cfg.int8) int8_weights(info, 15, op, cfg, x, clips, &qweights, &wclips);
+  if (cfg.int8) int8_weights(info, 15, op, cfg, x, clips, clip_value, &qweights, &wclips);
   std::vector<napi_value> pins = holders({&x, &y, &enc}, {&params, &clips, &qweights, &wclips});
 
   TransformerLayerParams w;
@@ -340,7 +356,7 @@ Napi::Value layer_fwd_js(const Napi::CallbackInfo& info) {
     for (int k = 0; k < kLayerClips; ++k) {
       if (!clips[size_t(k)].present) continue;
       w.hist[k] = ha.Data() + k * w.hist_bins;
-      w.clip_value[k] = host_f32(clips[size_t(k)].device, static_cast<const float*>(clips[size_t(k)].data), op);
+      w.clip_value[k] = clip_value[size_t(k)];
     }
   }
   if (cfg.int8) {
@@ -349,8 +365,7 @@ Napi::Value layer_fwd_js(const Napi::CallbackInfo& info) {
       w.qw[p] = static_cast<const int8_t*>(qweights[size_t(p)].data);
       w.wclip[p] = static_cast<const float*>(wclips[size_t(p)].data);
     }
-    for (int k = 0; k < kLayerClips; ++k)
-      if (clips[size_t(k)].present) w.clip_value[k] = host_f32(clips[size_t(k)].device, static_cast<const float*>(clips[size_t(k)].data), op);
+    for (int k = 0; k < kLayerClips; ++k) w.clip_value[k] = clip_value[size_t(k)];
   }
   TransformerLayerConfig c = cfg;
   c.device = x.device;
@@ -408,7 +423,7 @@ Napi::Value layer_bwd_js(const Napi::CallbackInfo& info) {
   std::vector<TensorArg> params = param_list(info, 2, op, "params", cfg, dy);
   std::vector<TensorArg> grads = param_list(info, 3, op, "grads", cfg, dy);
   std::vector<TensorArg> clips = clip_list(info, 9, op, "clips", cfg, dy, nullptr);
-  for (const TensorArg& t : clips) check_device_clips(op, t);
+  clip_values(op, clips);  // checks them on CUDA
   std::vector<TensorArg> clip_grads = clip_list(info, 10, op, "clipGrads", cfg, dy, &clips);
   check_device(op, {&dy, &dx, &denc});
   const std::vector<napi_value> pins = holders({&dy, &dx, &denc}, {&params, &grads, &clips, &clip_grads});

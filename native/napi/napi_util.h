@@ -71,8 +71,17 @@ std::vector<T> host_copy(Device device, const T* p, int64_t n, const char* op) {
   device_copy(v.data(), p, n * int64_t(sizeof(T)), true, op);
   return v;
 }
-inline std::vector<int32_t> host_i32(Device device, const int32_t* p, int64_t n, const char* op) {
-  return host_copy(device, p, n, op);
+// Index data (ids, targets, kv lengths) an op reads on the host to range-check it, so it may be on
+// the CPU or on the op's device (the kernels read the checked copy, IndexArg). Captured by the
+// work of an async op and read when it runs.
+struct IndexSource {
+  const int32_t* data = nullptr;  // null: none given
+  Device device = Device::CPU;
+  int64_t n = 0;
+  std::vector<int32_t> read(const char* op) const { return host_copy(device, data, n, op); }
+};
+inline IndexSource index_source(const TensorArg& t, int64_t n) {
+  return t.present ? IndexSource{static_cast<const int32_t*>(t.data), t.device, n} : IndexSource{};
 }
 // A CUDA clip tensor's values checked on the host (finite and > 0), as the CPU kernels check
 // theirs, so both devices reject the same input with ERR_ARG (CPU tensors: nothing to do here).
@@ -85,7 +94,6 @@ class IndexArg {
   const int32_t* data() const {
     return host_.empty() ? nullptr : dev_.ptr ? static_cast<const int32_t*>(dev_.ptr) : host_.data();
   }
-  const std::vector<int32_t>& host() const { return host_; }
 
  private:
   std::vector<int32_t> host_;

@@ -3,29 +3,23 @@
 // training mode with every dropout on, kvLengths, rotary, GQA, QAT, AdamW steps, and the Embedding and
 // Norm layers.
 // Runs on an addon with the CUDA backend (npm run test:emu: the emulated one).
-import { beforeAll, describe, expect, it } from 'vitest';
-import { AdamW, cudaStatus, Embedding, memory, Norm, Tensor, TransformerDecoderLayer, TransformerEncoderLayer } from '../../lib/index.js';
+import { describe, expect, it } from 'vitest';
+import { AdamW, Embedding, memory, Norm, Tensor, TransformerDecoderLayer, TransformerEncoderLayer } from '../../lib/index.js';
 import { freshSeed, rng } from '../helpers.js';
+import { expectCloseOnCuda, requireCuda } from './common.js';
 import { relL2 } from '../tolerance.js';
 
 const seed = freshSeed();
 const r = rng(seed);
 
-beforeAll(() => {
-  const s = cudaStatus();
-  if (!s.available) throw new Error(`these tests need an addon with the CUDA backend (npm run test:emu): ${s.reason}`);
-});
+requireCuda();
 
 function rand(shape: number[], dtype: 'f32' | 'f16' | 'bf16' = 'f32'): Tensor {
   const n = shape.reduce((a, b) => a * b, 1);
   return Tensor.from(Float32Array.from({ length: n }, () => r() * 2 - 1), shape, { dtype });
 }
 
-function expectClose(label: string, gpu: Tensor, cpu: Tensor, limit: number): void {
-  expect(gpu.device, label).toBe('cuda');
-  expect(gpu.shape, label).toEqual(cpu.shape);
-  expect(relL2(gpu.toArray(), cpu.toArray(), 1e-3), `${label} (seed ${seed})`).toBeLessThanOrEqual(limit);
-}
+const expectClose = (label: string, gpu: Tensor, cpu: Tensor, limit: number) => expectCloseOnCuda(label, gpu, cpu, limit, seed);
 
 // f32 layers compound the f32 rounding of ~20 products and norms: 10x the op tolerance
 const LIMIT = { f32: 1e-4, f16: 2e-2, bf16: 3e-2 } as const;

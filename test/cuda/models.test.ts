@@ -5,29 +5,23 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cudaStatus, exportInt8, Seq2SeqTransformer, Tensor, TransformerLM } from '../../lib/index.js';
+import { afterAll, describe, expect, it } from 'vitest';
+import { exportInt8, Seq2SeqTransformer, Tensor, TransformerLM } from '../../lib/index.js';
 import { freshSeed, rng } from '../helpers.js';
-import { relL2 } from '../tolerance.js';
+import { expectCloseOnCuda, requireCuda } from './common.js';
 
 const seed = freshSeed();
 const r = rng(seed);
 const dir = mkdtempSync(join(tmpdir(), 'seqfuse-cuda-'));
 
-beforeAll(() => {
-  const s = cudaStatus();
-  if (!s.available) throw new Error(`these tests need an addon with the CUDA backend (npm run test:emu): ${s.reason}`);
-});
+requireCuda();
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 function ids(B: number, S: number, V: number, device: 'cpu' | 'cuda' = 'cpu'): Tensor {
   return Tensor.from(Int32Array.from({ length: B * S }, () => Math.floor(r() * V)), [B, S], { dtype: 'i32', device });
 }
 
-function expectClose(label: string, gpu: Tensor, cpu: Tensor, limit: number): void {
-  expect(gpu.device, label).toBe('cuda');
-  expect(relL2(gpu.toArray(), cpu.toArray(), 1e-3), `${label} (seed ${seed})`).toBeLessThanOrEqual(limit);
-}
+const expectClose = (label: string, gpu: Tensor, cpu: Tensor, limit: number) => expectCloseOnCuda(label, gpu, cpu, limit, seed);
 
 const LM = { vocabSize: 37, hiddenSize: 32, numLayers: 2, numHeads: 4, ffnSize: 48, maxSeqLen: 16, seed: 3, hiddenDropout: 0.1 };
 

@@ -2,24 +2,22 @@
 // and tile tails. Runs on an addon with the CUDA backend: `npm run test:emu` loads the emulated one
 // (build-emu/, the kernels on the CPU through cuda/emu), `npm run test:gpu` the real one on a GPU.
 // Tolerances are DESIGN §10's (test/tolerance.ts); dropout masks and integer outputs are exact.
-import { beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
-  adamw, biasAct, biasActBackward, biasDropoutResidual, crossEntropy, crossEntropyBackward, cudaMemory, cudaStatus, dequantize, type DType,
+  adamw, biasAct, biasActBackward, biasDropoutResidual, crossEntropy, crossEntropyBackward, cudaMemory, dequantize, type DType,
   dropout, dropoutBackward, embedding, embeddingBackward, fakeQuant, fakeQuantBackward, fusedAttention, fusedAttentionBackward, gemm,
   gemmInt8, gradNorm, layerNorm, layerNormBackward, linear, linearBackward, linearInt8, maxClip, memory, quantize, rmsNorm,
   rmsNormBackward, softmax, softmaxBackward, Tensor,
 } from '../../lib/index.js';
 import { freshSeed, rng } from '../helpers.js';
+import { requireCuda } from './common.js';
 import { relL2, tol } from '../tolerance.js';
 
 const seed = freshSeed();
 const r = rng(seed);
 const FLOATS: ('f32' | 'f16' | 'bf16')[] = ['f32', 'f16', 'bf16'];
 
-beforeAll(() => {
-  const s = cudaStatus();
-  if (!s.available) throw new Error(`these tests need an addon with the CUDA backend (npm run test:emu): ${s.reason}`);
-});
+requireCuda();
 
 function rand(shape: number[], dtype: DType = 'f32', scale = 1): Tensor {
   const n = shape.reduce((a, b) => a * b, 1);
@@ -136,6 +134,21 @@ describe('CUDA tensors', () => {
     const logits = Tensor.zeros([2, 5], { device: 'cuda' });
     expect(() => crossEntropy(logits, Int32Array.of(1, 5))).toThrow(expect.objectContaining({ code: 'ERR_ARG',
       message: expect.stringContaining('targets[1] = 5') }));
+  });
+
+  it('takes index data (ids, kvLengths, targets) on the CPU or on the device: it is read on the host', async () => {
+    const table = rand([9, 5]), idsCpu = Tensor.from([3, 0, 8], [3], { dtype: 'i32' });
+    const want = embedding(idsCpu, table).toArray();
+    const tg = table.to('cuda');
+    for (const ids of [idsCpu, idsCpu.to('cuda')]) expect(Array.from(embedding(ids, tg).toArray())).toEqual(Array.from(want));
+    const q = rand([2, 1, 3, 4]), lens = Tensor.from([3, 1], [2], { dtype: 'i32' });
+    const a = fusedAttention(q, q, q, { kvLengths: lens }).toArray();
+    const qg = q.to('cuda');
+    for (const kvLengths of [lens, lens.to('cuda')])
+      expect(relL2(await fusedAttention.async(qg, qg, qg, { kvLengths }).then((t) => t.toArray()), a)).toBeLessThanOrEqual(tol('f32'));
+    const logits = rand([2, 7]), targets = Tensor.from([6, 2], [2], { dtype: 'i32' });
+    const loss = crossEntropy(logits, targets).loss;
+    for (const t of [targets, targets.to('cuda')]) expect(crossEntropy(logits.to('cuda'), t).loss).toBeCloseTo(loss, 6);
   });
 
   it('keeps an async op\'s inputs alive when they are disposed while it runs', async () => {
